@@ -1,4 +1,4 @@
-//! The four Concord wire protocols: message types, protocol names and limits.
+//! The Concord wire protocols (the four query protocols plus tip announcements): message types, protocol names and limits.
 //!
 //! Each protocol is a libp2p request-response protocol using the CBOR codec
 //! (one request, one response per stream). This module owns the message shapes
@@ -21,6 +21,10 @@ pub const GENESIS_PROTOCOL: &str = "/concord/genesis/1";
 pub const BLOCK_HASH_PROTOCOL: &str = "/concord/block-hash/1";
 /// `/concord/blocks/1`: "send me blocks start..start+count".
 pub const BLOCKS_PROTOCOL: &str = "/concord/blocks/1";
+
+/// `/concord/announce/1`: "I have a new tip" (push, so followers react in
+/// one round trip instead of waiting for a status poll).
+pub const ANNOUNCE_PROTOCOL: &str = "/concord/announce/1";
 
 /// Hard limits of the wire protocols. These are protocol constants (a peer in
 /// another language must know them), not tunables: see `protocols/*.md`.
@@ -98,3 +102,15 @@ pub struct BlocksRequest {
 pub struct BlocksResponse {
     pub blocks: Vec<Block>,
 }
+
+/// Request of `/concord/announce/1`: the sender's new tip. Receivers treat it
+/// like an unsolicited height answer (a hint, verified by fetching).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnnounceRequest {
+    pub height: u64,
+    pub tip: Hash,
+}
+
+/// Response of `/concord/announce/1`: an empty acknowledgement (`a0`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct AnnounceResponse {}
