@@ -14,3 +14,4 @@ pub mod chain;
 pub mod protocol;
 pub mod net;
 pub mod store;
+pub mod sync;

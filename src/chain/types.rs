@@ -296,7 +296,7 @@ mod tests {
 
     #[test]
     fn byte_arrays_reject_wrong_lengths() {
-        let bytes = cbor4ii::serde::to_vec(Vec::new(), serde_bytes::Bytes::new(&[0u8; 31])).unwrap();
+        let bytes = cbor4ii::serde::to_vec(Vec::new(), &serde_bytes::Bytes::new(&[0u8; 31])).unwrap();
         assert!(cbor4ii::serde::from_slice::<Hash>(&bytes).is_err());
         assert_eq!(Hash::from_hex(&Hash([0xab; 32]).to_hex()).unwrap(), Hash([0xab; 32]));
     }

@@ -1,0 +1,97 @@
+//! Every tunable of the sync engine, with its default and the reason for it.
+
+use std::time::Duration;
+
+/// Tunables of the sync engine. Defaults are chosen for a LAN/testnet of
+/// tens to hundreds of peers; each field documents its default.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SyncConfig {
+    /// Most blocks asked for in one batch (default 2048). One batch is one
+    /// request when the blocks fit in the response byte budget.
+    pub batch_blocks: u32,
+    /// Target encoded size of one batch (default 4 MiB, the server's response
+    /// budget), used with the observed average block size to size batches.
+    pub batch_bytes: u64,
+    /// Most batches downloading at once across all peers (default 16).
+    pub max_batches_in_flight: usize,
+    /// Most block requests in flight to one peer (default 2).
+    pub max_requests_per_peer: u32,
+    /// Bound on the bytes held in downloaded-but-not-imported batches plus the
+    /// estimated size of batches in flight (default 96 MiB). Keeps memory flat
+    /// however far the node is behind.
+    pub max_buffered_bytes: u64,
+    /// New downloads wait up to this long for peers that just connected to
+    /// report their genesis and height (default 300 ms), so that the first
+    /// peer to answer cannot serve a batch before anyone else can vote on it.
+    pub verify_grace: Duration,
+    /// Hard timeout of a block request (default 10 s); the peer gets a small penalty.
+    pub request_timeout: Duration,
+    /// Hard timeout of the small requests: height, genesis, block hash (default 3 s).
+    pub small_request_timeout: Duration,
+    /// A block request slower than `hedge_factor` times the observed average
+    /// block-request time (and at least `hedge_min`) is duplicated to another
+    /// peer; the first valid answer wins (default 3.0 and 300 ms).
+    pub hedge_factor: f64,
+    /// Floor of the hedge delay (default 300 ms).
+    pub hedge_min: Duration,
+    /// Backoff before a batch is retried once every candidate peer has failed
+    /// it (doubles per round, capped at 8x; default 500 ms).
+    pub retry_backoff: Duration,
+    /// How many peers (besides the one that served a batch) vote on its last
+    /// hash in the first round (default 3).
+    pub vote_quorum: usize,
+    /// How many more peers are asked when the first round is not unanimous
+    /// (default 16): a larger sample makes a false 2/3 majority of colluding
+    /// peers vanishingly unlikely while there are fewer than 1/3 of them.
+    pub vote_escalation: usize,
+    /// Time a vote may take before silent voters count as abstaining (default 3 s).
+    pub vote_timeout: Duration,
+    /// How often every peer is asked for its height (default 5 s). New tips are
+    /// also pushed by announcements, so this only keeps heights fresh.
+    pub status_interval: Duration,
+    /// How often the node checks that the majority agrees with its own tip
+    /// hash while idle (default 30 s).
+    pub consistency_interval: Duration,
+    /// A reorg deeper than this halts sync with an error instead of rewriting
+    /// history (default 1,000 blocks).
+    pub max_reorg_depth: u64,
+    /// No imported block for this long while behind raises a stall warning
+    /// with its reason (default 15 s).
+    pub stall_timeout: Duration,
+    /// How long a peer that lied, served invalid data or is on another genesis
+    /// stays banned (default 10 min).
+    pub ban_duration: Duration,
+    /// Score at or below which a peer is banned (default -100).
+    pub ban_threshold: i32,
+    /// Seed of the engine's random choices (voter sampling, tie breaks), so a
+    /// run is reproducible (default 0; the node uses its peer id).
+    pub seed: u64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            batch_blocks: 2048,
+            batch_bytes: 4 * 1024 * 1024,
+            max_batches_in_flight: 16,
+            max_requests_per_peer: 2,
+            max_buffered_bytes: 96 * 1024 * 1024,
+            verify_grace: Duration::from_millis(300),
+            request_timeout: Duration::from_secs(10),
+            small_request_timeout: Duration::from_secs(3),
+            hedge_factor: 3.0,
+            hedge_min: Duration::from_millis(300),
+            retry_backoff: Duration::from_millis(500),
+            vote_quorum: 3,
+            vote_escalation: 16,
+            vote_timeout: Duration::from_secs(3),
+            status_interval: Duration::from_secs(5),
+            consistency_interval: Duration::from_secs(30),
+            max_reorg_depth: 1000,
+            stall_timeout: Duration::from_secs(15),
+            ban_duration: Duration::from_secs(600),
+            ban_threshold: -100,
+            seed: 0,
+        }
+    }
+}

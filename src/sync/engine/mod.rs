@@ -1,0 +1,608 @@
+//! The sync engine: one pure state machine composed of the peer book, the
+//! target choice, the batch scheduler, the verifier and the ancestor search.
+//!
+//! Inputs are events with the current time (`handle_*`); outputs are
+//! [`Action`]s (`poll_action`) and the next instant it wants to be woken at
+//! (`poll_timeout`). It never performs I/O, never reads a clock and never
+//! spawns anything: the driver ([`crate::sync::driver`]) or a test harness
+//! carries out its actions and feeds back their results. It reads the local
+//! chain through [`LocalChain`] (a synchronous lookup) and never writes it:
+//! writes are `Import` and `Rollback` actions.
+
+mod checks;
+mod download;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+
+use crate::chain::{Block, BlockRef, Hash, ValidationError};
+use crate::sync::batch::{Batch, BatchId, BatchState, ReqId};
+use crate::sync::config::SyncConfig;
+use crate::sync::peer_book::{GenesisVerdict, Penalty, PeerBook};
+use crate::sync::reorg::AncestorSearch;
+use crate::sync::target::{self, Targets};
+use crate::sync::verifier::Vote;
+
+/// Read access to the local chain.
+pub trait LocalChain: Send {
+    /// The stored tip.
+    fn tip(&self) -> BlockRef;
+    /// Our block hash at `height`, if we hold one.
+    fn hash_at(&self, height: u64) -> Option<Hash>;
+}
+
+/// A request the engine wants sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    Genesis,
+    Height,
+    BlockHash { height: u64 },
+    Blocks { start: u64, count: u32 },
+}
+
+impl Request {
+    /// Protocol label for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Request::Genesis => "genesis",
+            Request::Height => "height",
+            Request::BlockHash { .. } => "block_hash",
+            Request::Blocks { .. } => "blocks",
+        }
+    }
+}
+
+/// A peer's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Response {
+    Genesis(Hash),
+    Height { height: u64, tip: Hash },
+    BlockHash { height: u64, hash: Option<Hash> },
+    Blocks(Vec<Block>),
+}
+
+/// Why a request got no answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// No answer in time (small penalty).
+    Timeout,
+    /// The connection went away (no penalty: the disconnect is handled on its own).
+    Disconnected,
+    /// Undecodable or oversize answer (penalty).
+    Malformed,
+    /// The peer does not speak the protocol.
+    Unsupported,
+}
+
+/// What the engine asks its driver to do.
+#[derive(Clone, Debug)]
+pub enum Action {
+    /// Send `request` to `peer`; answer with `handle_response(id, …)`.
+    Send {
+        id: ReqId,
+        peer: PeerId,
+        request: Request,
+    },
+    /// Validate `blocks` as a chain segment (signatures included) and answer
+    /// with `handle_validated(batch, …)`. Linking to the parent is the
+    /// engine's job, so this needs no context.
+    Validate {
+        batch: BatchId,
+        blocks: Arc<Vec<Block>>,
+    },
+    /// Append `blocks` to the store, atomically, in the order these actions
+    /// come; answer with `handle_imported(batch, …)`.
+    Import {
+        batch: BatchId,
+        blocks: Arc<Vec<Block>>,
+    },
+    /// Atomically remove every block above `height`; answer with `handle_rolled_back`.
+    Rollback { height: u64 },
+    /// Disconnect `peer` and refuse it for `duration`.
+    Ban {
+        peer: PeerId,
+        duration: Duration,
+        reason: Penalty,
+    },
+}
+
+/// What the engine is doing, for status and logs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Downloading toward the target or following the tip.
+    Normal,
+    /// Searching for the common ancestor with the majority chain.
+    Searching,
+    /// Waiting for the store to roll back.
+    RollingBack,
+    /// A reorg deeper than allowed: sync stopped until reset.
+    Halted(String),
+}
+
+/// Counters since start (monotonic), for metrics and benchmarks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub blocks_imported: u64,
+    pub bytes_imported: u64,
+    pub bytes_downloaded: u64,
+    pub requests_sent: HashMap<&'static str, u64>,
+    pub retries: u64,
+    pub hedges: u64,
+    pub votes_won: u64,
+    pub votes_lost: u64,
+    pub votes_inconclusive: u64,
+    pub penalties: HashMap<&'static str, u64>,
+    pub bans: HashMap<&'static str, u64>,
+    pub reorgs: u64,
+}
+
+/// A snapshot for the node handle and the API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncStatus {
+    pub height: u64,
+    pub tip: Hash,
+    /// The safe (2/3) target, if any peer reported a height.
+    pub target: Option<u64>,
+    /// The best height any peer claims.
+    pub best: Option<u64>,
+    pub syncing: bool,
+    /// Blocks planned but not yet imported (awaiting, downloading, checking).
+    pub pending_blocks: u64,
+    /// Peers on our genesis and connected.
+    pub peers: usize,
+    pub batches_in_flight: usize,
+    pub mode: Mode,
+    /// Why sync is not progressing, when it is not.
+    pub stalled: Option<String>,
+}
+
+/// `poll_timeout` has no `now`; any instant in the past is due anyway.
+fn now_floor(t: Instant) -> Instant {
+    t.checked_sub(Duration::from_secs(3600)).unwrap_or(t)
+}
+
+/// What an outstanding request is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Purpose {
+    Genesis,
+    Height,
+    Download { batch: BatchId, start: u64 },
+    Vote { key: VoteKey },
+    Probe { height: u64 },
+}
+
+/// Which vote: a batch's, or the periodic check of our own tip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum VoteKey {
+    Batch(BatchId),
+    Consistency,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Outstanding {
+    peer: PeerId,
+    purpose: Purpose,
+    sent: Instant,
+    deadline: Instant,
+}
+
+/// The engine. See the module docs.
+pub struct SyncEngine {
+    config: SyncConfig,
+    genesis: Hash,
+    local: Box<dyn LocalChain>,
+    book: PeerBook,
+    requests: HashMap<ReqId, Outstanding>,
+    next_req: ReqId,
+    /// Keyed by start height; never overlapping.
+    batches: BTreeMap<u64, Batch>,
+    next_batch: BatchId,
+    votes: HashMap<VoteKey, Vote>,
+    /// What the store has confirmed.
+    stored: BlockRef,
+    /// The end of the last batch handed to the store (>= stored).
+    accepted: BlockRef,
+    /// Highest height covered by a batch (>= accepted.height).
+    scheduled_to: u64,
+    targets: Option<Targets>,
+    mode: Mode,
+    search: Option<AncestorSearch>,
+    actions: VecDeque<Action>,
+    next_status: Instant,
+    next_consistency: Instant,
+    last_progress: Instant,
+    last_stall_warning: Option<Instant>,
+    /// Observed average encoded block size, to size batches in bytes.
+    avg_block_bytes: f64,
+    /// Observed average duration of a block request, to time hedges.
+    avg_download: Option<Duration>,
+    /// Logged once per shortage, not per batch.
+    warned_small_quorum: bool,
+    rng: u64,
+    stats: Stats,
+}
+
+impl SyncEngine {
+    pub fn new(config: SyncConfig, genesis: Hash, local: Box<dyn LocalChain>, now: Instant) -> Self {
+        let tip = local.tip();
+        let rng = config.seed ^ 0x9e37_79b9_7f4a_7c15;
+        SyncEngine {
+            next_status: now + config.status_interval,
+            next_consistency: now + config.consistency_interval,
+            config,
+            genesis,
+            local,
+            book: PeerBook::new(),
+            requests: HashMap::new(),
+            next_req: 1,
+            batches: BTreeMap::new(),
+            next_batch: 1,
+            votes: HashMap::new(),
+            stored: tip,
+            accepted: tip,
+            scheduled_to: tip.height,
+            targets: None,
+            mode: Mode::Normal,
+            search: None,
+            actions: VecDeque::new(),
+            last_progress: now,
+            last_stall_warning: None,
+            avg_block_bytes: 512.0,
+            avg_download: None,
+            warned_small_quorum: false,
+            rng,
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &SyncConfig {
+        &self.config
+    }
+
+    pub fn peer_book(&self) -> &PeerBook {
+        &self.book
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn mode(&self) -> &Mode {
+        &self.mode
+    }
+
+    /// The batches in flight, in height order (for tests and status).
+    pub fn batches(&self) -> impl Iterator<Item = &Batch> {
+        self.batches.values()
+    }
+
+    /// Next action to carry out.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// Whether sync is behind the safe target (the sketch's `is_syncing`).
+    pub fn is_syncing(&self) -> bool {
+        self.targets.is_some_and(|t| self.stored.height < t.safe) || !self.batches.is_empty()
+    }
+
+    /// Blocks planned but not yet in the store (the sketch's pending-block count).
+    pub fn pending_blocks(&self) -> u64 {
+        self.batches
+            .values()
+            .filter(|b| !matches!(b.state, BatchState::Importing { .. }))
+            .map(Batch::len)
+            .sum()
+    }
+
+    pub fn status(&self, now: Instant) -> SyncStatus {
+        SyncStatus {
+            height: self.stored.height,
+            tip: self.stored.hash,
+            target: self.targets.map(|t| t.safe),
+            best: self.targets.map(|t| t.best),
+            syncing: self.is_syncing(),
+            pending_blocks: self.pending_blocks(),
+            peers: self.book.usable().count(),
+            batches_in_flight: self
+                .batches
+                .values()
+                .filter(|b| matches!(b.state, BatchState::Downloading { .. }))
+                .count(),
+            mode: self.mode.clone(),
+            stalled: self.stall_reason(now),
+        }
+    }
+
+    /// The earliest instant at which `handle_timeout` has something to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut t = self.next_status.min(self.next_consistency);
+        for r in self.requests.values() {
+            t = t.min(r.deadline);
+        }
+        for b in self.batches.values() {
+            match &b.state {
+                BatchState::AwaitingDownload {
+                    not_before: Some(nb),
+                } => t = t.min(*nb),
+                BatchState::Downloading { live, hedged: false } => {
+                    if let Some(l) = live.first() {
+                        t = t.min(l.sent + self.hedge_delay());
+                    }
+                }
+                _ => {}
+            }
+        }
+        if self.is_syncing() {
+            t = t.min(self.last_progress + self.config.stall_timeout);
+        }
+        for (_, p) in self.book.iter() {
+            if p.reporting() && p.connected_at + self.config.verify_grace > now_floor(t) {
+                t = t.min(p.connected_at + self.config.verify_grace);
+            }
+        }
+        if let Some(b) = self.book.next_ban_expiry() {
+            t = t.min(b);
+        }
+        Some(t)
+    }
+
+    // ----- inputs -----
+
+    /// A connection to `peer` opened: ask which network it is on.
+    pub fn handle_peer_connected(&mut self, peer: PeerId, now: Instant) {
+        if !self.book.connected(peer, now) {
+            // Banned: the driver refuses it too; make sure it goes.
+            if let Some((until, reason)) = self.book.ban_of(&peer) {
+                self.actions.push_back(Action::Ban {
+                    peer,
+                    duration: until.saturating_duration_since(now),
+                    reason,
+                });
+            }
+            return;
+        }
+        self.send(peer, Request::Genesis, Purpose::Genesis, now);
+    }
+
+    /// `peer` disconnected: its requests fail over to other peers at once.
+    pub fn handle_peer_disconnected(&mut self, peer: PeerId, now: Instant) {
+        if let Some(p) = self.book.get_mut(&peer) {
+            p.connected = false;
+        }
+        self.fail_requests_of(&peer, now);
+        self.book.disconnected(&peer);
+        self.schedule(now);
+    }
+
+    /// `peer` pushed a new tip: treat it as a height report and react now.
+    pub fn handle_tip_announced(&mut self, peer: PeerId, height: u64, tip: Hash, now: Instant) {
+        if self.book.get(&peer).is_some_and(|p| p.usable()) {
+            self.book.set_height(&peer, height, tip, now);
+            self.schedule(now);
+        }
+    }
+
+    /// The answer (or failure) of a request the engine asked for.
+    pub fn handle_response(&mut self, id: ReqId, result: Result<Response, Failure>, now: Instant) {
+        let Some(out) = self.requests.remove(&id) else {
+            return; // Late answer to a request already given up on.
+        };
+        self.release(&out);
+        match result {
+            Err(f) => self.on_failure(out, f, now),
+            Ok(resp) => self.on_response(out, resp, now),
+        }
+        self.schedule(now);
+    }
+
+    /// The result of an [`Action::Validate`].
+    pub fn handle_validated(
+        &mut self,
+        batch: BatchId,
+        result: Result<(), ValidationError>,
+        now: Instant,
+    ) {
+        self.on_validated(batch, result, now);
+        self.schedule(now);
+    }
+
+    /// The result of an [`Action::Import`] (in the order they were emitted).
+    pub fn handle_imported(&mut self, batch: BatchId, result: Result<BlockRef, String>, now: Instant) {
+        self.on_imported(batch, result, now);
+        self.schedule(now);
+    }
+
+    /// The result of an [`Action::Rollback`].
+    pub fn handle_rolled_back(&mut self, result: Result<BlockRef, String>, now: Instant) {
+        self.on_rolled_back(result, now);
+        self.schedule(now);
+    }
+
+    /// The local chain changed outside the engine (a block produced here).
+    pub fn handle_local_tip(&mut self, now: Instant) {
+        if self.batches.is_empty() {
+            self.resync_from_store();
+        }
+        self.schedule(now);
+    }
+
+    /// Time passed: expire requests, hedge slow ones, retry, refresh heights.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let expired: Vec<ReqId> = self
+            .requests
+            .iter()
+            .filter(|(_, r)| r.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some(out) = self.requests.remove(&id) {
+                self.release(&out);
+                self.on_failure(out, Failure::Timeout, now);
+            }
+        }
+        self.book.expire_bans(now);
+        if now >= self.next_status {
+            self.next_status = now + self.config.status_interval;
+            self.refresh_heights(now);
+        }
+        if now >= self.next_consistency {
+            self.next_consistency = now + self.config.consistency_interval;
+            self.check_consistency(now);
+        }
+        self.hedge(now);
+        self.check_stall(now);
+        self.schedule(now);
+    }
+
+    /// Manual sync (the sketch's `manual_sync`): refresh every peer's height
+    /// now and schedule whatever is missing.
+    pub fn request_sync(&mut self, now: Instant) {
+        self.refresh_heights(now);
+        self.schedule(now);
+    }
+
+    /// Drops every batch, vote and search and starts over from the stored tip;
+    /// also clears a halt. Peers and bans are kept.
+    pub fn reset(&mut self, now: Instant) {
+        tracing::info!("sync reset: dropping {} batches", self.batches.len());
+        self.batches.clear();
+        self.votes.clear();
+        self.search = None;
+        self.mode = Mode::Normal;
+        self.requests
+            .retain(|_, r| matches!(r.purpose, Purpose::Genesis | Purpose::Height));
+        for p in self.book.iter().map(|(p, _)| *p).collect::<Vec<_>>() {
+            if let Some(info) = self.book.get_mut(&p) {
+                info.in_flight = 0;
+            }
+        }
+        self.resync_from_store();
+        self.last_progress = now;
+        self.schedule(now);
+    }
+
+    // ----- plumbing shared by the submodules -----
+
+    fn send(&mut self, peer: PeerId, request: Request, purpose: Purpose, now: Instant) -> ReqId {
+        let id = self.next_req;
+        self.next_req += 1;
+        let timeout = match request {
+            Request::Blocks { .. } => self.config.request_timeout,
+            _ => self.config.small_request_timeout,
+        };
+        if let Purpose::Download { .. } = purpose {
+            if let Some(p) = self.book.get_mut(&peer) {
+                p.in_flight += 1;
+            }
+        }
+        *self.stats.requests_sent.entry(request.kind()).or_default() += 1;
+        self.requests.insert(
+            id,
+            Outstanding {
+                peer,
+                purpose,
+                sent: now,
+                deadline: now + timeout,
+            },
+        );
+        self.actions.push_back(Action::Send { id, peer, request });
+        id
+    }
+
+    /// Bookkeeping when a request leaves the outstanding map.
+    fn release(&mut self, out: &Outstanding) {
+        if let Purpose::Download { .. } = out.purpose {
+            if let Some(p) = self.book.get_mut(&out.peer) {
+                p.in_flight = p.in_flight.saturating_sub(1);
+            }
+        }
+    }
+
+    fn fail_requests_of(&mut self, peer: &PeerId, now: Instant) {
+        let ids: Vec<ReqId> = self
+            .requests
+            .iter()
+            .filter(|(_, r)| r.peer == *peer)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            if let Some(out) = self.requests.remove(&id) {
+                self.release(&out);
+                self.on_failure(out, Failure::Disconnected, now);
+            }
+        }
+    }
+
+    /// Penalizes `peer`, and bans it when its score crosses the threshold.
+    fn penalize(&mut self, peer: &PeerId, penalty: Penalty, now: Instant) {
+        if self.book.get(peer).is_none() {
+            return;
+        }
+        *self.stats.penalties.entry(penalty.name()).or_default() += 1;
+        tracing::debug!(%peer, reason = penalty.name(), "peer penalized");
+        if let Some(ban) = self.book.penalize(
+            peer,
+            penalty,
+            self.config.ban_threshold,
+            self.config.ban_duration,
+            now,
+        ) {
+            *self.stats.bans.entry(penalty.name()).or_default() += 1;
+            tracing::warn!(%peer, reason = penalty.name(), secs = self.config.ban_duration.as_secs(), "peer banned");
+            self.actions.push_back(Action::Ban {
+                peer: ban.peer,
+                duration: self.config.ban_duration,
+                reason: ban.reason,
+            });
+            self.fail_requests_of(peer, now);
+        }
+    }
+
+    fn refresh_heights(&mut self, now: Instant) {
+        let peers: Vec<PeerId> = self.book.usable().map(|(p, _)| *p).collect();
+        for p in peers {
+            let pending = self
+                .requests
+                .values()
+                .any(|r| r.peer == p && r.purpose == Purpose::Height);
+            if !pending {
+                self.send(p, Request::Height, Purpose::Height, now);
+            }
+        }
+    }
+
+    fn resync_from_store(&mut self) {
+        let tip = self.local.tip();
+        self.stored = tip;
+        self.accepted = tip;
+        self.scheduled_to = tip.height;
+    }
+
+    fn recompute_targets(&mut self) {
+        self.targets = target::compute(self.book.usable().filter_map(|(_, p)| p.height));
+    }
+
+    fn verified_count(&self) -> usize {
+        self.book
+            .iter()
+            .filter(|(_, p)| p.genesis == GenesisVerdict::Verified)
+            .count()
+    }
+
+    /// xorshift64*: deterministic from the configured seed.
+    fn random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,250 @@
+//! Scripted scenarios: the real engine against simulated peers in simulated
+//! time (see [`crate::sync::sim`]). Each names the behaviour it pins down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::sync::engine::Mode;
+use crate::sync::peer_book::Penalty;
+use crate::sync::sim::{self, banned_honest, Behavior, SimNet};
+use crate::sync::SyncConfig;
+
+const MS: Duration = Duration::from_millis(1);
+
+fn net(local: &[crate::chain::Block], config: SyncConfig) -> SimNet {
+    SimNet::new(config, local, sim::unsigned_validator(), 7)
+}
+
+fn synced_to(net: &SimNet, chain: &[crate::chain::Block]) -> bool {
+    let tip = net.tip();
+    tip.height == chain.len() as u64 - 1 && tip.hash == chain[chain.len() - 1].hash()
+}
+
+#[test]
+fn syncs_from_a_single_peer_below_the_quorum() {
+    let chain = Arc::new(sim::unsigned_chain(5_000, 64, 1));
+    let mut n = net(&chain[..1], SyncConfig::default());
+    n.add_peer(Behavior::Honest, 5 * MS, chain.clone());
+    assert!(n.run_until(Duration::from_secs(60), |n| synced_to(n, &chain)));
+    let s = n.engine.stats();
+    assert_eq!(s.blocks_imported, 5_000);
+    // Batches, not blocks, cost requests: a handful of block requests for 5,000 blocks.
+    assert!(s.requests_sent["blocks"] <= 10, "{:?}", s.requests_sent);
+    assert!(!n.engine.is_syncing());
+    assert_eq!(n.engine.pending_blocks(), 0);
+}
+
+#[test]
+fn sync_starts_within_milliseconds_of_learning_a_peer_is_ahead() {
+    let chain = Arc::new(sim::unsigned_chain(10, 64, 1));
+    let mut n = net(&chain[..1], SyncConfig::default());
+    let start = n.now;
+    n.add_peer(Behavior::Honest, 2 * MS, chain.clone());
+    assert!(n.run_until(Duration::from_secs(5), |n| synced_to(n, &chain)));
+    // Genesis + height + blocks + vote round trips, not a 30 s poll.
+    assert!(n.now - start < Duration::from_millis(50), "{:?}", n.now - start);
+}
+
+#[test]
+fn a_minority_inflating_its_height_does_not_move_the_target_and_gets_banned() {
+    let chain = Arc::new(sim::unsigned_chain(2_000, 64, 1));
+    let mut n = net(&chain[..1], SyncConfig::default());
+    for _ in 0..4 {
+        n.add_peer(Behavior::Honest, 5 * MS, chain.clone());
+    }
+    let liar = n.add_peer(Behavior::InflateHeight(1_000_000), 5 * MS, chain.clone());
+    assert!(n.run_until(Duration::from_secs(30), |n| synced_to(n, &chain)));
+    assert_eq!(n.engine.status(n.now).target, Some(2_000));
+    // It keeps claiming heights it cannot serve: penalized each time, then banned.
+    assert!(n.run_until(Duration::from_secs(120), |n| n.report.bans.iter().any(|(p, _)| *p == liar)));
+    assert!(n.report.bans.contains(&(liar, Penalty::NotDelivered)));
+    assert!(banned_honest(&n).is_empty());
+    assert!(synced_to(&n, &chain));
+}
+
+#[test]
+fn a_peer_on_another_genesis_is_banned_without_blocking_sync() {
+    let chain = Arc::new(sim::unsigned_chain(1_000, 64, 1));
+    let mut n = net(&chain[..1], SyncConfig::default());
+    let stranger = n.add_peer(Behavior::WrongGenesis, 5 * MS, chain.clone());
+    n.add_peer(Behavior::Honest, 5 * MS, chain.clone());
+    assert!(n.run_until(Duration::from_secs(30), |n| synced_to(n, &chain)));
+    assert!(n.report.bans.contains(&(stranger, Penalty::WrongGenesis)));
+}
+
+#[test]
+fn a_stalling_peer_is_hedged_around_and_nothing_is_dropped() {
+    let chain = Arc::new(sim::unsigned_chain(20_000, 64, 1));
+    let mut n = net(&chain[..1], SyncConfig::default());
+    // The staller looks best (lowest latency) so it gets picked first.
+    n.add_peer(Behavior::Stalling, MS / 2, chain.clone());
+    n.add_peer(Behavior::Honest, 10 * MS, chain.clone());
+    n.add_peer(Behavior::Honest, 10 * MS, chain.clone());
+    assert!(n.run_until(Duration::from_secs(60), |n| synced_to(n, &chain)));
+    let s = n.engine.stats();
+    assert!(s.hedges + s.retries > 0, "{s:?}");
+    assert_eq!(s.blocks_imported, 20_000, "every batch imported exactly once");
+    assert!(banned_honest(&n).is_empty());
+}
+
+#[test]
+fn a_slow_honest_peer_is_never_banned() {
+    let chain = Arc::new(sim::unsigned_chain(20_000, 256, 1));
+    let mut n = net(&chain[..1], SyncConfig::default());
+    n.add_peer(Behavior::Slow(10), 20 * MS, chain.clone());
+    n.add_peer(Behavior::Honest, 5 * MS, chain.clone());
+    n.add_peer(Behavior::Honest, 5 * MS, chain.clone());
+    assert!(n.run_until(Duration::from_secs(120), |n| synced_to(n, &chain)));
+    assert!(banned_honest(&n).is_empty());
+}
+
+#[test]
+fn a_forged_batch_loses_the_vote_and_its_server_is_banned() {
+    let chain = Arc::new(sim::unsigned_chain(3_000, 64, 1));
+    let forged = Arc::new(sim::unsigned_chain(3_000, 64, 2));
+    let mut n = net(&chain[..1], SyncConfig::default());
+    // The forger is the fastest, so it serves first.
+    let forger = n.add_peer(Behavior::Forged(forged.clone()), MS / 2, chain.clone());
+    for _ in 0..3 {
+        n.add_peer(Behavior::Honest, 5 * MS, chain.clone());
+    }
+    let ok = n.run_until(Duration::from_secs(60), |n| synced_to(n, &chain));
+    assert!(ok, "{:?} {:?} {:?} {:?}", n.engine.status(n.now), n.report.bans, n.engine.stats(), n.engine.batches().map(|b| (b.start, b.end, b.state_name(), b.history.clone())).collect::<Vec<_>>());
+    assert!(n.report.bans.contains(&(forger, Penalty::ServedLosingBatch)), "{:?}", n.report.bans);
+    assert!(n.engine.stats().votes_lost >= 1);
+    assert!(banned_honest(&n).is_empty());
+}
+
+#[test]
+fn a_wrong_voter_is_outvoted_and_penalized() {
+    let chain = Arc::new(sim::unsigned_chain(20_000, 64, 1));
+    let mut n = net(&chain[..1], SyncConfig::default());
+    for _ in 0..4 {
+        n.add_peer(Behavior::Honest, 5 * MS, chain.clone());
+    }
+    let voter = n.add_peer(Behavior::WrongVotes, 5 * MS, chain.clone());
+    assert!(n.run_until(Duration::from_secs(60), |n| synced_to(n, &chain)));
+    let info_failures = n
+        .engine
+        .peer_book()
+        .get(&voter)
+        .map(|p| p.failures.get(&Penalty::VotedAgainstMajority).copied().unwrap_or(0));
+    let banned = n.report.bans.iter().any(|(p, _)| *p == voter);
+    assert!(banned || info_failures.unwrap_or(0) > 0);
+    assert!(banned_honest(&n).is_empty());
+}
+
+#[test]
+fn a_peer_that_disconnects_mid_request_costs_a_retry_not_a_stall() {
+    let chain = Arc::new(sim::unsigned_chain(10_000, 64, 1));
+    let mut n = net(&chain[..1], SyncConfig::default());
+    n.add_peer(
+        Behavior::Disconnects {
+            back_after: Duration::from_millis(200),
+        },
+        MS / 2,
+        chain.clone(),
+    );
+    n.add_peer(Behavior::Honest, 5 * MS, chain.clone());
+    assert!(n.run_until(Duration::from_secs(60), |n| synced_to(n, &chain)));
+    assert!(n.engine.stats().retries > 0);
+}
+
+#[test]
+fn invalid_blocks_ban_the_server() {
+    let chain = Arc::new(sim::unsigned_chain(500, 64, 1));
+    let mut bad: Vec<_> = (*chain).clone();
+    bad[100].body[10] ^= 1; // body no longer matches its hash
+    let mut n = net(&chain[..1], SyncConfig::default());
+    let corrupt = n.add_peer(Behavior::Honest, MS / 2, Arc::new(bad));
+    n.add_peer(Behavior::Honest, 5 * MS, chain.clone());
+    assert!(n.run_until(Duration::from_secs(30), |n| synced_to(n, &chain)));
+    assert!(n.report.bans.contains(&(corrupt, Penalty::InvalidBlocks)));
+}
+
+#[test]
+fn a_forked_node_finds_the_common_ancestor_and_reorgs() {
+    let honest = Arc::new(sim::unsigned_chain(300, 64, 1));
+    let mut ours = honest[..=100].to_vec();
+    sim::extend_unsigned(&mut ours, 50, 64, 9); // our own fork 101..=150
+    let mut n = net(&ours, SyncConfig::default());
+    for _ in 0..3 {
+        n.add_peer(Behavior::Honest, 5 * MS, honest.clone());
+    }
+    assert!(n.run_until(Duration::from_secs(60), |n| synced_to(n, &honest)));
+    assert_eq!(n.engine.stats().reorgs, 1);
+}
+
+#[test]
+fn a_fork_deeper_than_the_bound_halts_sync() {
+    let honest = Arc::new(sim::unsigned_chain(300, 64, 1));
+    let mut ours = honest[..=10].to_vec();
+    sim::extend_unsigned(&mut ours, 200, 64, 9);
+    let config = SyncConfig {
+        max_reorg_depth: 50,
+        ..SyncConfig::default()
+    };
+    let mut n = net(&ours, config);
+    for _ in 0..3 {
+        n.add_peer(Behavior::Honest, 5 * MS, honest.clone());
+    }
+    assert!(n.run_until(Duration::from_secs(60), |n| matches!(
+        n.engine.mode(),
+        Mode::Halted(_)
+    )));
+    assert_eq!(n.tip().height, 210, "history was not rewritten");
+    assert!(n.engine.status(n.now).stalled.is_some());
+}
+
+#[test]
+fn follows_new_tips_pushed_by_announcements() {
+    let mut chain = sim::unsigned_chain(100, 64, 1);
+    let mut n = net(&chain[..1], SyncConfig::default());
+    let producer = n.add_peer(Behavior::Honest, 2 * MS, Arc::new(chain.clone()));
+    let other = n.add_peer(Behavior::Honest, 2 * MS, Arc::new(chain.clone()));
+    assert!(n.run_until(Duration::from_secs(10), |n| n.tip().height == 100));
+    for _ in 0..5 {
+        sim::extend_unsigned(&mut chain, 1, 64, 1);
+        let c = Arc::new(chain.clone());
+        n.peers.get_mut(&producer).unwrap().chain = c.clone();
+        let tip = chain[chain.len() - 1].hash();
+        let announced = n.now;
+        n.engine
+            .handle_tip_announced(producer, chain.len() as u64 - 1, tip, n.now);
+        let want = chain.len() as u64 - 1;
+        assert!(n.run_until(Duration::from_secs(5), |n| n.tip().height == want));
+        // Only the producer holds it: accepted on validation alone, in a few round trips.
+        assert!(n.now - announced < Duration::from_millis(50), "{:?}", n.now - announced);
+        n.peers.get_mut(&other).unwrap().chain = c;
+    }
+}
+
+#[test]
+fn memory_stays_bounded_by_the_lookahead_window() {
+    let chain = Arc::new(sim::unsigned_chain(3_000, 64 * 1024, 1));
+    let config = SyncConfig {
+        max_buffered_bytes: 32 * 1024 * 1024,
+        ..SyncConfig::default()
+    };
+    let mut n = net(&chain[..1], config.clone());
+    n.cost_per_block = Duration::from_micros(300); // a slow disk: downloads outrun imports
+    for _ in 0..3 {
+        n.add_peer(Behavior::Honest, 2 * MS, chain.clone());
+    }
+    assert!(n.run_until(Duration::from_secs(120), |n| synced_to(n, &chain)));
+    let bound = config.max_buffered_bytes + 2 * config.batch_bytes * config.max_batches_in_flight as u64;
+    assert!(n.report.max_held_bytes <= bound, "{} > {bound}", n.report.max_held_bytes);
+    assert!(n.report.max_batches <= config.max_batches_in_flight * 2 + 1);
+}
+
+#[test]
+fn manual_sync_and_reset_keep_working() {
+    let chain = Arc::new(sim::unsigned_chain(2_000, 64, 1));
+    let mut n = net(&chain[..1], SyncConfig::default());
+    n.add_peer(Behavior::Honest, 5 * MS, chain.clone());
+    n.run_until(Duration::from_millis(15), |_| false);
+    n.engine.reset(n.now);
+    assert!(n.engine.batches().count() <= SyncConfig::default().max_batches_in_flight * 2);
+    n.engine.request_sync(n.now);
+    assert!(n.run_until(Duration::from_secs(30), |n| synced_to(n, &chain)));
+}

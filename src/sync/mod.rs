@@ -1,0 +1,21 @@
+//! The sync engine: keeps the node on the chain the honest majority holds.
+//!
+//! The logic is a set of pure state machines with no I/O and no clock —
+//! [`peer_book`], [`target`], [`batch`] (the scheduler's unit), [`verifier`]
+//! and [`reorg`] — composed by [`engine::SyncEngine`], which takes events and
+//! time and emits actions. The [`driver`] task is the only part that touches
+//! the network handle and the store: it feeds the engine and executes its
+//! actions. Tests drive the engine directly with scripted peers and simulated
+//! time (see `tests/sync_sim.rs`).
+
+pub mod batch;
+pub mod config;
+pub mod engine;
+pub mod peer_book;
+pub mod reorg;
+pub mod sim;
+pub mod target;
+pub mod verifier;
+
+pub use config::SyncConfig;
+pub use engine::{Action, Failure, LocalChain, Request, Response, SyncEngine, SyncStatus};
