@@ -271,8 +271,9 @@ impl Store {
         }
         let mut used = 0usize;
         let end = block_key(u64::MAX);
-        for (expected_height, item) in (start..).zip(self.inner.tree.range(block_key(start)..=end))
-        {
+        for (i, item) in self.inner.tree.range(block_key(start)..=end).enumerate() {
+            // Wrapping: `start` comes from a peer and may be u64::MAX.
+            let expected_height = start.wrapping_add(i as u64);
             let (k, v) = item?;
             let height = u64::from_be_bytes(
                 k[1..]
