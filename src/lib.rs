@@ -13,4 +13,5 @@
 pub mod chain;
 pub mod protocol;
 pub mod net;
+pub mod node;
 pub mod store;
