@@ -21,7 +21,7 @@ use crate::store::{Store, StoreError};
 /// Everything a node needs to start.
 #[derive(Clone)]
 pub struct NodeConfig {
-    /// Holds the store (`chain/`) and the node key (`node.key`).
+    /// Holds the chain store (sled files) and the node key (`node.key`).
     pub data_dir: PathBuf,
     pub genesis: Genesis,
     pub net: NetConfig,
@@ -54,9 +54,10 @@ pub struct RunningNode {
     producer_task: Option<JoinHandle<()>>,
 }
 
-/// Where the chain lives inside the data dir.
+/// Where the chain store lives: the data dir itself, as for
+/// `concord generate --data-dir` (sled ignores the `node.key` next to it).
 pub fn store_path(data_dir: &std::path::Path) -> PathBuf {
-    data_dir.join("chain")
+    data_dir.to_path_buf()
 }
 
 /// Opens the store (a store of another network is an error), loads or creates

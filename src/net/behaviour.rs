@@ -100,7 +100,12 @@ impl Behaviour {
             blocked: allow_block_list::Behaviour::default(),
             identify: identify::Behaviour::new(
                 identify::Config::new(IDENTIFY_PROTOCOL_VERSION.to_string(), key.public())
-                    .with_agent_version(format!("concord/{}", env!("CARGO_PKG_VERSION"))),
+                    .with_agent_version(format!("concord/{}", env!("CARGO_PKG_VERSION")))
+                    // A node that dials its bootstrap peers before its own
+                    // listener is up would otherwise advertise no address until
+                    // the next periodic identify (5 min), and the peer could
+                    // not add it to Kademlia.
+                    .with_push_listen_addr_updates(true),
             ),
             ping: ping::Behaviour::default(),
             kad,
