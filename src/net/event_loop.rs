@@ -3,6 +3,7 @@
 //! [`NetEvent`]s.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -16,7 +17,7 @@ use libp2p::{
     swarm::{dial_opts::DialOpts, dial_opts::PeerCondition, ConnectionId, SwarmEvent},
     tcp, yamux, Multiaddr, PeerId, Swarm, SwarmBuilder,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, trace, warn};
 
@@ -111,7 +112,12 @@ pub struct EventLoop {
     pending_announce: Pending<AnnounceResponse>,
     pending_dials: HashMap<ConnectionId, Reply<()>>,
     bans: HashMap<PeerId, Instant>,
+    /// Limits concurrent blocks-range reads (memory and blocking threads).
+    block_readers: Arc<Semaphore>,
 }
+
+/// Most `/concord/blocks/1` store reads in flight at once.
+const BLOCK_READERS: usize = 8;
 
 impl EventLoop {
     pub(crate) fn new(
@@ -163,6 +169,7 @@ impl EventLoop {
             pending_announce: HashMap::new(),
             pending_dials: HashMap::new(),
             bans: HashMap::new(),
+            block_readers: Arc::new(Semaphore::new(BLOCK_READERS)),
         })
     }
 
@@ -521,16 +528,28 @@ impl EventLoop {
                     let count = request.count.min(limits::MAX_BLOCKS_PER_REQUEST);
                     let store = self.store.clone();
                     let served = self.served_tx.clone();
-                    // Reading up to 4 MiB from sled must not stall the loop.
-                    tokio::task::spawn_blocking(move || {
-                        match store.blocks_range(request.start, count, limits::RESPONSE_BYTE_BUDGET)
-                        {
-                            Ok(blocks) => {
+                    let readers = self.block_readers.clone();
+                    tokio::spawn(async move {
+                        // At most BLOCK_READERS ranges (~4 MiB each) are read
+                        // at once, whatever the number of peers asking.
+                        let Ok(_permit) = readers.acquire_owned().await else {
+                            return;
+                        };
+                        // Reading up to 4 MiB from sled must not stall the loop.
+                        let read = tokio::task::spawn_blocking(move || {
+                            store.blocks_range(request.start, count, limits::RESPONSE_BYTE_BUDGET)
+                        })
+                        .await;
+                        match read {
+                            Ok(Ok(blocks)) => {
                                 trace!(%peer, start = request.start, n = blocks.len(), "serving blocks");
                                 let _ = served.send((peer, channel, BlocksResponse { blocks }));
                             }
-                            Err(e) => {
+                            Ok(Err(e)) => {
                                 warn!(%peer, protocol = BLOCKS_PROTOCOL, error = %e, "store read failed")
+                            }
+                            Err(e) => {
+                                warn!(%peer, protocol = BLOCKS_PROTOCOL, error = %e, "store read task failed")
                             }
                         }
                     });

@@ -17,6 +17,17 @@
 //! walks the DHT, and every newly routable peer (and every peer mDNS finds,
 //! when enabled) is dialed while we have fewer than
 //! [`NetConfig::target_peers`] connected peers.
+//!
+//! Identify runs on libp2p's fixed stream protocol `/ipfs/id/1.0.0`
+//! (libp2p-identify 0.48 cannot rename it); our protocol version string in it is
+//! [`IDENTIFY_PROTOCOL_VERSION`] (`/concord/id/1.0.0`). Only peers that list
+//! [`KAD_PROTOCOL`] get their listen addresses added to Kademlia.
+//!
+//! Inbound `/concord/blocks/1` ranges are read on `spawn_blocking` (at most 8
+//! at once) and the response is handed back to the loop through a channel.
+//! Inbound failures caused by the peer (oversize or undecodable request, stream
+//! error, timeout) are logged with peer id and protocol and reported as
+//! [`NetEvent::BadRequest`]; nothing a peer sends can panic the loop.
 
 mod behaviour;
 mod client;
