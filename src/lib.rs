@@ -13,5 +13,6 @@
 pub mod chain;
 pub mod protocol;
 pub mod net;
+pub mod node;
 pub mod store;
 pub mod sync;

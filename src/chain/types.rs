@@ -212,7 +212,7 @@ impl<'de> Deserialize<'de> for Block {
                 f.write_str("a block: an array of 7 items")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Block, A::Error> {
-                let mut next = |i: usize| de::Error::invalid_length(i, &"7 items");
+                let next = |i: usize| de::Error::invalid_length(i, &"7 items");
                 let height = seq.next_element()?.ok_or_else(|| next(0))?;
                 let parent = seq.next_element()?.ok_or_else(|| next(1))?;
                 let timestamp_ms = seq.next_element()?.ok_or_else(|| next(2))?;
@@ -296,7 +296,7 @@ mod tests {
 
     #[test]
     fn byte_arrays_reject_wrong_lengths() {
-        let bytes = cbor4ii::serde::to_vec(Vec::new(), &serde_bytes::Bytes::new(&[0u8; 31])).unwrap();
+        let bytes = cbor4ii::serde::to_vec(Vec::new(), &serde_bytes::ByteBuf::from(vec![0u8; 31])).unwrap();
         assert!(cbor4ii::serde::from_slice::<Hash>(&bytes).is_err());
         assert_eq!(Hash::from_hex(&Hash([0xab; 32]).to_hex()).unwrap(), Hash([0xab; 32]));
     }

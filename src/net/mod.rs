@@ -2,20 +2,50 @@
 //! cloneable [`Client`] handle through which the rest of the program uses it
 //! (the Client/EventLoop split of rust-libp2p's file-sharing example).
 //!
-//! Owns: transport (tcp+noise+yamux), identify, ping, Kademlia, mDNS, the five
-//! request-response protocols, connection limits and bans, the node key file.
-//! Serves inbound requests from the [`crate::store::Store`]. Must not decide
-//! anything about sync: it executes requests for [`crate::sync`] and reports
-//! what happened as [`NetEvent`]s.
+//! Owns: transport (tcp+noise+yamux, optionally QUIC), identify, ping,
+//! Kademlia, mDNS, the five request-response protocols, connection limits and
+//! bans, the node key file. Serves inbound requests from the
+//! [`crate::store::Store`]. Must not decide anything about sync: it executes
+//! requests for [`crate::sync`] and reports what happened as [`NetEvent`]s.
 //!
-//! STUB: API fixed here, bodies to be written.
+//! Use [`new`] to build the three parts, spawn [`EventLoop::run`], keep the
+//! [`Client`] and read the [`NetEvent`] receiver.
+//!
+//! Discovery: bootstrap addresses are dialed at start and added to Kademlia
+//! (protocol `/concord/kad/1.0.0`, always in server mode). Identify feeds the
+//! listen addresses of every peer into Kademlia; a periodic Kademlia bootstrap
+//! walks the DHT, and every newly routable peer (and every peer mDNS finds,
+//! when enabled) is dialed while we have fewer than
+//! [`NetConfig::target_peers`] connected peers.
+//!
+//! Identify runs on libp2p's fixed stream protocol `/ipfs/id/1.0.0`
+//! (libp2p-identify 0.48 cannot rename it); our protocol version string in it is
+//! [`IDENTIFY_PROTOCOL_VERSION`] (`/concord/id/1.0.0`). Only peers that list
+//! [`KAD_PROTOCOL`] get their listen addresses added to Kademlia.
+//!
+//! Inbound `/concord/blocks/1` ranges are read on `spawn_blocking` (at most 8
+//! at once) and the response is handed back to the loop through a channel.
+//! Inbound failures caused by the peer (oversize or undecodable request, stream
+//! error, timeout) are logged with peer id and protocol and reported as
+//! [`NetEvent::BadRequest`]; nothing a peer sends can panic the loop.
+
+mod behaviour;
+mod client;
+mod codec;
+mod event_loop;
+pub mod keys;
 
 use std::time::Duration;
 
-use libp2p::{Multiaddr, PeerId};
+use libp2p::{identity::Keypair, Multiaddr, PeerId};
+use tokio::sync::mpsc;
+
+pub use behaviour::{IDENTIFY_PROTOCOL_VERSION, KAD_PROTOCOL};
+pub use client::Client;
+pub use event_loop::EventLoop;
 
 use crate::chain::Hash;
-use crate::protocol::{BlockHashResponse, BlocksResponse, GenesisResponse, HeightResponse};
+use crate::store::Store;
 
 /// Why an outbound request produced no response.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,29 +72,110 @@ pub enum NetEvent {
     /// Last connection to a peer closed.
     PeerDisconnected { peer: PeerId },
     /// A peer pushed a new tip over `/concord/announce/1`.
-    TipAnnounced { peer: PeerId, height: u64, tip: Hash },
+    TipAnnounced {
+        peer: PeerId,
+        height: u64,
+        tip: Hash,
+    },
     /// We listen on a new address.
     NewListenAddr { addr: Multiaddr },
+    /// A peer sent us a request we could not serve because of the peer: an
+    /// oversize or undecodable request, or a stream that failed or stalled
+    /// while we were reading it / answering it. The stream was closed without a
+    /// response; the connection stays up (banning is the caller's decision).
+    BadRequest {
+        peer: PeerId,
+        /// Protocol name, e.g. `/concord/blocks/1`.
+        protocol: &'static str,
+        error: String,
+    },
 }
 
-/// Cloneable handle to the event loop. Every method sends a command with a
-/// oneshot reply and awaits it; none blocks the event loop.
-#[derive(Clone)]
-pub struct Client { /* mpsc::Sender<Command> */ }
+/// Network settings. Every field has a documented default
+/// ([`NetConfig::default`]).
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// Addresses to listen on. Default: `/ip4/127.0.0.1/tcp/7070`.
+    pub listen_addrs: Vec<Multiaddr>,
+    /// Peers dialed at start and added to Kademlia. Each should end in
+    /// `/p2p/<peer id>` (without it the address is dialed but cannot seed
+    /// Kademlia). Default: none.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Enable mDNS discovery on the local link. Default: `false`.
+    pub mdns: bool,
+    /// Most established connections in total. Default: 64.
+    pub max_established: u32,
+    /// Most established connections to one peer. Default: 2 (simultaneous
+    /// dials from both sides may briefly create two).
+    pub max_established_per_peer: u32,
+    /// Timeout of the small requests (height, genesis, block-hash, announce).
+    /// libp2p's timeout covers the whole exchange including the responder's
+    /// processing. Default: 5 s.
+    pub request_timeout: Duration,
+    /// Timeout of a `/concord/blocks/1` request: up to ~4 MiB of response plus
+    /// the responder's store read. Default: 10 s.
+    pub blocks_request_timeout: Duration,
+    /// How long a connection without any open stream is kept. Sync opens
+    /// streams intermittently, so this is far longer than libp2p's 10 s
+    /// default. Default: 120 s.
+    pub idle_connection_timeout: Duration,
+    /// Discovery dials new peers while fewer than this many are connected.
+    /// Default: 8.
+    pub target_peers: usize,
+    /// Interval of Kademlia bootstrap (random walk) and of the discovery
+    /// check that dials known-but-unconnected peers. Default: 30 s.
+    pub kad_bootstrap_interval: Duration,
+    /// Capacity of the [`NetEvent`] channel. The event loop never waits on it:
+    /// when it is full, events are dropped with a WARN log. Default: 1024.
+    pub event_channel_capacity: usize,
+}
 
-impl Client {
-    pub fn local_peer_id(&self) -> PeerId { todo!() }
-    pub async fn request_height(&self, peer: PeerId) -> Result<HeightResponse, RequestError> { todo!() }
-    pub async fn request_genesis(&self, peer: PeerId) -> Result<GenesisResponse, RequestError> { todo!() }
-    pub async fn request_block_hash(&self, peer: PeerId, height: u64) -> Result<BlockHashResponse, RequestError> { todo!() }
-    pub async fn request_blocks(&self, peer: PeerId, start: u64, count: u32) -> Result<BlocksResponse, RequestError> { todo!() }
-    /// Push our new tip to every connected peer (fire and forget).
-    pub async fn announce_tip(&self, height: u64, tip: Hash) { todo!() }
-    /// Disconnect `peer` and refuse it for `duration`.
-    pub async fn ban(&self, peer: PeerId, duration: Duration) { todo!() }
-    pub async fn dial(&self, addr: Multiaddr) -> Result<(), RequestError> { todo!() }
-    pub async fn listen_addrs(&self) -> Vec<Multiaddr> { todo!() }
-    pub async fn connected_peers(&self) -> Vec<PeerId> { todo!() }
-    /// Stop the event loop (closes connections).
-    pub async fn shutdown(&self) { todo!() }
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            listen_addrs: vec!["/ip4/127.0.0.1/tcp/7070"
+                .parse()
+                .expect("valid literal multiaddr")],
+            bootstrap: Vec::new(),
+            mdns: false,
+            max_established: 64,
+            max_established_per_peer: 2,
+            request_timeout: Duration::from_secs(5),
+            blocks_request_timeout: Duration::from_secs(10),
+            idle_connection_timeout: Duration::from_secs(120),
+            target_peers: 8,
+            kad_bootstrap_interval: Duration::from_secs(30),
+            event_channel_capacity: 1024,
+        }
+    }
+}
+
+/// Errors building the network.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("cannot build the transport: {0}")]
+    Transport(String),
+    #[error("cannot start mDNS: {0}")]
+    Mdns(std::io::Error),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: Multiaddr, reason: String },
+}
+
+/// Builds the swarm (listening on `config.listen_addrs`, bootstrap dials
+/// queued) and returns the handle, the event receiver and the loop to spawn.
+///
+/// `store` is served to peers; `genesis` is the hash answered on
+/// `/concord/genesis/1`.
+pub fn new(
+    key: Keypair,
+    config: NetConfig,
+    store: Store,
+    genesis: Hash,
+) -> Result<(Client, mpsc::Receiver<NetEvent>, EventLoop), NetError> {
+    let local_peer_id = key.public().to_peer_id();
+    let swarm = event_loop::build_swarm(key, &config)?;
+    let (command_tx, command_rx) = mpsc::channel(256);
+    let (event_tx, event_rx) = mpsc::channel(config.event_channel_capacity.max(1));
+    let event_loop = EventLoop::new(swarm, command_rx, event_tx, store, genesis, config)?;
+    Ok((Client::new(command_tx, local_peer_id), event_rx, event_loop))
 }

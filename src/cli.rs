@@ -1,0 +1,220 @@
+//! The command line: argument definitions (clap derive) and one function per
+//! subcommand.
+//!
+//! Owns user-facing wording and exit codes. It must not hold chain or store
+//! logic: each subcommand only wires library calls together. To add a
+//! subcommand, add a variant to [`Command`], an `Args` struct and a match arm
+//! in [`run`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+
+use concord::chain::generate::ChainGenerator;
+use concord::chain::{AuthorityKey, Genesis, PublicKey};
+use concord::protocol::limits::MAX_BODY_SIZE;
+use concord::store::Store;
+
+/// Concord: a libp2p node that keeps a blockchain synchronized across a peer-to-peer network.
+#[derive(Parser, Debug)]
+#[command(name = "concord", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Append deterministic, validly signed blocks to a data dir (for tests and benchmarks).
+    Generate(GenerateArgs),
+    /// Write a genesis file (TOML) for a new network.
+    Genesis(GenesisArgs),
+    /// Run a node: serve the chain, discover peers, optionally produce blocks.
+    Run(crate::cli_run::RunArgs),
+    /// Print this node's peer id (creates the node key if absent).
+    Key(crate::cli_run::KeyArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(
+    long_about = "Append deterministic, validly signed blocks to a data dir.\n\n\
+    Blocks are signed with the well-known dev authority key, so the genesis must list it \
+    (the built-in `dev` genesis does). The same genesis, seed, size and starting tip always \
+    give the same blocks; another seed gives a fork. The data dir is created if needed; \
+    an existing one is extended from its tip."
+)]
+pub struct GenerateArgs {
+    /// Data dir of the chain store (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// Number of blocks to append.
+    #[arg(long, value_name = "N")]
+    pub blocks: u64,
+    /// Body size of each block in bytes (pseudo-random content).
+    #[arg(long, value_name = "BYTES", default_value_t = 256)]
+    pub block_size: usize,
+    /// Seed of the body contents: another seed gives another chain (a fork).
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub seed: u64,
+    /// `dev` for the built-in dev network, or the path of a genesis TOML file.
+    #[arg(long, value_name = "dev|PATH", default_value = "dev")]
+    pub genesis: String,
+}
+
+#[derive(Args, Debug)]
+#[command(long_about = "Write a genesis file (TOML) for a new network.\n\n\
+    Every field goes into the genesis hash, which identifies the network: nodes only sync \
+    with peers whose genesis hash is the same. With no --authority the dev authority key is \
+    used (fine for local testing, never for a real network). The genesis hash is printed on stderr.")]
+pub struct GenesisArgs {
+    /// Write to this file instead of stdout.
+    #[arg(long, value_name = "PATH")]
+    pub out: Option<PathBuf>,
+    /// Network name.
+    #[arg(long, value_name = "N", default_value = "local")]
+    pub name: String,
+    /// Slot length in milliseconds: each slot has one authority allowed to produce.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub slot_ms: u64,
+    /// Genesis timestamp in ms since the Unix epoch [default: now].
+    #[arg(long, value_name = "MS")]
+    pub timestamp_ms: Option<u64>,
+    /// An authority's ed25519 public key (64 hex digits); repeat for several, in slot order.
+    #[arg(long = "authority", value_name = "HEX")]
+    pub authorities: Vec<String>,
+    /// Initial payload (UTF-8 text) committed to by the genesis hash.
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    pub payload: String,
+    /// Write the built-in dev genesis exactly (the other options must not be given).
+    #[arg(long, conflicts_with_all = ["name", "slot_ms", "timestamp_ms", "authorities", "payload"])]
+    pub dev: bool,
+}
+
+/// Runs one command. Errors are reported by `main` as one line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Generate(args) => generate(args),
+        Command::Genesis(args) => genesis(args),
+        Command::Run(args) => crate::cli_run::run(args),
+        Command::Key(args) => crate::cli_run::key(args),
+    }
+}
+
+/// Blocks per store write: large enough to amortize a sled batch, small
+/// enough that generating one keeps both cores busy without much memory.
+const GENERATE_BATCH: u64 = 2000;
+
+fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
+    if args.block_size > MAX_BODY_SIZE {
+        bail!(
+            "--block-size {} exceeds the maximum body size of {MAX_BODY_SIZE} bytes",
+            args.block_size
+        );
+    }
+    let genesis = Genesis::resolve(&args.genesis)?;
+    let key = AuthorityKey::dev();
+    if !genesis.is_authority(&key.public()) {
+        bail!(
+            "genesis {} does not list the dev authority {}; generate can only sign with the dev key",
+            args.genesis,
+            key.public()
+        );
+    }
+    let store = Store::open(&args.data_dir, &genesis)
+        .with_context(|| format!("cannot open data dir {}", args.data_dir.display()))?;
+    let start_tip = store.tip();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let started = Instant::now();
+
+    // Generation (hash chain, then parallel signing) runs on its own thread so
+    // that store writes overlap with signing the next batch.
+    let (tx, rx) = mpsc::sync_channel(2);
+    let mut gen = ChainGenerator::new(&genesis, key, start_tip, args.block_size, args.seed);
+    let total = args.blocks;
+    let producer = std::thread::spawn(move || {
+        let mut left = total;
+        while left > 0 {
+            let n = left.min(GENERATE_BATCH);
+            // `n` is at most GENERATE_BATCH, which fits any usize.
+            if tx.send(gen.next_batch(n as usize, threads)).is_err() {
+                break;
+            }
+            left -= n;
+        }
+    });
+    let mut tip = start_tip;
+    let mut result = Ok(());
+    for batch in rx {
+        match store.import(&batch) {
+            Ok(t) => tip = t,
+            Err(e) => {
+                result = Err(e);
+                // Dropping the receiver stops the generator thread.
+                break;
+            }
+        }
+    }
+    let _ = producer.join();
+    result.context("cannot write blocks")?;
+    store.flush().context("cannot flush the store")?;
+
+    let secs = started.elapsed().as_secs_f64();
+    let made = tip.height - start_tip.height;
+    println!(
+        "generated {made} blocks of {} bytes in {secs:.2}s ({:.0} blocks/s)",
+        args.block_size,
+        made as f64 / secs.max(1e-9)
+    );
+    println!("tip height {} hash {}", tip.height, tip.hash);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn genesis(args: GenesisArgs) -> anyhow::Result<ExitCode> {
+    let genesis = if args.dev {
+        Genesis::dev()
+    } else {
+        let mut authorities = Vec::with_capacity(args.authorities.len());
+        for hex in &args.authorities {
+            let key = PublicKey::from_hex(hex.trim())
+                .map_err(|e| anyhow::anyhow!("--authority {hex:?} is not 64 hex digits: {e}"))?;
+            authorities.push(key);
+        }
+        if authorities.is_empty() {
+            eprintln!(
+                "note: no --authority given, using the dev authority {} (never use it on a real network)",
+                AuthorityKey::dev().public()
+            );
+            authorities.push(AuthorityKey::dev().public());
+        }
+        let timestamp_ms = match args.timestamp_ms {
+            Some(t) => t,
+            None => u64::try_from(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .context("system clock is before 1970")?
+                    .as_millis(),
+            )
+            .context("system clock is out of range")?,
+        };
+        Genesis::new(
+            args.name,
+            timestamp_ms,
+            args.slot_ms,
+            authorities,
+            args.payload.into_bytes(),
+        )
+        .map_err(|reason| anyhow::anyhow!("invalid genesis: {reason}"))?
+    };
+    let text = genesis.to_toml();
+    match &args.out {
+        Some(path) => std::fs::write(path, &text)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => print!("{text}"),
+    }
+    eprintln!("genesis hash {}", genesis.hash());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,176 @@
+//! The cloneable handle to the event loop.
+
+use std::time::Duration;
+
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::{mpsc, oneshot};
+
+use super::RequestError;
+use crate::chain::Hash;
+use crate::protocol::{BlockHashResponse, BlocksResponse, GenesisResponse, HeightResponse};
+
+type Reply<T> = oneshot::Sender<Result<T, RequestError>>;
+
+/// What a [`Client`] asks the event loop to do.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Height {
+        peer: PeerId,
+        reply: Reply<HeightResponse>,
+    },
+    Genesis {
+        peer: PeerId,
+        reply: Reply<GenesisResponse>,
+    },
+    BlockHash {
+        peer: PeerId,
+        height: u64,
+        reply: Reply<BlockHashResponse>,
+    },
+    Blocks {
+        peer: PeerId,
+        start: u64,
+        count: u32,
+        reply: Reply<BlocksResponse>,
+    },
+    Announce {
+        height: u64,
+        tip: Hash,
+        reply: oneshot::Sender<()>,
+    },
+    Ban {
+        peer: PeerId,
+        duration: Duration,
+        reply: oneshot::Sender<()>,
+    },
+    Dial {
+        addr: Multiaddr,
+        reply: Reply<()>,
+    },
+    ListenAddrs {
+        reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
+    ConnectedPeers {
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// Cloneable handle to the event loop. Every method sends a command with a
+/// oneshot reply and awaits it; none blocks the event loop. Once the loop has
+/// stopped, requests fail with [`RequestError::Shutdown`] and the other
+/// methods return empty/unit values.
+#[derive(Clone)]
+pub struct Client {
+    sender: mpsc::Sender<Command>,
+    local_peer_id: PeerId,
+}
+
+impl Client {
+    pub(crate) fn new(sender: mpsc::Sender<Command>, local_peer_id: PeerId) -> Client {
+        Client {
+            sender,
+            local_peer_id,
+        }
+    }
+
+    /// Sends a command and waits for its reply; `None` if the loop is gone.
+    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.sender.send(make(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    async fn request<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, RequestError> {
+        self.call(make).await.unwrap_or(Err(RequestError::Shutdown))
+    }
+
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local_peer_id
+    }
+
+    pub async fn request_height(&self, peer: PeerId) -> Result<HeightResponse, RequestError> {
+        self.request(|reply| Command::Height { peer, reply }).await
+    }
+
+    pub async fn request_genesis(&self, peer: PeerId) -> Result<GenesisResponse, RequestError> {
+        self.request(|reply| Command::Genesis { peer, reply }).await
+    }
+
+    pub async fn request_block_hash(
+        &self,
+        peer: PeerId,
+        height: u64,
+    ) -> Result<BlockHashResponse, RequestError> {
+        self.request(|reply| Command::BlockHash {
+            peer,
+            height,
+            reply,
+        })
+        .await
+    }
+
+    /// Asks for blocks `start..start+count`. The answer may hold fewer blocks
+    /// (byte budget, the peer's tip, `count` above
+    /// [`crate::protocol::limits::MAX_BLOCKS_PER_REQUEST`]); ask again from
+    /// where it stopped.
+    pub async fn request_blocks(
+        &self,
+        peer: PeerId,
+        start: u64,
+        count: u32,
+    ) -> Result<BlocksResponse, RequestError> {
+        self.request(|reply| Command::Blocks {
+            peer,
+            start,
+            count,
+            reply,
+        })
+        .await
+    }
+
+    /// Push our new tip to every connected peer (fire and forget: returns once
+    /// the requests are queued; answers and failures are only logged).
+    pub async fn announce_tip(&self, height: u64, tip: Hash) {
+        self.call(|reply| Command::Announce { height, tip, reply })
+            .await;
+    }
+
+    /// Disconnect `peer` and refuse it for `duration`.
+    pub async fn ban(&self, peer: PeerId, duration: Duration) {
+        self.call(|reply| Command::Ban {
+            peer,
+            duration,
+            reply,
+        })
+        .await;
+    }
+
+    /// Dials `addr` and waits until the connection is established or failed.
+    /// An address with `/p2p/<peer id>` is checked against the remote's key.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), RequestError> {
+        self.request(|reply| Command::Dial { addr, reply }).await
+    }
+
+    /// Addresses we currently listen on (without `/p2p/…`).
+    pub async fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.call(|reply| Command::ListenAddrs { reply })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Peers with at least one established connection.
+    pub async fn connected_peers(&self) -> Vec<PeerId> {
+        self.call(|reply| Command::ConnectedPeers { reply })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Stop the event loop (closes connections). Returns once it has stopped
+    /// (or immediately if it already had).
+    pub async fn shutdown(&self) {
+        self.call(|reply| Command::Shutdown { reply }).await;
+    }
+}

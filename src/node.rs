@@ -1,0 +1,224 @@
+//! Assembles a running node: store, node key, network, block producer.
+//!
+//! [`run`] is what `concord run` executes. [`start`] is the same without the
+//! wait, for tests and embedders: it returns a [`RunningNode`] holding the
+//! [`Client`] and the tasks.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{debug, error, info, warn};
+
+use crate::chain::generate::produce_block;
+use crate::chain::validate::validate_block;
+use crate::chain::{AuthorityKey, BlockRef, Genesis, Hash};
+use crate::net::{self, keys, Client, NetConfig, NetEvent};
+use crate::store::{Store, StoreError};
+
+/// Everything a node needs to start.
+#[derive(Clone)]
+pub struct NodeConfig {
+    /// Holds the chain store (sled files) and the node key (`node.key`).
+    pub data_dir: PathBuf,
+    pub genesis: Genesis,
+    pub net: NetConfig,
+    /// Produce blocks in this authority's slots.
+    pub produce: Option<AuthorityKey>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("cannot open the chain store in {path}: {source}")]
+    Store { path: PathBuf, source: StoreError },
+    #[error(transparent)]
+    Key(#[from] keys::KeyError),
+    #[error(transparent)]
+    Net(#[from] net::NetError),
+    #[error("cannot produce: key {key} is not an authority of genesis {genesis}")]
+    NotAuthority { key: String, genesis: Hash },
+    #[error("cannot flush the store: {0}")]
+    Flush(StoreError),
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+/// A started node.
+pub struct RunningNode {
+    pub client: Client,
+    pub store: Store,
+    net_task: JoinHandle<()>,
+    event_task: JoinHandle<()>,
+    producer_task: Option<JoinHandle<()>>,
+}
+
+/// Where the chain store lives: the data dir itself, as for
+/// `concord generate --data-dir` (sled ignores the `node.key` next to it).
+pub fn store_path(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.to_path_buf()
+}
+
+/// Opens the store (a store of another network is an error), loads or creates
+/// the node key, starts the network and, if configured, the block producer.
+pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
+    let NodeConfig {
+        data_dir,
+        genesis,
+        net: net_config,
+        produce,
+    } = config;
+    if let Some(key) = &produce {
+        if !genesis.is_authority(&key.public()) {
+            return Err(NodeError::NotAuthority {
+                key: key.public().to_hex(),
+                genesis: genesis.hash(),
+            });
+        }
+    }
+    let path = store_path(&data_dir);
+    let store = {
+        let (p, g) = (path.clone(), genesis.clone());
+        tokio::task::spawn_blocking(move || Store::open(&p, &g))
+            .await
+            .map_err(|e| NodeError::Task(e.to_string()))?
+            .map_err(|source| NodeError::Store { path, source })?
+    };
+    let tip = store.tip();
+    info!(genesis = %genesis.hash(), network = %genesis.name, height = tip.height, tip = %tip.hash, "chain store opened");
+
+    let node_key = keys::load_or_generate(&data_dir)?;
+    let (client, events, event_loop) =
+        net::new(node_key, net_config, store.clone(), genesis.hash())?;
+    let net_task = tokio::spawn(event_loop.run());
+
+    // ------------------------------------------------------------------
+    // SYNC DRIVER GOES HERE. The sync engine (src/sync/, another engineer)
+    // will take `client.clone()`, `events`, `store.clone()` and `genesis`
+    // and replace `log_events` below. Until then a node that is behind does
+    // not catch up; it only serves and (optionally) produces.
+    // ------------------------------------------------------------------
+    let event_task = tokio::spawn(log_events(events));
+
+    let producer_task = produce.map(|key| {
+        info!(authority = %key.public(), "block production enabled");
+        tokio::spawn(produce_blocks(key, genesis, store.clone(), client.clone()))
+    });
+
+    Ok(RunningNode {
+        client,
+        store,
+        net_task,
+        event_task,
+        producer_task,
+    })
+}
+
+impl RunningNode {
+    /// Stops producing, stops the network and flushes the store.
+    pub async fn stop(self) -> Result<(), NodeError> {
+        if let Some(task) = self.producer_task {
+            task.abort();
+            let _ = task.await;
+        }
+        self.client.shutdown().await;
+        let _ = self.net_task.await;
+        self.event_task.abort();
+        let store = self.store;
+        tokio::task::spawn_blocking(move || store.flush())
+            .await
+            .map_err(|e| NodeError::Task(e.to_string()))?
+            .map_err(NodeError::Flush)?;
+        info!("node stopped, store flushed");
+        Ok(())
+    }
+}
+
+/// Runs a node until `shutdown` resolves, then stops it gracefully.
+pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
+    let node = start(config).await?;
+    shutdown.await;
+    info!("shutdown requested");
+    node.stop().await
+}
+
+/// Placeholder consumer of network events until the sync driver exists:
+/// keeps the channel drained and logs what a driver would react to.
+async fn log_events(mut events: mpsc::Receiver<NetEvent>) {
+    while let Some(event) = events.recv().await {
+        match event {
+            NetEvent::TipAnnounced { peer, height, tip } => {
+                info!(%peer, height, %tip, "peer announced a new tip (sync not implemented yet)")
+            }
+            other => debug!(event = ?other, "net event"),
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A small payload for produced blocks: which slot, and a few random bytes so
+/// bodies differ.
+fn block_body(slot: u64) -> Vec<u8> {
+    let mut body = format!("concord block for slot {slot} ").into_bytes();
+    body.extend(rand::random::<[u8; 16]>());
+    body
+}
+
+/// At each slot owned by `key`, builds a block on the current tip, validates
+/// and imports it, and announces it.
+async fn produce_blocks(key: AuthorityKey, genesis: Genesis, store: Store, client: Client) {
+    let me = key.public();
+    let slot_ms = genesis.slot_ms.max(1);
+    let mut last_slot: Option<u64> = None;
+    loop {
+        let now = now_ms();
+        let slot = now / slot_ms;
+        let tip = store.tip();
+        let fresh_slot =
+            last_slot.is_none_or(|s| slot > s) && genesis.slot_of(tip.timestamp_ms) < slot;
+        if now >= genesis.timestamp_ms && fresh_slot && *genesis.producer_for_slot(slot) == me {
+            last_slot = Some(slot);
+            if let Err(e) = produce_one(&key, &genesis, &store, &client, &tip, slot).await {
+                error!(slot, error = %e, "block production failed");
+            }
+        }
+        // Sleep to the start of the next slot (at least a few ms).
+        let next = (slot + 1) * slot_ms;
+        let wait = next.saturating_sub(now_ms()).max(5);
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+    }
+}
+
+async fn produce_one(
+    key: &AuthorityKey,
+    genesis: &Genesis,
+    store: &Store,
+    client: &Client,
+    tip: &BlockRef,
+    slot: u64,
+) -> Result<(), String> {
+    let timestamp_ms = (slot * genesis.slot_ms).max(tip.timestamp_ms);
+    let block = produce_block(key, tip, timestamp_ms, block_body(slot));
+    validate_block(genesis, tip, &block).map_err(|e| format!("produced an invalid block: {e}"))?;
+    let (height, hash) = (block.height(), block.hash());
+    let store = store.clone();
+    match tokio::task::spawn_blocking(move || store.import(&[block])).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            // The tip moved under us (e.g. a sync import); try next slot.
+            warn!(height, error = %e, "produced block not imported");
+            return Ok(());
+        }
+        Err(e) => return Err(e.to_string()),
+    }
+    info!("Produced block #{height} {hash}");
+    client.announce_tip(height, hash).await;
+    Ok(())
+}
