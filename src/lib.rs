@@ -11,8 +11,8 @@
 //! - [`node`]: assembles a running node from a config.
 
 pub mod chain;
-pub mod protocol;
 pub mod net;
 pub mod node;
+pub mod protocol;
 pub mod store;
 pub mod sync;

@@ -178,12 +178,13 @@ impl Block {
     /// CBOR encoding (the same bytes that travel on the wire and sit in the store).
     pub fn encode(&self) -> Vec<u8> {
         // Serializing plain data into a Vec cannot fail except on allocation failure.
-        cbor4ii::serde::to_vec(Vec::with_capacity(self.body.len() + 200), self)
-            .unwrap_or_default()
+        cbor4ii::serde::to_vec(Vec::with_capacity(self.body.len() + 200), self).unwrap_or_default()
     }
 
     /// Decodes one block from its CBOR encoding.
-    pub fn decode(bytes: &[u8]) -> Result<Self, cbor4ii::serde::DecodeError<std::convert::Infallible>> {
+    pub fn decode(
+        bytes: &[u8],
+    ) -> Result<Self, cbor4ii::serde::DecodeError<std::convert::Infallible>> {
         cbor4ii::serde::from_slice(bytes)
     }
 }
@@ -270,7 +271,14 @@ mod tests {
     fn block_with_wrong_item_count_is_rejected() {
         let b = sample();
         let h = &b.header;
-        let six = (h.height, h.parent, h.timestamp_ms, h.body_hash, h.producer, h.signature);
+        let six = (
+            h.height,
+            h.parent,
+            h.timestamp_ms,
+            h.body_hash,
+            h.producer,
+            h.signature,
+        );
         let bytes = cbor4ii::serde::to_vec(Vec::new(), &six).unwrap();
         assert!(Block::decode(&bytes).is_err());
     }
@@ -296,8 +304,12 @@ mod tests {
 
     #[test]
     fn byte_arrays_reject_wrong_lengths() {
-        let bytes = cbor4ii::serde::to_vec(Vec::new(), &serde_bytes::ByteBuf::from(vec![0u8; 31])).unwrap();
+        let bytes =
+            cbor4ii::serde::to_vec(Vec::new(), &serde_bytes::ByteBuf::from(vec![0u8; 31])).unwrap();
         assert!(cbor4ii::serde::from_slice::<Hash>(&bytes).is_err());
-        assert_eq!(Hash::from_hex(&Hash([0xab; 32]).to_hex()).unwrap(), Hash([0xab; 32]));
+        assert_eq!(
+            Hash::from_hex(&Hash([0xab; 32]).to_hex()).unwrap(),
+            Hash([0xab; 32])
+        );
     }
 }

@@ -296,16 +296,34 @@ mod tests {
         book.connected(liar, now);
         for _ in 0..5 {
             assert!(book
-                .penalize(&honest_slow, Penalty::Timeout, -100, Duration::from_secs(60), now)
+                .penalize(
+                    &honest_slow,
+                    Penalty::Timeout,
+                    -100,
+                    Duration::from_secs(60),
+                    now
+                )
                 .is_none());
         }
         let ban = book
-            .penalize(&liar, Penalty::ServedLosingBatch, -100, Duration::from_secs(60), now)
+            .penalize(
+                &liar,
+                Penalty::ServedLosingBatch,
+                -100,
+                Duration::from_secs(60),
+                now,
+            )
             .expect("a lie bans");
         assert_eq!(ban.until, now + Duration::from_secs(60));
         assert!(book.is_banned(&liar, now));
-        assert!(!book.connected(liar, now + Duration::from_secs(1)), "banned peers are refused");
-        assert!(book.connected(liar, now + Duration::from_secs(61)), "bans expire");
+        assert!(
+            !book.connected(liar, now + Duration::from_secs(1)),
+            "banned peers are refused"
+        );
+        assert!(
+            book.connected(liar, now + Duration::from_secs(61)),
+            "bans expire"
+        );
         assert!(!book.is_banned(&honest_slow, now));
     }
 
@@ -320,7 +338,13 @@ mod tests {
         }
         assert_eq!(book.get(&p).unwrap().score, MAX_SCORE);
         assert!(book
-            .penalize(&p, Penalty::InvalidBlocks, -100, Duration::from_secs(1), now)
+            .penalize(
+                &p,
+                Penalty::InvalidBlocks,
+                -100,
+                Duration::from_secs(1),
+                now
+            )
             .is_some());
     }
 
@@ -338,6 +362,10 @@ mod tests {
         book.cap_height(&p, 500);
         assert_eq!(book.get(&p).unwrap().height, Some(499));
         book.cap_height(&p, 900);
-        assert_eq!(book.get(&p).unwrap().height, Some(499), "capping never raises");
+        assert_eq!(
+            book.get(&p).unwrap().height,
+            Some(499),
+            "capping never raises"
+        );
     }
 }

@@ -41,7 +41,11 @@ pub struct AncestorSearch {
 impl AncestorSearch {
     /// Starts a search: we disagree at `diverged`; a rollback may remove at
     /// most `max_depth` blocks.
-    pub fn new(diverged: u64, max_depth: u64, reference: Vec<PeerId>) -> (AncestorSearch, SearchStep) {
+    pub fn new(
+        diverged: u64,
+        max_depth: u64,
+        reference: Vec<PeerId>,
+    ) -> (AncestorSearch, SearchStep) {
         let floor = diverged.saturating_sub(max_depth + 1);
         let mut s = AncestorSearch {
             lo: 0,

@@ -81,7 +81,10 @@ struct SharedChain(Arc<Mutex<SimChain>>);
 
 impl LocalChain for SharedChain {
     fn tip(&self) -> BlockRef {
-        self.0.lock().map(|c| c.tip()).unwrap_or_else(|p| p.into_inner().tip())
+        self.0
+            .lock()
+            .map(|c| c.tip())
+            .unwrap_or_else(|p| p.into_inner().tip())
     }
     fn hash_at(&self, height: u64) -> Option<Hash> {
         let c = self.0.lock().unwrap_or_else(|p| p.into_inner());
@@ -90,12 +93,27 @@ impl LocalChain for SharedChain {
 }
 
 enum Event {
-    Deliver { id: u64, result: Result<Response, Failure> },
-    Disconnect { peer: PeerId },
-    Reconnect { peer: PeerId },
-    Validated { batch: u64, result: Result<(), ValidationError> },
-    Import { batch: u64, blocks: Arc<Vec<Block>> },
-    RolledBack { result: Result<BlockRef, String> },
+    Deliver {
+        id: u64,
+        result: Result<Response, Failure>,
+    },
+    Disconnect {
+        peer: PeerId,
+    },
+    Reconnect {
+        peer: PeerId,
+    },
+    Validated {
+        batch: u64,
+        result: Result<(), ValidationError>,
+    },
+    Import {
+        batch: u64,
+        blocks: Arc<Vec<Block>>,
+    },
+    RolledBack {
+        result: Result<BlockRef, String>,
+    },
 }
 
 /// Validates a segment; the real one is `chain::validate::validate_segment`.
@@ -160,7 +178,12 @@ impl SimNet {
     }
 
     /// Adds a connected peer.
-    pub fn add_peer(&mut self, behavior: Behavior, latency: Duration, chain: Arc<Vec<Block>>) -> PeerId {
+    pub fn add_peer(
+        &mut self,
+        behavior: Behavior,
+        latency: Duration,
+        chain: Arc<Vec<Block>>,
+    ) -> PeerId {
         let id = PeerId::random();
         let bandwidth = match behavior {
             Behavior::Slow(f) => 100_000_000 / u64::from(f.max(1)),
@@ -308,7 +331,11 @@ impl SimNet {
         let mut c = self.local.lock().unwrap_or_else(|p| p.into_inner());
         let tip = c.tip();
         if blocks[0].height() != tip.height + 1 || blocks[0].header.parent != tip.hash {
-            return Err(format!("segment at {} does not extend tip {}", blocks[0].height(), tip.height));
+            return Err(format!(
+                "segment at {} does not extend tip {}",
+                blocks[0].height(),
+                tip.height
+            ));
         }
         c.refs.extend(blocks.iter().map(block_ref));
         Ok(c.tip())
@@ -323,9 +350,17 @@ impl SimNet {
 
     /// A peer answers (or not) according to its behaviour.
     fn serve(&mut self, id: u64, peer: PeerId, request: Request) {
-        let Some(p) = self.peers.get(&peer) else { return };
+        let Some(p) = self.peers.get(&peer) else {
+            return;
+        };
         if !p.connected {
-            self.at(Duration::from_millis(1), Event::Deliver { id, result: Err(Failure::Disconnected) });
+            self.at(
+                Duration::from_millis(1),
+                Event::Deliver {
+                    id,
+                    result: Err(Failure::Disconnected),
+                },
+            );
             return;
         }
         let (latency, chain, behavior, bandwidth) =
@@ -382,7 +417,13 @@ impl SimNet {
             _ => 64,
         };
         let transfer = Duration::from_secs_f64(bytes as f64 / bandwidth as f64);
-        self.at(rtt + transfer, Event::Deliver { id, result: Ok(response) });
+        self.at(
+            rtt + transfer,
+            Event::Deliver {
+                id,
+                result: Ok(response),
+            },
+        );
     }
 }
 
@@ -393,7 +434,9 @@ pub fn range(chain: &[Block], start: u64, count: u32) -> Vec<Block> {
     let mut bytes = 0usize;
     let count = count.min(limits::MAX_BLOCKS_PER_REQUEST) as u64;
     for h in start..start.saturating_add(count) {
-        let Some(b) = chain.get(h as usize) else { break };
+        let Some(b) = chain.get(h as usize) else {
+            break;
+        };
         let size = b.body.len() + 180;
         if !out.is_empty() && bytes + size > limits::RESPONSE_BYTE_BUDGET {
             break;
@@ -472,7 +515,9 @@ pub fn unsigned_validator() -> Validator {
     Box::new(|blocks: &[Block]| {
         for w in blocks.windows(2) {
             if w[1].header.parent != w[0].hash() {
-                return Err(ValidationError::WrongParent { height: w[1].height() });
+                return Err(ValidationError::WrongParent {
+                    height: w[1].height(),
+                });
             }
         }
         for b in blocks {

@@ -279,7 +279,10 @@ mod tests {
         );
         let stranger = PeerId::random();
         vote.record(stranger, Some(BAD));
-        assert!(matches!(vote.step(true), Step::Decided(Decision::Accepted { .. })));
+        assert!(matches!(
+            vote.step(true),
+            Step::Decided(Decision::Accepted { .. })
+        ));
     }
 
     #[test]

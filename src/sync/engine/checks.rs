@@ -128,9 +128,7 @@ impl SyncEngine {
         let voters = self.pick_voters(height, server, &[], self.config.vote_quorum);
         let quorum = self.config.vote_quorum;
         if voters.len() < quorum && !self.warned_small_quorum && key != VoteKey::Consistency {
-            let at_most = self
-                .targets
-                .is_some_and(|t| height <= t.safe);
+            let at_most = self.targets.is_some_and(|t| height <= t.safe);
             if at_most {
                 self.warned_small_quorum = true;
                 tracing::info!(
@@ -141,18 +139,35 @@ impl SyncEngine {
             }
         }
         for v in &voters {
-            self.send(*v, Request::BlockHash { height }, Purpose::Vote { key }, now);
+            self.send(
+                *v,
+                Request::BlockHash { height },
+                Purpose::Vote { key },
+                now,
+            );
         }
         self.votes.insert(
             key,
-            Vote::new(height, served, server, voters, now + self.config.vote_timeout),
+            Vote::new(
+                height,
+                served,
+                server,
+                voters,
+                now + self.config.vote_timeout,
+            ),
         );
         self.advance_vote(key, now);
     }
 
     /// Up to `n` usable peers that hold `height` and were not asked yet,
     /// best score first, ties broken at random.
-    fn pick_voters(&mut self, height: u64, server: Option<PeerId>, asked: &[PeerId], n: usize) -> Vec<PeerId> {
+    fn pick_voters(
+        &mut self,
+        height: u64,
+        server: Option<PeerId>,
+        asked: &[PeerId],
+        n: usize,
+    ) -> Vec<PeerId> {
         let mut c: Vec<(i32, u64, PeerId)> = self
             .book
             .usable()
@@ -171,7 +186,9 @@ impl SyncEngine {
     }
 
     pub(super) fn advance_vote(&mut self, key: VoteKey, now: Instant) {
-        let Some(vote) = self.votes.get(&key) else { return };
+        let Some(vote) = self.votes.get(&key) else {
+            return;
+        };
         if vote.step(false) == Step::Wait {
             return;
         }
@@ -183,14 +200,25 @@ impl SyncEngine {
         } else {
             Vec::new()
         };
-        let Some(vote) = self.votes.get(&key) else { return };
+        let Some(vote) = self.votes.get(&key) else {
+            return;
+        };
         let step = vote.step(!more.is_empty());
         match step {
             Step::Wait => {}
             Step::Escalate => {
-                tracing::debug!(height, extra = more.len(), "vote not unanimous; asking more peers");
+                tracing::debug!(
+                    height,
+                    extra = more.len(),
+                    "vote not unanimous; asking more peers"
+                );
                 for p in &more {
-                    self.send(*p, Request::BlockHash { height }, Purpose::Vote { key }, now);
+                    self.send(
+                        *p,
+                        Request::BlockHash { height },
+                        Purpose::Vote { key },
+                        now,
+                    );
                 }
                 if let Some(v) = self.votes.get_mut(&key) {
                     v.escalate(more, now + self.config.vote_timeout);
@@ -213,7 +241,10 @@ impl SyncEngine {
                     self.penalize(&p, Penalty::VotedAgainstMajority, now);
                 }
                 if voters == 0 {
-                    tracing::debug!(height = vote.height, "no other peer holds this height yet: accepted on validation alone");
+                    tracing::debug!(
+                        height = vote.height,
+                        "no other peer holds this height yet: accepted on validation alone"
+                    );
                 }
                 if let Some(b) = self.batches.values_mut().find(|b| b.id == batch) {
                     if let BatchState::Checking { voted, .. } = &mut b.state {
@@ -237,11 +268,18 @@ impl SyncEngine {
             }
             (VoteKey::Batch(batch), Decision::Inconclusive) => {
                 self.stats.votes_inconclusive += 1;
-                tracing::info!(height = vote.height, "vote inconclusive (no 2/3 majority); refetching elsewhere");
+                tracing::info!(
+                    height = vote.height,
+                    "vote inconclusive (no 2/3 majority); refetching elsewhere"
+                );
                 self.reject_batch(batch, "inconclusive vote", true, now);
             }
             (VoteKey::Consistency, Decision::Rejected { winner, .. }) => {
-                let reference: Vec<PeerId> = vote.supporters(&winner).into_iter().take(PROBE_PEERS).collect();
+                let reference: Vec<PeerId> = vote
+                    .supporters(&winner)
+                    .into_iter()
+                    .take(PROBE_PEERS)
+                    .collect();
                 tracing::warn!(height = vote.height, ours = %vote.served, majority = %winner,
                     "the majority holds another block at our tip height; searching for the fork point");
                 self.start_search(vote.height, reference, now);
@@ -256,7 +294,10 @@ impl SyncEngine {
     pub(super) fn check_consistency(&mut self, now: Instant) {
         if self.mode != Mode::Normal
             || self.votes.contains_key(&VoteKey::Consistency)
-            || self.batches.values().any(|b| !matches!(b.state, BatchState::Importing { .. }))
+            || self
+                .batches
+                .values()
+                .any(|b| !matches!(b.state, BatchState::Importing { .. }))
             || self.stored.height == 0
         {
             return;
@@ -286,7 +327,12 @@ impl SyncEngine {
                     .map(|s| s.reference().to_vec())
                     .unwrap_or_default();
                 for p in peers {
-                    self.send(p, Request::BlockHash { height: h }, Purpose::Probe { height: h }, now);
+                    self.send(
+                        p,
+                        Request::BlockHash { height: h },
+                        Purpose::Probe { height: h },
+                        now,
+                    );
                 }
             }
             SearchStep::Found(h) => {
@@ -295,7 +341,8 @@ impl SyncEngine {
                 tracing::warn!(common = h, depth, "fork point found; rolling back");
                 self.stats.reorgs += 1;
                 self.mode = Mode::RollingBack;
-                self.actions.push_back(super::Action::Rollback { height: h });
+                self.actions
+                    .push_back(super::Action::Rollback { height: h });
             }
             SearchStep::TooDeep { depth_at_least } => {
                 self.search = None;
@@ -315,7 +362,9 @@ impl SyncEngine {
     }
 
     fn on_probe_answer(&mut self, peer: PeerId, height: u64, hash: Option<Hash>, now: Instant) {
-        let Some(s) = self.search.as_mut() else { return };
+        let Some(s) = self.search.as_mut() else {
+            return;
+        };
         if s.probing() != Some(height) {
             return;
         }
@@ -333,7 +382,9 @@ impl SyncEngine {
 
     pub(super) fn on_rolled_back(&mut self, result: Result<BlockRef, String>, now: Instant) {
         match result {
-            Ok(tip) => tracing::warn!(height = tip.height, tip = %tip.hash, "rolled back to the common ancestor; re-syncing"),
+            Ok(tip) => {
+                tracing::warn!(height = tip.height, tip = %tip.hash, "rolled back to the common ancestor; re-syncing")
+            }
             Err(e) => tracing::error!(error = %e, "rollback failed"),
         }
         self.mode = Mode::Normal;

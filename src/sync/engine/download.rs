@@ -13,6 +13,10 @@ use crate::chain::{Block, BlockRef, ValidationError};
 use crate::sync::batch::{Attempt, Batch, BatchId, BatchState, Live, Outcome};
 use crate::sync::peer_book::Penalty;
 
+/// Ordering key of a candidate peer: holds the whole batch, score, spare
+/// capacity, speed, random tie-break (higher is better in every field).
+type PeerRank = (bool, i32, u32, u128, u64);
+
 /// Smoothing of the batch-duration and block-size averages.
 const ALPHA: f64 = 0.2;
 
@@ -106,7 +110,9 @@ impl SyncEngine {
             if downloading >= self.config.max_batches_in_flight {
                 break;
             }
-            let Some(b) = self.batches.get(&start) else { continue };
+            let Some(b) = self.batches.get(&start) else {
+                continue;
+            };
             let BatchState::AwaitingDownload { not_before } = b.state else {
                 continue;
             };
@@ -126,7 +132,12 @@ impl SyncEngine {
                         b.state = BatchState::AwaitingDownload {
                             not_before: Some(now + backoff),
                         };
-                        tracing::debug!(start, end, rounds = b.rounds, "every peer failed batch; backing off");
+                        tracing::debug!(
+                            start,
+                            end,
+                            rounds = b.rounds,
+                            "every peer failed batch; backing off"
+                        );
                     }
                 }
                 continue;
@@ -146,7 +157,7 @@ impl SyncEngine {
         also_exclude: Option<PeerId>,
     ) -> Option<PeerId> {
         let max = self.config.max_requests_per_peer;
-        let mut best: Option<(PeerId, (bool, i32, u32, u128, u64))> = None;
+        let mut best: Option<(PeerId, PeerRank)> = None;
         let candidates: Vec<(PeerId, bool, i32, u32, u128)> = self
             .book
             .usable()
@@ -178,7 +189,9 @@ impl SyncEngine {
     }
 
     fn request_batch(&mut self, start: u64, peer: PeerId, now: Instant) {
-        let Some(b) = self.batches.get(&start) else { return };
+        let Some(b) = self.batches.get(&start) else {
+            return;
+        };
         let (id, count) = (b.id, b.len().min(u64::from(u32::MAX)) as u32);
         let req = self.send(
             peer,
@@ -229,7 +242,10 @@ impl SyncEngine {
             .batches
             .values()
             .filter_map(|b| match &b.state {
-                BatchState::Downloading { live, hedged: false } => live
+                BatchState::Downloading {
+                    live,
+                    hedged: false,
+                } => live
                     .first()
                     .filter(|l| l.sent + delay <= now)
                     .map(|l| (b.start, b.end, l.peer, b.failed.clone())),
@@ -366,7 +382,13 @@ impl SyncEngine {
     }
 
     /// The served attempt is void: fetch the batch again elsewhere.
-    pub(super) fn fail_attempt(&mut self, start: u64, peer: PeerId, why: &'static str, now: Instant) {
+    pub(super) fn fail_attempt(
+        &mut self,
+        start: u64,
+        peer: PeerId,
+        why: &'static str,
+        now: Instant,
+    ) {
         let _ = now;
         if let Some(b) = self.batches.get_mut(&start) {
             b.set_outcome(&peer, Outcome::Failed(why));
@@ -383,7 +405,13 @@ impl SyncEngine {
     }
 
     /// A batch failed after download (invalid, lost its vote, inconclusive).
-    pub(super) fn reject_batch(&mut self, batch: BatchId, why: &'static str, backoff: bool, now: Instant) {
+    pub(super) fn reject_batch(
+        &mut self,
+        batch: BatchId,
+        why: &'static str,
+        backoff: bool,
+        now: Instant,
+    ) {
         let backoff_until = backoff.then(|| now + self.config.retry_backoff);
         if let Some(b) = self.batches.values_mut().find(|b| b.id == batch) {
             let server = match &b.state {
@@ -465,12 +493,19 @@ impl SyncEngine {
             if b.start != self.accepted.height + 1 {
                 return;
             }
-            let BatchState::Verified { server, blocks, bytes } = &b.state else {
+            let BatchState::Verified {
+                server,
+                blocks,
+                bytes,
+            } = &b.state
+            else {
                 return;
             };
-            let (id, start, server, blocks, bytes) = (b.id, b.start, *server, blocks.clone(), *bytes);
+            let (id, start, server, blocks, bytes) =
+                (b.id, b.start, *server, blocks.clone(), *bytes);
             let first = &blocks[0].header;
-            if first.parent != self.accepted.hash || first.timestamp_ms < self.accepted.timestamp_ms {
+            if first.parent != self.accepted.hash || first.timestamp_ms < self.accepted.timestamp_ms
+            {
                 self.on_link_failure(id, start, server, now);
                 return;
             }
@@ -505,7 +540,12 @@ impl SyncEngine {
         }
     }
 
-    pub(super) fn on_imported(&mut self, batch: BatchId, result: Result<BlockRef, String>, now: Instant) {
+    pub(super) fn on_imported(
+        &mut self,
+        batch: BatchId,
+        result: Result<BlockRef, String>,
+        now: Instant,
+    ) {
         let Some((&start, b)) = self.batches.iter().find(|(_, b)| b.id == batch) else {
             return;
         };

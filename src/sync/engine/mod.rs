@@ -21,7 +21,7 @@ use libp2p::PeerId;
 use crate::chain::{Block, BlockRef, Hash, ValidationError};
 use crate::sync::batch::{Batch, BatchId, BatchState, ReqId};
 use crate::sync::config::SyncConfig;
-use crate::sync::peer_book::{GenesisVerdict, Penalty, PeerBook};
+use crate::sync::peer_book::{GenesisVerdict, PeerBook, Penalty};
 use crate::sync::reorg::AncestorSearch;
 use crate::sync::target::{self, Targets};
 use crate::sync::verifier::Vote;
@@ -159,11 +159,6 @@ pub struct SyncStatus {
     pub stalled: Option<String>,
 }
 
-/// `poll_timeout` has no `now`; any instant in the past is due anyway.
-fn now_floor(t: Instant) -> Instant {
-    t.checked_sub(Duration::from_secs(3600)).unwrap_or(t)
-}
-
 /// What an outstanding request is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Purpose {
@@ -223,10 +218,17 @@ pub struct SyncEngine {
     warned_small_quorum: bool,
     rng: u64,
     stats: Stats,
+    /// The latest `now` any input carried (inputs never go back in time).
+    clock: Instant,
 }
 
 impl SyncEngine {
-    pub fn new(config: SyncConfig, genesis: Hash, local: Box<dyn LocalChain>, now: Instant) -> Self {
+    pub fn new(
+        config: SyncConfig,
+        genesis: Hash,
+        local: Box<dyn LocalChain>,
+        now: Instant,
+    ) -> Self {
         let tip = local.tip();
         let rng = config.seed ^ 0x9e37_79b9_7f4a_7c15;
         SyncEngine {
@@ -255,6 +257,7 @@ impl SyncEngine {
             warned_small_quorum: false,
             rng,
             stats: Stats::default(),
+            clock: now,
         }
     }
 
@@ -328,7 +331,10 @@ impl SyncEngine {
                 BatchState::AwaitingDownload {
                     not_before: Some(nb),
                 } => t = t.min(*nb),
-                BatchState::Downloading { live, hedged: false } => {
+                BatchState::Downloading {
+                    live,
+                    hedged: false,
+                } => {
                     if let Some(l) = live.first() {
                         t = t.min(l.sent + self.hedge_delay());
                     }
@@ -340,8 +346,9 @@ impl SyncEngine {
             t = t.min(self.last_progress + self.config.stall_timeout);
         }
         for (_, p) in self.book.iter() {
-            if p.reporting() && p.connected_at + self.config.verify_grace > now_floor(t) {
-                t = t.min(p.connected_at + self.config.verify_grace);
+            let grace_end = p.connected_at + self.config.verify_grace;
+            if p.reporting() && grace_end > self.clock {
+                t = t.min(grace_end);
             }
         }
         if let Some(b) = self.book.next_ban_expiry() {
@@ -354,6 +361,7 @@ impl SyncEngine {
 
     /// A connection to `peer` opened: ask which network it is on.
     pub fn handle_peer_connected(&mut self, peer: PeerId, now: Instant) {
+        self.clock = self.clock.max(now);
         if !self.book.connected(peer, now) {
             // Banned: the driver refuses it too; make sure it goes.
             if let Some((until, reason)) = self.book.ban_of(&peer) {
@@ -370,6 +378,7 @@ impl SyncEngine {
 
     /// `peer` disconnected: its requests fail over to other peers at once.
     pub fn handle_peer_disconnected(&mut self, peer: PeerId, now: Instant) {
+        self.clock = self.clock.max(now);
         if let Some(p) = self.book.get_mut(&peer) {
             p.connected = false;
         }
@@ -380,6 +389,7 @@ impl SyncEngine {
 
     /// `peer` pushed a new tip: treat it as a height report and react now.
     pub fn handle_tip_announced(&mut self, peer: PeerId, height: u64, tip: Hash, now: Instant) {
+        self.clock = self.clock.max(now);
         if self.book.get(&peer).is_some_and(|p| p.usable()) {
             self.book.set_height(&peer, height, tip, now);
             self.schedule(now);
@@ -388,6 +398,7 @@ impl SyncEngine {
 
     /// The answer (or failure) of a request the engine asked for.
     pub fn handle_response(&mut self, id: ReqId, result: Result<Response, Failure>, now: Instant) {
+        self.clock = self.clock.max(now);
         let Some(out) = self.requests.remove(&id) else {
             return; // Late answer to a request already given up on.
         };
@@ -406,24 +417,33 @@ impl SyncEngine {
         result: Result<(), ValidationError>,
         now: Instant,
     ) {
+        self.clock = self.clock.max(now);
         self.on_validated(batch, result, now);
         self.schedule(now);
     }
 
     /// The result of an [`Action::Import`] (in the order they were emitted).
-    pub fn handle_imported(&mut self, batch: BatchId, result: Result<BlockRef, String>, now: Instant) {
+    pub fn handle_imported(
+        &mut self,
+        batch: BatchId,
+        result: Result<BlockRef, String>,
+        now: Instant,
+    ) {
+        self.clock = self.clock.max(now);
         self.on_imported(batch, result, now);
         self.schedule(now);
     }
 
     /// The result of an [`Action::Rollback`].
     pub fn handle_rolled_back(&mut self, result: Result<BlockRef, String>, now: Instant) {
+        self.clock = self.clock.max(now);
         self.on_rolled_back(result, now);
         self.schedule(now);
     }
 
     /// The local chain changed outside the engine (a block produced here).
     pub fn handle_local_tip(&mut self, now: Instant) {
+        self.clock = self.clock.max(now);
         if self.batches.is_empty() {
             self.resync_from_store();
         }
@@ -432,6 +452,7 @@ impl SyncEngine {
 
     /// Time passed: expire requests, hedge slow ones, retry, refresh heights.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.clock = self.clock.max(now);
         let expired: Vec<ReqId> = self
             .requests
             .iter()
@@ -461,6 +482,7 @@ impl SyncEngine {
     /// Manual sync (the sketch's `manual_sync`): refresh every peer's height
     /// now and schedule whatever is missing.
     pub fn request_sync(&mut self, now: Instant) {
+        self.clock = self.clock.max(now);
         self.refresh_heights(now);
         self.schedule(now);
     }
@@ -468,6 +490,7 @@ impl SyncEngine {
     /// Drops every batch, vote and search and starts over from the stored tip;
     /// also clears a halt. Peers and bans are kept.
     pub fn reset(&mut self, now: Instant) {
+        self.clock = self.clock.max(now);
         tracing::info!("sync reset: dropping {} batches", self.batches.len());
         self.batches.clear();
         self.votes.clear();

@@ -42,7 +42,11 @@ fn sync_starts_within_milliseconds_of_learning_a_peer_is_ahead() {
     n.add_peer(Behavior::Honest, 2 * MS, chain.clone());
     assert!(n.run_until(Duration::from_secs(5), |n| synced_to(n, &chain)));
     // Genesis + height + blocks + vote round trips, not a 30 s poll.
-    assert!(n.now - start < Duration::from_millis(50), "{:?}", n.now - start);
+    assert!(
+        n.now - start < Duration::from_millis(50),
+        "{:?}",
+        n.now - start
+    );
 }
 
 #[test]
@@ -56,7 +60,11 @@ fn a_minority_inflating_its_height_does_not_move_the_target_and_gets_banned() {
     assert!(n.run_until(Duration::from_secs(30), |n| synced_to(n, &chain)));
     assert_eq!(n.engine.status(n.now).target, Some(2_000));
     // It keeps claiming heights it cannot serve: penalized each time, then banned.
-    assert!(n.run_until(Duration::from_secs(120), |n| n.report.bans.iter().any(|(p, _)| *p == liar)));
+    assert!(n.run_until(Duration::from_secs(120), |n| n
+        .report
+        .bans
+        .iter()
+        .any(|(p, _)| *p == liar)));
     assert!(n.report.bans.contains(&(liar, Penalty::NotDelivered)));
     assert!(banned_honest(&n).is_empty());
     assert!(synced_to(&n, &chain));
@@ -83,7 +91,10 @@ fn a_stalling_peer_is_hedged_around_and_nothing_is_dropped() {
     assert!(n.run_until(Duration::from_secs(60), |n| synced_to(n, &chain)));
     let s = n.engine.stats();
     assert!(s.hedges + s.retries > 0, "{s:?}");
-    assert_eq!(s.blocks_imported, 20_000, "every batch imported exactly once");
+    assert_eq!(
+        s.blocks_imported, 20_000,
+        "every batch imported exactly once"
+    );
     assert!(banned_honest(&n).is_empty());
 }
 
@@ -109,8 +120,24 @@ fn a_forged_batch_loses_the_vote_and_its_server_is_banned() {
         n.add_peer(Behavior::Honest, 5 * MS, chain.clone());
     }
     let ok = n.run_until(Duration::from_secs(60), |n| synced_to(n, &chain));
-    assert!(ok, "{:?} {:?} {:?} {:?}", n.engine.status(n.now), n.report.bans, n.engine.stats(), n.engine.batches().map(|b| (b.start, b.end, b.state_name(), b.history.clone())).collect::<Vec<_>>());
-    assert!(n.report.bans.contains(&(forger, Penalty::ServedLosingBatch)), "{:?}", n.report.bans);
+    assert!(
+        ok,
+        "{:?} {:?} {:?} {:?}",
+        n.engine.status(n.now),
+        n.report.bans,
+        n.engine.stats(),
+        n.engine
+            .batches()
+            .map(|b| (b.start, b.end, b.state_name(), b.history.clone()))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        n.report
+            .bans
+            .contains(&(forger, Penalty::ServedLosingBatch)),
+        "{:?}",
+        n.report.bans
+    );
     assert!(n.engine.stats().votes_lost >= 1);
     assert!(banned_honest(&n).is_empty());
 }
@@ -124,11 +151,12 @@ fn a_wrong_voter_is_outvoted_and_penalized() {
     }
     let voter = n.add_peer(Behavior::WrongVotes, 5 * MS, chain.clone());
     assert!(n.run_until(Duration::from_secs(60), |n| synced_to(n, &chain)));
-    let info_failures = n
-        .engine
-        .peer_book()
-        .get(&voter)
-        .map(|p| p.failures.get(&Penalty::VotedAgainstMajority).copied().unwrap_or(0));
+    let info_failures = n.engine.peer_book().get(&voter).map(|p| {
+        p.failures
+            .get(&Penalty::VotedAgainstMajority)
+            .copied()
+            .unwrap_or(0)
+    });
     let banned = n.report.bans.iter().any(|(p, _)| *p == voter);
     assert!(banned || info_failures.unwrap_or(0) > 0);
     assert!(banned_honest(&n).is_empty());
@@ -214,7 +242,11 @@ fn follows_new_tips_pushed_by_announcements() {
         let want = chain.len() as u64 - 1;
         assert!(n.run_until(Duration::from_secs(5), |n| n.tip().height == want));
         // Only the producer holds it: accepted on validation alone, in a few round trips.
-        assert!(n.now - announced < Duration::from_millis(50), "{:?}", n.now - announced);
+        assert!(
+            n.now - announced < Duration::from_millis(50),
+            "{:?}",
+            n.now - announced
+        );
         n.peers.get_mut(&other).unwrap().chain = c;
     }
 }
@@ -232,8 +264,13 @@ fn memory_stays_bounded_by_the_lookahead_window() {
         n.add_peer(Behavior::Honest, 2 * MS, chain.clone());
     }
     assert!(n.run_until(Duration::from_secs(120), |n| synced_to(n, &chain)));
-    let bound = config.max_buffered_bytes + 2 * config.batch_bytes * config.max_batches_in_flight as u64;
-    assert!(n.report.max_held_bytes <= bound, "{} > {bound}", n.report.max_held_bytes);
+    let bound =
+        config.max_buffered_bytes + 2 * config.batch_bytes * config.max_batches_in_flight as u64;
+    assert!(
+        n.report.max_held_bytes <= bound,
+        "{} > {bound}",
+        n.report.max_held_bytes
+    );
     assert!(n.report.max_batches <= config.max_batches_in_flight * 2 + 1);
 }
 
