@@ -46,7 +46,8 @@ pub struct SyncSnapshot {
     pub status: SyncStatus,
     pub stats: Stats,
     pub peers: Vec<PeerSnapshot>,
-    pub banned: usize,
+    /// Peers banned now, with the reason.
+    pub banned: Vec<(PeerId, &'static str)>,
 }
 
 enum Command {
@@ -374,7 +375,12 @@ impl Driver {
             status: self.engine.status(now),
             stats: self.engine.stats().clone(),
             peers,
-            banned: self.engine.peer_book().banned_count(now),
+            banned: self
+                .engine
+                .peer_book()
+                .banned(now)
+                .map(|(p, r)| (p, r.name()))
+                .collect(),
         }
     }
 

@@ -38,6 +38,8 @@ pub enum Penalty {
     ServedLosingBatch,
     /// Voted for a hash the 2/3 majority rejected.
     VotedAgainstMajority,
+    /// Reported a tip that the 2/3 majority says is not on the chain.
+    WrongChain,
     /// Runs another genesis.
     WrongGenesis,
 }
@@ -50,7 +52,10 @@ impl Penalty {
             Penalty::NotDelivered => -30,
             Penalty::BadResponse => -50,
             Penalty::VotedAgainstMajority => -40,
-            Penalty::InvalidBlocks | Penalty::ServedLosingBatch | Penalty::WrongGenesis => -1000,
+            Penalty::InvalidBlocks
+            | Penalty::ServedLosingBatch
+            | Penalty::WrongChain
+            | Penalty::WrongGenesis => -1000,
         }
     }
 
@@ -63,6 +68,7 @@ impl Penalty {
             Penalty::InvalidBlocks => "invalid_blocks",
             Penalty::ServedLosingBatch => "served_losing_batch",
             Penalty::VotedAgainstMajority => "voted_against_majority",
+            Penalty::WrongChain => "wrong_chain",
             Penalty::WrongGenesis => "wrong_genesis",
         }
     }
@@ -76,6 +82,8 @@ pub struct PeerInfo {
     pub height: Option<u64>,
     pub tip: Option<Hash>,
     pub height_updated: Option<Instant>,
+    /// Whether the reported tip was compared with our chain yet.
+    pub tip_checked: bool,
     /// EWMA of the round-trip time of small requests.
     pub latency: Option<Duration>,
     /// Block requests in flight to this peer.
@@ -96,6 +104,7 @@ impl PeerInfo {
             height: None,
             tip: None,
             height_updated: None,
+            tip_checked: false,
             latency: None,
             in_flight: 0,
             successes: 0,
@@ -212,6 +221,9 @@ impl PeerBook {
     /// report from the peer itself may lower it (it reorged or restarted).
     pub fn set_height(&mut self, peer: &PeerId, height: u64, tip: Hash, now: Instant) {
         if let Some(p) = self.peers.get_mut(peer) {
+            if p.tip != Some(tip) {
+                p.tip_checked = false;
+            }
             p.height = Some(height);
             p.tip = Some(tip);
             p.height_updated = Some(now);
@@ -224,6 +236,8 @@ impl PeerBook {
             if let Some(h) = p.height {
                 if h >= below {
                     p.height = Some(below.saturating_sub(1));
+                    // Its tip hash was for the height it claimed, not this one.
+                    p.tip = None;
                 }
             }
         }
@@ -269,6 +283,14 @@ impl PeerBook {
         } else {
             None
         }
+    }
+
+    /// Peers currently banned, with the reason.
+    pub fn banned(&self, now: Instant) -> impl Iterator<Item = (PeerId, Penalty)> + '_ {
+        self.banned
+            .iter()
+            .filter(move |(_, (u, _))| *u > now)
+            .map(|(p, (_, r))| (*p, *r))
     }
 
     /// Forgets expired bans (so the map stays bounded by the peers seen recently).

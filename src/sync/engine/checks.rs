@@ -24,6 +24,7 @@ impl SyncEngine {
                 self.book
                     .record_latency(&peer, now.saturating_duration_since(out.sent));
                 self.book.set_height(&peer, height, tip, now);
+                self.check_claims(now);
             }
             (Purpose::Download { batch, start }, Response::Blocks(blocks)) => {
                 self.on_blocks(out, batch, start, blocks, now)
@@ -284,8 +285,53 @@ impl SyncEngine {
                     "the majority holds another block at our tip height; searching for the fork point");
                 self.start_search(vote.height, reference, now);
             }
-            (VoteKey::Consistency, _) => {
+            (VoteKey::Claim(peer), Decision::Rejected { .. }) => {
+                tracing::warn!(%peer, height = vote.height, claimed = %vote.served,
+                    "peer claims a tip the majority says is not on the chain");
+                self.penalize(&peer, Penalty::WrongChain, now);
+            }
+            (VoteKey::Claim(peer), Decision::Accepted { voters, .. }) if voters >= 2 => {
+                let reference: Vec<PeerId> = vote
+                    .supporters(&vote.served)
+                    .into_iter()
+                    .take(PROBE_PEERS)
+                    .collect();
+                tracing::warn!(%peer, height = vote.height, "the majority holds another block than ours at a height we hold; searching for the fork point");
+                self.start_search(vote.height, reference, now);
+            }
+            (VoteKey::Claim(_), _) | (VoteKey::Consistency, _) => {
                 tracing::debug!(height = vote.height, "our tip agrees with the peers");
+            }
+        }
+    }
+
+    /// Compares peers' reported tips at heights we hold with our own blocks;
+    /// a mismatch is put to a vote (with the peer as the one that "served"
+    /// its claim), so a peer on a forged chain is found out even if it never
+    /// served us a batch, and a node on a minority fork finds out it is.
+    pub(super) fn check_claims(&mut self, now: Instant) {
+        if self.mode != Mode::Normal {
+            return;
+        }
+        let due: Vec<(PeerId, u64, Hash)> = self
+            .book
+            .usable()
+            .filter(|(_, p)| !p.tip_checked)
+            .filter_map(|(id, p)| match (p.height, p.tip) {
+                (Some(h), Some(t)) if h > 0 && h <= self.stored.height => Some((*id, h, t)),
+                _ => None,
+            })
+            .collect();
+        for (peer, height, tip) in due {
+            if let Some(p) = self.book.get_mut(&peer) {
+                p.tip_checked = true;
+            }
+            let key = VoteKey::Claim(peer);
+            if self.votes.contains_key(&key) {
+                continue;
+            }
+            if self.local.hash_at(height).is_some_and(|ours| ours != tip) {
+                self.start_vote(key, height, tip, Some(peer), now);
             }
         }
     }

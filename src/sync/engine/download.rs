@@ -558,6 +558,7 @@ impl SyncEngine {
                 self.stats.bytes_imported += bytes;
                 self.last_progress = now;
                 self.last_stall_warning = None;
+                self.check_claims(now);
             }
             Err(e) => {
                 tracing::error!(error = %e, "import failed; restarting sync from the stored tip");

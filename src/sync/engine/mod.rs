@@ -174,6 +174,8 @@ enum Purpose {
 enum VoteKey {
     Batch(BatchId),
     Consistency,
+    /// A peer reported a tip at a height we hold that is not our block there.
+    Claim(PeerId),
 }
 
 #[derive(Clone, Copy, Debug)]
