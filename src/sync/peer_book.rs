@@ -4,7 +4,7 @@
 //! Pure bookkeeping: no I/O and no clock (time comes in as `now`). It decides
 //! scores and bans; carrying a ban out (disconnecting) is the driver's job.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
@@ -128,10 +128,14 @@ pub struct Ban {
 }
 
 /// Per-peer state plus the ban list.
+///
+/// Ordered maps: the engine's choices iterate the peers (voters, servers,
+/// tie breaks drawn from a seeded generator in iteration order), so the order
+/// must not depend on a per-process hash seed or a run would not replay.
 #[derive(Debug, Default)]
 pub struct PeerBook {
-    peers: HashMap<PeerId, PeerInfo>,
-    banned: HashMap<PeerId, (Instant, Penalty)>,
+    peers: BTreeMap<PeerId, PeerInfo>,
+    banned: BTreeMap<PeerId, (Instant, Penalty)>,
 }
 
 /// Weight of a new latency sample in the EWMA.

@@ -190,7 +190,8 @@ pub struct SyncEngine {
     genesis: Hash,
     local: Box<dyn LocalChain>,
     book: PeerBook,
-    requests: HashMap<ReqId, Outstanding>,
+    /// Ordered by id (= send order), so expiries are handled reproducibly.
+    requests: BTreeMap<ReqId, Outstanding>,
     next_req: ReqId,
     /// Keyed by start height; never overlapping.
     batches: BTreeMap<u64, Batch>,
@@ -238,7 +239,7 @@ impl SyncEngine {
             genesis,
             local,
             book: PeerBook::new(),
-            requests: HashMap::new(),
+            requests: BTreeMap::new(),
             next_req: 1,
             batches: BTreeMap::new(),
             next_batch: 1,
