@@ -252,6 +252,9 @@ fn run(seed: u64, height: u64) -> (SimNet, Outcome) {
             .filter(|(p, _)| honest_banned.contains(p))
             .collect::<Vec<_>>()
     );
+    // A ban lasts longer than the run: nobody is banned twice.
+    let distinct: BTreeSet<PeerId> = net.report.bans.iter().map(|(p, _)| *p).collect();
+    assert_eq!(distinct.len(), net.report.bans.len(), "{bans_by:?}");
     // Every forged batch that was judged lost its vote and got its server banned.
     let forgers_banned: BTreeSet<PeerId> = net
         .report

@@ -250,6 +250,9 @@ impl PeerBook {
     }
 
     /// Applies a penalty; returns the ban if the score crossed `threshold`.
+    /// A peer already banned is left alone: the ban stands as decided, and
+    /// the driver is not told twice (its later answers, which may still
+    /// arrive before the disconnect lands, are moot).
     pub fn penalize(
         &mut self,
         peer: &PeerId,
@@ -258,6 +261,9 @@ impl PeerBook {
         ban_for: Duration,
         now: Instant,
     ) -> Option<Ban> {
+        if self.is_banned(peer, now) {
+            return None;
+        }
         let p = self.peers.get_mut(peer)?;
         *p.failures.entry(penalty).or_default() += 1;
         p.score = p.score.saturating_add(penalty.score());
@@ -329,6 +335,27 @@ mod tests {
             "bans expire"
         );
         assert!(!book.is_banned(&honest_slow, now));
+    }
+
+    #[test]
+    fn a_banned_peer_is_not_banned_again() {
+        // Regression: a forger with two batches in flight lost both votes
+        // before its disconnect landed and was banned twice (two Ban actions).
+        let now = Instant::now();
+        let mut book = PeerBook::new();
+        let liar = PeerId::random();
+        book.connected(liar, now);
+        let ban_for = Duration::from_secs(60);
+        let first = book.penalize(&liar, Penalty::ServedLosingBatch, -100, ban_for, now);
+        assert!(first.is_some());
+        let later = now + Duration::from_millis(5);
+        assert!(book
+            .penalize(&liar, Penalty::ServedLosingBatch, -100, ban_for, later)
+            .is_none());
+        assert_eq!(
+            book.ban_of(&liar),
+            Some((now + ban_for, Penalty::ServedLosingBatch))
+        );
     }
 
     #[test]

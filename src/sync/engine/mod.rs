@@ -563,7 +563,7 @@ impl SyncEngine {
 
     /// Penalizes `peer`, and bans it when its score crosses the threshold.
     fn penalize(&mut self, peer: &PeerId, penalty: Penalty, now: Instant) {
-        if self.book.get(peer).is_none() {
+        if self.book.get(peer).is_none() || self.book.is_banned(peer, now) {
             return;
         }
         *self.stats.penalties.entry(penalty.name()).or_default() += 1;
