@@ -4,7 +4,7 @@
 //! Pure bookkeeping: no I/O and no clock (time comes in as `now`). It decides
 //! scores and bans; carrying a ban out (disconnecting) is the driver's job.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
@@ -137,10 +137,14 @@ pub struct Ban {
 }
 
 /// Per-peer state plus the ban list.
+///
+/// Ordered maps: the engine's choices iterate the peers (voters, servers,
+/// tie breaks drawn from a seeded generator in iteration order), so the order
+/// must not depend on a per-process hash seed or a run would not replay.
 #[derive(Debug, Default)]
 pub struct PeerBook {
-    peers: HashMap<PeerId, PeerInfo>,
-    banned: HashMap<PeerId, (Instant, Penalty)>,
+    peers: BTreeMap<PeerId, PeerInfo>,
+    banned: BTreeMap<PeerId, (Instant, Penalty)>,
 }
 
 /// Weight of a new latency sample in the EWMA.
@@ -260,6 +264,9 @@ impl PeerBook {
     }
 
     /// Applies a penalty; returns the ban if the score crossed `threshold`.
+    /// A peer already banned is left alone: the ban stands as decided, and
+    /// the driver is not told twice (its later answers, which may still
+    /// arrive before the disconnect lands, are moot).
     pub fn penalize(
         &mut self,
         peer: &PeerId,
@@ -268,6 +275,9 @@ impl PeerBook {
         ban_for: Duration,
         now: Instant,
     ) -> Option<Ban> {
+        if self.is_banned(peer, now) {
+            return None;
+        }
         let p = self.peers.get_mut(peer)?;
         *p.failures.entry(penalty).or_default() += 1;
         p.score = p.score.saturating_add(penalty.score());
@@ -347,6 +357,27 @@ mod tests {
             "bans expire"
         );
         assert!(!book.is_banned(&honest_slow, now));
+    }
+
+    #[test]
+    fn a_banned_peer_is_not_banned_again() {
+        // Regression: a forger with two batches in flight lost both votes
+        // before its disconnect landed and was banned twice (two Ban actions).
+        let now = Instant::now();
+        let mut book = PeerBook::new();
+        let liar = PeerId::random();
+        book.connected(liar, now);
+        let ban_for = Duration::from_secs(60);
+        let first = book.penalize(&liar, Penalty::ServedLosingBatch, -100, ban_for, now);
+        assert!(first.is_some());
+        let later = now + Duration::from_millis(5);
+        assert!(book
+            .penalize(&liar, Penalty::ServedLosingBatch, -100, ban_for, later)
+            .is_none());
+        assert_eq!(
+            book.ban_of(&liar),
+            Some((now + ban_for, Penalty::ServedLosingBatch))
+        );
     }
 
     #[test]

@@ -192,7 +192,8 @@ pub struct SyncEngine {
     genesis: Hash,
     local: Box<dyn LocalChain>,
     book: PeerBook,
-    requests: HashMap<ReqId, Outstanding>,
+    /// Ordered by id (= send order), so expiries are handled reproducibly.
+    requests: BTreeMap<ReqId, Outstanding>,
     next_req: ReqId,
     /// Keyed by start height; never overlapping.
     batches: BTreeMap<u64, Batch>,
@@ -240,7 +241,7 @@ impl SyncEngine {
             genesis,
             local,
             book: PeerBook::new(),
-            requests: HashMap::new(),
+            requests: BTreeMap::new(),
             next_req: 1,
             batches: BTreeMap::new(),
             next_batch: 1,
@@ -564,7 +565,7 @@ impl SyncEngine {
 
     /// Penalizes `peer`, and bans it when its score crosses the threshold.
     fn penalize(&mut self, peer: &PeerId, penalty: Penalty, now: Instant) {
-        if self.book.get(peer).is_none() {
+        if self.book.get(peer).is_none() || self.book.is_banned(peer, now) {
             return;
         }
         *self.stats.penalties.entry(penalty.name()).or_default() += 1;

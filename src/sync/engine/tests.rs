@@ -285,3 +285,38 @@ fn manual_sync_and_reset_keep_working() {
     n.engine.request_sync(n.now);
     assert!(n.run_until(Duration::from_secs(30), |n| synced_to(n, &chain)));
 }
+
+#[test]
+fn a_run_replays_exactly_from_its_seed() {
+    // Regression: the peer book, the request map and the votes were hash
+    // maps, whose iteration order differs per map instance; the engine draws
+    // tie breaks in iteration order, so two runs with one seed diverged.
+    let chain = Arc::new(sim::unsigned_chain(5_000, 64, 1));
+    let forged = Arc::new(sim::unsigned_chain(5_000, 64, 2));
+    let run = || {
+        let config = SyncConfig {
+            seed: 42,
+            ..SyncConfig::default()
+        };
+        let mut n = net(&chain[..1], config);
+        let start = n.now;
+        for i in 0..30u32 {
+            let b = match i % 10 {
+                0 => Behavior::WrongVotes,
+                1 => Behavior::Forged(forged.clone()),
+                2 => Behavior::Stalling,
+                _ => Behavior::Honest,
+            };
+            n.add_peer(b, (1 + i % 7) * MS, chain.clone());
+        }
+        assert!(n.run_until(Duration::from_secs(60), |n| synced_to(n, &chain)));
+        (
+            n.now - start,
+            n.report.steps,
+            n.engine.stats().clone(),
+            n.report.bans.clone(),
+        )
+    };
+    let (a, b) = (run(), run());
+    assert_eq!(a, b);
+}
