@@ -19,12 +19,22 @@ const DEADLINE: Duration = Duration::from_secs(180);
 /// `concord generate` into `dir`; returns the printed tip hash.
 fn generate(dir: &Path, blocks: u64, seed: u64) -> Hash {
     let out = Command::new(common::BIN)
-        .args(["generate", "--blocks", &blocks.to_string(), "--block-size", "256"])
+        .args([
+            "generate",
+            "--blocks",
+            &blocks.to_string(),
+            "--block-size",
+            "256",
+        ])
         .args(["--seed", &seed.to_string(), "--data-dir"])
         .arg(dir)
         .output()
         .expect("run concord generate");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let hash = text
         .split_whitespace()
@@ -90,7 +100,11 @@ async fn fresh_node_finds_seeders_through_kademlia_syncs_and_follows_a_producer(
         .await;
     let snap = fresh.sync.snapshot().await.unwrap();
     assert!(synced, "fresh node did not sync from 3 seeders: {snap:?}");
-    assert!(snap.banned.is_empty(), "honest seeders banned: {:?}", snap.banned);
+    assert!(
+        snap.banned.is_empty(),
+        "honest seeders banned: {:?}",
+        snap.banned
+    );
     assert_eq!(fresh.store.tip().hash, tip);
 
     // A producer joins with the same chain and extends it; the follower tracks it.
@@ -99,7 +113,11 @@ async fn fresh_node_finds_seeders_through_kademlia_syncs_and_follows_a_producer(
         .sync
         .wait_for(DEADLINE, |s| s.status.height >= 20_003)
         .await;
-    assert!(followed, "follower did not track the producer: {:?}", fresh.sync.snapshot().await);
+    assert!(
+        followed,
+        "follower did not track the producer: {:?}",
+        fresh.sync.snapshot().await
+    );
     let h = 20_003;
     let theirs = producer.store.hash_at(h).unwrap();
     assert_eq!(fresh.store.hash_at(h).unwrap(), theirs, "same block at {h}");
@@ -132,8 +150,16 @@ async fn a_seeder_serving_a_forged_chain_is_banned_and_the_node_ends_honest() {
         })
         .await;
     let snap = fresh.sync.snapshot().await.unwrap();
-    assert!(done, "node did not end honest with the liar banned: {snap:?}");
-    assert_eq!(snap.banned.len(), 1, "only the liar is banned: {:?}", snap.banned);
+    assert!(
+        done,
+        "node did not end honest with the liar banned: {snap:?}"
+    );
+    assert_eq!(
+        snap.banned.len(),
+        1,
+        "only the liar is banned: {:?}",
+        snap.banned
+    );
     assert_eq!(fresh.store.tip().hash, honest);
     for n in [fresh, liar, h3, h2, h1] {
         n.stop().await.unwrap();
