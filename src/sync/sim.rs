@@ -36,6 +36,8 @@ pub enum Behavior {
     WrongVotes,
     /// Runs another genesis.
     WrongGenesis,
+    /// Serves honestly but never answers block-hash queries (votes).
+    MuteVoter,
     /// Drops the connection whenever it is asked for blocks; comes back after `back_after`.
     Disconnects { back_after: Duration },
 }
@@ -411,6 +413,7 @@ impl SimNet {
                 hash: chain.get(height as usize).map(Block::hash),
             },
             (Behavior::Stalling, Request::Blocks { .. }) => return,
+            (Behavior::MuteVoter, Request::BlockHash { .. }) => return,
             (Behavior::Disconnects { back_after }, Request::Blocks { .. }) => {
                 let back = *back_after;
                 if let Some(p) = self.peers.get_mut(&peer) {

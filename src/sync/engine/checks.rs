@@ -160,6 +160,30 @@ impl SyncEngine {
         self.advance_vote(key, now);
     }
 
+    /// Voters still silent at a vote's deadline abstain, so one slow voter
+    /// cannot hold a batch back longer than `vote_timeout`.
+    pub(super) fn expire_votes(&mut self, now: Instant) {
+        let due: Vec<VoteKey> = self
+            .votes
+            .iter()
+            .filter(|(_, v)| v.deadline <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in due {
+            if let Some(v) = self.votes.get_mut(&key) {
+                let silent = v.abstain_pending();
+                if !silent.is_empty() {
+                    tracing::debug!(
+                        height = v.height,
+                        silent = silent.len(),
+                        "vote deadline: silent voters abstain"
+                    );
+                }
+            }
+            self.advance_vote(key, now);
+        }
+    }
+
     /// Up to `n` usable peers that hold `height` and were not asked yet,
     /// best score first, ties broken at random.
     fn pick_voters(

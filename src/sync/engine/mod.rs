@@ -354,6 +354,9 @@ impl SyncEngine {
                 t = t.min(grace_end);
             }
         }
+        for v in self.votes.values() {
+            t = t.min(v.deadline);
+        }
         if let Some(b) = self.book.next_ban_expiry() {
             t = t.min(b);
         }
@@ -477,6 +480,7 @@ impl SyncEngine {
             self.next_consistency = now + self.config.consistency_interval;
             self.check_consistency(now);
         }
+        self.expire_votes(now);
         self.hedge(now);
         self.check_stall(now);
         self.schedule(now);

@@ -320,3 +320,23 @@ fn a_run_replays_exactly_from_its_seed() {
     let (a, b) = (run(), run());
     assert_eq!(a, b);
 }
+
+#[test]
+fn a_silent_voter_holds_a_batch_back_no_longer_than_the_vote_timeout() {
+    let chain = Arc::new(sim::unsigned_chain(100, 64, 1));
+    let config = SyncConfig {
+        vote_timeout: Duration::from_millis(200),
+        small_request_timeout: Duration::from_secs(20),
+        ..SyncConfig::default()
+    };
+    let mut n = net(&chain[..1], config);
+    n.add_peer(Behavior::Honest, 2 * MS, chain.clone());
+    n.add_peer(Behavior::MuteVoter, 2 * MS, chain.clone());
+    let start = n.now;
+    assert!(n.run_until(Duration::from_secs(30), |n| synced_to(n, &chain)));
+    assert!(
+        n.now - start < Duration::from_secs(1),
+        "{:?}",
+        n.now - start
+    );
+}
