@@ -400,6 +400,7 @@ impl SimNet {
                 height: top,
                 tip: chain[top as usize].hash(),
             },
+            (Behavior::MuteVoter, Request::BlockHash { .. }) => return,
             (Behavior::WrongVotes, Request::BlockHash { height }) => Response::BlockHash {
                 height,
                 hash: (height <= top).then(|| Hash::digest(&height.to_le_bytes())),
@@ -413,7 +414,6 @@ impl SimNet {
                 hash: chain.get(height as usize).map(Block::hash),
             },
             (Behavior::Stalling, Request::Blocks { .. }) => return,
-            (Behavior::MuteVoter, Request::BlockHash { .. }) => return,
             (Behavior::Disconnects { back_after }, Request::Blocks { .. }) => {
                 let back = *back_after;
                 if let Some(p) = self.peers.get_mut(&peer) {
