@@ -128,6 +128,7 @@ fn kind(b: &Behavior) -> &'static str {
         Behavior::WrongVotes => "wrong_votes",
         Behavior::WrongGenesis => "wrong_genesis",
         Behavior::Disconnects { .. } => "disconnects",
+        Behavior::MuteVoter => "mute_voter",
     }
 }
 
