@@ -143,6 +143,17 @@ impl SyncEngine {
                 continue;
             };
             self.request_batch(start, peer, now);
+            // Extra copies only when configured: the vote, not duplicate
+            // downloads, is what makes a batch trustworthy.
+            let mut asked: std::collections::HashSet<PeerId> = failed;
+            asked.insert(peer);
+            for _ in 1..self.config.redundancy {
+                let Some(extra) = self.pick_peer(start, end, &asked, None) else {
+                    break;
+                };
+                asked.insert(extra);
+                self.request_batch(start, extra, now);
+            }
             downloading += 1;
         }
     }
@@ -307,6 +318,10 @@ impl SyncEngine {
         now: Instant,
     ) {
         let peer = out.peer;
+        // Every byte received counts, late hedge copies included: this is
+        // the overhead figure.
+        let bytes: u64 = blocks.iter().map(|b| b.body.len() as u64 + 180).sum();
+        self.stats.bytes_downloaded += bytes;
         let Some(b) = self.batches.get(&start).filter(|b| b.id == batch) else {
             return;
         };
@@ -342,8 +357,6 @@ impl SyncEngine {
             None => elapsed,
             Some(a) => a.mul_f64(1.0 - ALPHA) + elapsed.mul_f64(ALPHA),
         });
-        let bytes: u64 = blocks.iter().map(|b| b.body.len() as u64 + 180).sum();
-        self.stats.bytes_downloaded += bytes;
         let per_block = bytes as f64 / blocks.len() as f64;
         self.avg_block_bytes = self.avg_block_bytes * (1.0 - ALPHA) + per_block * ALPHA;
         let got_end = start + blocks.len() as u64 - 1;

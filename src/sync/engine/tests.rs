@@ -340,3 +340,35 @@ fn a_silent_voter_holds_a_batch_back_no_longer_than_the_vote_timeout() {
         n.now - start
     );
 }
+
+#[test]
+fn redundancy_is_a_knob_and_the_default_downloads_each_batch_once() {
+    let chain = Arc::new(sim::unsigned_chain(20_000, 256, 1));
+    let chain_bytes: u64 = chain[1..].iter().map(|b| b.body.len() as u64 + 180).sum();
+    let mut figures = Vec::new();
+    for redundancy in [1, 3] {
+        let config = SyncConfig {
+            redundancy,
+            ..SyncConfig::default()
+        };
+        let mut n = net(&chain[..1], config);
+        for _ in 0..4 {
+            n.add_peer(Behavior::Honest, 5 * MS, chain.clone());
+        }
+        assert!(n.run_until(Duration::from_secs(60), |n| synced_to(n, &chain)));
+        // Let the late copies arrive too.
+        n.run_until(Duration::from_secs(1), |_| false);
+        let s = n.engine.stats();
+        figures.push((s.bytes_downloaded, s.requests_sent["blocks"]));
+    }
+    assert_eq!(
+        figures[0].0, chain_bytes,
+        "default: each block downloaded once"
+    );
+    // With 3 copies wanted, batches take extra copies while peers have room.
+    assert!(
+        figures[1].0 > chain_bytes * 14 / 10,
+        "copies downloaded: {figures:?}"
+    );
+    assert!(figures[1].1 > figures[0].1, "{figures:?}");
+}
