@@ -295,6 +295,13 @@ impl PeerBook {
         }
     }
 
+    /// Our chain changed under the checked tips (a rollback): check them again.
+    pub fn recheck_tips(&mut self) {
+        for p in self.peers.values_mut() {
+            p.tip_checked = false;
+        }
+    }
+
     /// Peers currently banned, with the reason.
     pub fn banned(&self, now: Instant) -> impl Iterator<Item = (PeerId, Penalty)> + '_ {
         self.banned

@@ -265,7 +265,9 @@ impl SyncEngine {
                     tracing::info!(peer = %p, height = vote.height, "peer voted against the majority");
                     self.penalize(&p, Penalty::VotedAgainstMajority, now);
                 }
-                if voters == 0 {
+                if voters > 0 {
+                    self.confirmed = self.confirmed.max(vote.height);
+                } else {
                     tracing::debug!(
                         height = vote.height,
                         "no other peer holds this height yet: accepted on validation alone"
@@ -383,7 +385,12 @@ impl SyncEngine {
         self.batches.clear();
         self.votes.retain(|k, _| *k == VoteKey::Consistency);
         self.mode = Mode::Searching;
-        let (search, step) = AncestorSearch::new(diverged, self.config.max_reorg_depth, reference);
+        let unconfirmed = diverged.saturating_sub(self.confirmed);
+        let (search, step) = AncestorSearch::new(
+            diverged,
+            self.config.max_reorg_depth.saturating_add(unconfirmed),
+            reference,
+        );
         self.search = Some(search);
         self.follow_search(step, now);
     }
@@ -460,6 +467,8 @@ impl SyncEngine {
         self.mode = Mode::Normal;
         self.batches.clear();
         self.resync_from_store();
+        self.confirmed = self.confirmed.min(self.stored.height);
+        self.book.recheck_tips();
         self.last_progress = now;
     }
 }

@@ -205,6 +205,11 @@ pub struct SyncEngine {
     accepted: BlockRef,
     /// Highest height covered by a batch (>= accepted.height).
     scheduled_to: u64,
+    /// Highest height whose block another peer vouched for in a vote (what
+    /// was stored before start counts as vouched). Blocks above it were
+    /// taken on one peer's word while no one else could vote, so rolling
+    /// them back does not count against `max_reorg_depth`.
+    confirmed: u64,
     targets: Option<Targets>,
     mode: Mode,
     search: Option<AncestorSearch>,
@@ -249,6 +254,7 @@ impl SyncEngine {
             stored: tip,
             accepted: tip,
             scheduled_to: tip.height,
+            confirmed: tip.height,
             targets: None,
             mode: Mode::Normal,
             search: None,

@@ -372,3 +372,33 @@ fn redundancy_is_a_knob_and_the_default_downloads_each_batch_once() {
     );
     assert!(figures[1].1 > figures[0].1, "{figures:?}");
 }
+
+#[test]
+fn blocks_taken_from_a_lone_liar_are_rolled_back_once_honest_peers_arrive() {
+    let chain = Arc::new(sim::unsigned_chain(3_000, 64, 1));
+    let forged = Arc::new(sim::unsigned_chain(3_000, 64, 2));
+    let config = SyncConfig {
+        max_reorg_depth: 100,
+        ..SyncConfig::default()
+    };
+    let mut n = net(&chain[..1], config);
+    let forger = n.add_peer(Behavior::Honest, 2 * MS, forged.clone());
+    // Alone, it is believed: nobody else can vote.
+    assert!(n.run_until(Duration::from_secs(30), |n| synced_to(n, &forged)));
+    for _ in 0..3 {
+        n.add_peer(Behavior::Honest, 2 * MS, chain.clone());
+    }
+    // 3,000 unvouched blocks are not a 3,000-deep reorg of history: no halt.
+    assert!(n.run_until(Duration::from_secs(60), |n| synced_to(n, &chain)));
+    assert!(!matches!(n.engine.mode(), Mode::Halted(_)));
+    assert_eq!(n.engine.stats().reorgs, 1);
+    let banned = n.run_until(Duration::from_secs(30), |n| {
+        n.report.bans.iter().any(|(p, _)| *p == forger)
+    });
+    assert!(
+        banned,
+        "{:?} {:?}",
+        n.report.bans,
+        n.engine.peer_book().get(&forger)
+    );
+}
