@@ -340,7 +340,7 @@ impl SyncEngine {
                 self.penalize(&peer, Penalty::NotDelivered, now);
                 self.book.cap_height(&peer, start);
             }
-            self.fail_attempt(start, peer, "empty", now);
+            self.fail_attempt(start, peer, "empty");
             return;
         }
         let consecutive = blocks
@@ -349,7 +349,7 @@ impl SyncEngine {
             .all(|(i, blk)| blk.height() == start + i as u64);
         if !consecutive || start + blocks.len() as u64 - 1 > end {
             self.penalize(&peer, Penalty::BadResponse, now);
-            self.fail_attempt(start, peer, "wrong heights", now);
+            self.fail_attempt(start, peer, "wrong heights");
             return;
         }
         let elapsed = now.saturating_duration_since(out.sent);
@@ -395,14 +395,7 @@ impl SyncEngine {
     }
 
     /// The served attempt is void: fetch the batch again elsewhere.
-    pub(super) fn fail_attempt(
-        &mut self,
-        start: u64,
-        peer: PeerId,
-        why: &'static str,
-        now: Instant,
-    ) {
-        let _ = now;
+    pub(super) fn fail_attempt(&mut self, start: u64, peer: PeerId, why: &'static str) {
         if let Some(b) = self.batches.get_mut(&start) {
             b.set_outcome(&peer, Outcome::Failed(why));
             if let BatchState::Downloading { live, .. } = &mut b.state {
