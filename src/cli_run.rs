@@ -136,6 +136,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             ..NetConfig::default()
         },
         produce,
+        sync: concord::sync::SyncConfig::default(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -8,15 +8,15 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
 use crate::chain::generate::produce_block;
 use crate::chain::validate::validate_block;
 use crate::chain::{AuthorityKey, BlockRef, Genesis, Hash};
-use crate::net::{self, keys, Client, NetConfig, NetEvent};
+use crate::net::{self, keys, Client, NetConfig};
 use crate::store::{Store, StoreError};
+use crate::sync::{self, SyncConfig, SyncHandle};
 
 /// Everything a node needs to start.
 #[derive(Clone)]
@@ -27,6 +27,8 @@ pub struct NodeConfig {
     pub net: NetConfig,
     /// Produce blocks in this authority's slots.
     pub produce: Option<AuthorityKey>,
+    /// Sync engine tunables (its `seed` is replaced by one derived from the peer id).
+    pub sync: SyncConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,8 +51,9 @@ pub enum NodeError {
 pub struct RunningNode {
     pub client: Client,
     pub store: Store,
+    pub sync: SyncHandle,
     net_task: JoinHandle<()>,
-    event_task: JoinHandle<()>,
+    sync_task: JoinHandle<()>,
     producer_task: Option<JoinHandle<()>>,
 }
 
@@ -68,6 +71,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         genesis,
         net: net_config,
         produce,
+        sync: mut sync_config,
     } = config;
     if let Some(key) = &produce {
         if !genesis.is_authority(&key.public()) {
@@ -93,24 +97,35 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         net::new(node_key, net_config, store.clone(), genesis.hash())?;
     let net_task = tokio::spawn(event_loop.run());
 
-    // ------------------------------------------------------------------
-    // SYNC DRIVER GOES HERE. The sync engine (src/sync/, another engineer)
-    // will take `client.clone()`, `events`, `store.clone()` and `genesis`
-    // and replace `log_events` below. Until then a node that is behind does
-    // not catch up; it only serves and (optionally) produces.
-    // ------------------------------------------------------------------
-    let event_task = tokio::spawn(log_events(events));
+    // Different nodes make different random choices (voter samples, ties).
+    let id = client.local_peer_id().to_bytes();
+    let digest = Hash::digest(&id);
+    sync_config.seed = u64::from_le_bytes(digest.0[..8].try_into().unwrap_or([0; 8]));
+    let (sync, sync_task) = sync::driver::spawn(
+        sync_config,
+        genesis.clone(),
+        store.clone(),
+        client.clone(),
+        events,
+    );
 
     let producer_task = produce.map(|key| {
         info!(authority = %key.public(), "block production enabled");
-        tokio::spawn(produce_blocks(key, genesis, store.clone(), client.clone()))
+        tokio::spawn(produce_blocks(
+            key,
+            genesis,
+            store.clone(),
+            client.clone(),
+            sync.clone(),
+        ))
     });
 
     Ok(RunningNode {
         client,
         store,
+        sync,
         net_task,
-        event_task,
+        sync_task,
         producer_task,
     })
 }
@@ -124,7 +139,8 @@ impl RunningNode {
         }
         self.client.shutdown().await;
         let _ = self.net_task.await;
-        self.event_task.abort();
+        // The network is gone, so the driver's event channel closes and it ends.
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.sync_task).await;
         let store = self.store;
         tokio::task::spawn_blocking(move || store.flush())
             .await
@@ -141,19 +157,6 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     shutdown.await;
     info!("shutdown requested");
     node.stop().await
-}
-
-/// Placeholder consumer of network events until the sync driver exists:
-/// keeps the channel drained and logs what a driver would react to.
-async fn log_events(mut events: mpsc::Receiver<NetEvent>) {
-    while let Some(event) = events.recv().await {
-        match event {
-            NetEvent::TipAnnounced { peer, height, tip } => {
-                info!(%peer, height, %tip, "peer announced a new tip (sync not implemented yet)")
-            }
-            other => debug!(event = ?other, "net event"),
-        }
-    }
 }
 
 fn now_ms() -> u64 {
@@ -173,7 +176,13 @@ fn block_body(slot: u64) -> Vec<u8> {
 
 /// At each slot owned by `key`, builds a block on the current tip, validates
 /// and imports it, and announces it.
-async fn produce_blocks(key: AuthorityKey, genesis: Genesis, store: Store, client: Client) {
+async fn produce_blocks(
+    key: AuthorityKey,
+    genesis: Genesis,
+    store: Store,
+    client: Client,
+    sync: SyncHandle,
+) {
     let me = key.public();
     let slot_ms = genesis.slot_ms.max(1);
     let mut last_slot: Option<u64> = None;
@@ -185,8 +194,9 @@ async fn produce_blocks(key: AuthorityKey, genesis: Genesis, store: Store, clien
             last_slot.is_none_or(|s| slot > s) && genesis.slot_of(tip.timestamp_ms) < slot;
         if now >= genesis.timestamp_ms && fresh_slot && *genesis.producer_for_slot(slot) == me {
             last_slot = Some(slot);
-            if let Err(e) = produce_one(&key, &genesis, &store, &client, &tip, slot).await {
-                error!(slot, error = %e, "block production failed");
+            match produce_one(&key, &genesis, &store, &client, &tip, slot).await {
+                Ok(()) => sync.local_tip_changed().await,
+                Err(e) => error!(slot, error = %e, "block production failed"),
             }
         }
         // Sleep to the start of the next slot (at least a few ms).

@@ -58,9 +58,9 @@ fn producer_and_follower_connect_and_exchange() {
     b.wait_for_line(&["Kademlia", &id_a], DEADLINE);
     a.wait_for_line(&["Kademlia", &id_b], DEADLINE);
 
-    // The producer produces and the follower hears the announcements.
+    // The producer produces; the follower hears the announcements and imports.
     a.wait_for_line(&["Produced block #2 "], DEADLINE);
-    b.wait_for_line(&["announced a new tip", &id_a], DEADLINE);
+    b.wait_for_line(&["Imported block #", "(following)"], DEADLINE);
 
     // Graceful stop on SIGTERM flushes and exits 0.
     for p in [&mut a, &mut b] {

@@ -14,6 +14,11 @@ pub struct SyncConfig {
     pub batch_bytes: u64,
     /// Most batches downloading at once across all peers (default 16).
     pub max_batches_in_flight: usize,
+    /// From how many peers each batch is downloaded at once (default 1). The
+    /// original design fetched everything from 3 peers (3x the bytes); here
+    /// the vote verifies a batch for a few hundred bytes, and slow peers are
+    /// hedged, so 1 is enough. Raise it only for very unreliable networks.
+    pub redundancy: usize,
     /// Most block requests in flight to one peer (default 2).
     pub max_requests_per_peer: u32,
     /// Bound on the bytes held in downloaded-but-not-imported batches plus the
@@ -74,6 +79,7 @@ impl Default for SyncConfig {
             batch_blocks: 2048,
             batch_bytes: 4 * 1024 * 1024,
             max_batches_in_flight: 16,
+            redundancy: 1,
             max_requests_per_peer: 2,
             max_buffered_bytes: 96 * 1024 * 1024,
             verify_grace: Duration::from_millis(300),

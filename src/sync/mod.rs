@@ -10,6 +10,7 @@
 
 pub mod batch;
 pub mod config;
+pub mod driver;
 pub mod engine;
 pub mod peer_book;
 pub mod reorg;
@@ -18,4 +19,5 @@ pub mod target;
 pub mod verifier;
 
 pub use config::SyncConfig;
+pub use driver::{SyncHandle, SyncSnapshot};
 pub use engine::{Action, Failure, LocalChain, Request, Response, SyncEngine, SyncStatus};

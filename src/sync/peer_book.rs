@@ -4,7 +4,7 @@
 //! Pure bookkeeping: no I/O and no clock (time comes in as `now`). It decides
 //! scores and bans; carrying a ban out (disconnecting) is the driver's job.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
@@ -38,6 +38,8 @@ pub enum Penalty {
     ServedLosingBatch,
     /// Voted for a hash the 2/3 majority rejected.
     VotedAgainstMajority,
+    /// Reported a tip that the 2/3 majority says is not on the chain.
+    WrongChain,
     /// Runs another genesis.
     WrongGenesis,
 }
@@ -50,7 +52,10 @@ impl Penalty {
             Penalty::NotDelivered => -30,
             Penalty::BadResponse => -50,
             Penalty::VotedAgainstMajority => -40,
-            Penalty::InvalidBlocks | Penalty::ServedLosingBatch | Penalty::WrongGenesis => -1000,
+            Penalty::InvalidBlocks
+            | Penalty::ServedLosingBatch
+            | Penalty::WrongChain
+            | Penalty::WrongGenesis => -1000,
         }
     }
 
@@ -63,6 +68,7 @@ impl Penalty {
             Penalty::InvalidBlocks => "invalid_blocks",
             Penalty::ServedLosingBatch => "served_losing_batch",
             Penalty::VotedAgainstMajority => "voted_against_majority",
+            Penalty::WrongChain => "wrong_chain",
             Penalty::WrongGenesis => "wrong_genesis",
         }
     }
@@ -76,6 +82,8 @@ pub struct PeerInfo {
     pub height: Option<u64>,
     pub tip: Option<Hash>,
     pub height_updated: Option<Instant>,
+    /// Whether the reported tip was compared with our chain yet.
+    pub tip_checked: bool,
     /// EWMA of the round-trip time of small requests.
     pub latency: Option<Duration>,
     /// Block requests in flight to this peer.
@@ -96,6 +104,7 @@ impl PeerInfo {
             height: None,
             tip: None,
             height_updated: None,
+            tip_checked: false,
             latency: None,
             in_flight: 0,
             successes: 0,
@@ -128,10 +137,14 @@ pub struct Ban {
 }
 
 /// Per-peer state plus the ban list.
+///
+/// Ordered maps: the engine's choices iterate the peers (voters, servers,
+/// tie breaks drawn from a seeded generator in iteration order), so the order
+/// must not depend on a per-process hash seed or a run would not replay.
 #[derive(Debug, Default)]
 pub struct PeerBook {
-    peers: HashMap<PeerId, PeerInfo>,
-    banned: HashMap<PeerId, (Instant, Penalty)>,
+    peers: BTreeMap<PeerId, PeerInfo>,
+    banned: BTreeMap<PeerId, (Instant, Penalty)>,
 }
 
 /// Weight of a new latency sample in the EWMA.
@@ -212,6 +225,9 @@ impl PeerBook {
     /// report from the peer itself may lower it (it reorged or restarted).
     pub fn set_height(&mut self, peer: &PeerId, height: u64, tip: Hash, now: Instant) {
         if let Some(p) = self.peers.get_mut(peer) {
+            if p.tip != Some(tip) {
+                p.tip_checked = false;
+            }
             p.height = Some(height);
             p.tip = Some(tip);
             p.height_updated = Some(now);
@@ -224,6 +240,8 @@ impl PeerBook {
             if let Some(h) = p.height {
                 if h >= below {
                     p.height = Some(below.saturating_sub(1));
+                    // Its tip hash was for the height it claimed, not this one.
+                    p.tip = None;
                 }
             }
         }
@@ -246,6 +264,9 @@ impl PeerBook {
     }
 
     /// Applies a penalty; returns the ban if the score crossed `threshold`.
+    /// A peer already banned is left alone: the ban stands as decided, and
+    /// the driver is not told twice (its later answers, which may still
+    /// arrive before the disconnect lands, are moot).
     pub fn penalize(
         &mut self,
         peer: &PeerId,
@@ -254,6 +275,9 @@ impl PeerBook {
         ban_for: Duration,
         now: Instant,
     ) -> Option<Ban> {
+        if self.is_banned(peer, now) {
+            return None;
+        }
         let p = self.peers.get_mut(peer)?;
         *p.failures.entry(penalty).or_default() += 1;
         p.score = p.score.saturating_add(penalty.score());
@@ -269,6 +293,21 @@ impl PeerBook {
         } else {
             None
         }
+    }
+
+    /// Our chain changed under the checked tips (a rollback): check them again.
+    pub fn recheck_tips(&mut self) {
+        for p in self.peers.values_mut() {
+            p.tip_checked = false;
+        }
+    }
+
+    /// Peers currently banned, with the reason.
+    pub fn banned(&self, now: Instant) -> impl Iterator<Item = (PeerId, Penalty)> + '_ {
+        self.banned
+            .iter()
+            .filter(move |(_, (u, _))| *u > now)
+            .map(|(p, (_, r))| (*p, *r))
     }
 
     /// Forgets expired bans (so the map stays bounded by the peers seen recently).
@@ -325,6 +364,27 @@ mod tests {
             "bans expire"
         );
         assert!(!book.is_banned(&honest_slow, now));
+    }
+
+    #[test]
+    fn a_banned_peer_is_not_banned_again() {
+        // Regression: a forger with two batches in flight lost both votes
+        // before its disconnect landed and was banned twice (two Ban actions).
+        let now = Instant::now();
+        let mut book = PeerBook::new();
+        let liar = PeerId::random();
+        book.connected(liar, now);
+        let ban_for = Duration::from_secs(60);
+        let first = book.penalize(&liar, Penalty::ServedLosingBatch, -100, ban_for, now);
+        assert!(first.is_some());
+        let later = now + Duration::from_millis(5);
+        assert!(book
+            .penalize(&liar, Penalty::ServedLosingBatch, -100, ban_for, later)
+            .is_none());
+        assert_eq!(
+            book.ban_of(&liar),
+            Some((now + ban_for, Penalty::ServedLosingBatch))
+        );
     }
 
     #[test]

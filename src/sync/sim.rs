@@ -7,7 +7,7 @@
 //! itself: it does no I/O.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,8 @@ pub enum Behavior {
     WrongVotes,
     /// Runs another genesis.
     WrongGenesis,
+    /// Serves honestly but never answers block-hash queries (votes).
+    MuteVoter,
     /// Drops the connection whenever it is asked for blocks; comes back after `back_after`.
     Disconnects { back_after: Duration },
 }
@@ -127,13 +129,16 @@ pub struct SimReport {
     pub max_pending_blocks: u64,
     pub max_batches: usize,
     pub steps: u64,
+    /// Non-empty block responses each peer sent (whether or not they arrived first).
+    pub served: BTreeMap<PeerId, u64>,
 }
 
 /// The simulated network around one engine.
 pub struct SimNet {
     pub engine: SyncEngine,
     pub now: Instant,
-    pub peers: HashMap<PeerId, SimPeer>,
+    /// Ordered, so that anything iterating the peers is reproducible.
+    pub peers: BTreeMap<PeerId, SimPeer>,
     pub local: Arc<Mutex<SimChain>>,
     /// Time validation and import take per block (simulated CPU and disk).
     pub cost_per_block: Duration,
@@ -163,7 +168,7 @@ impl SimNet {
         SimNet {
             engine,
             now,
-            peers: HashMap::new(),
+            peers: BTreeMap::new(),
             local: chain,
             cost_per_block: Duration::from_micros(5),
             import_busy_until: now,
@@ -177,14 +182,15 @@ impl SimNet {
         }
     }
 
-    /// Adds a connected peer.
+    /// Adds a connected peer. Its id is derived from the network's seed, so
+    /// a run is reproducible down to the peer ids (which break ties).
     pub fn add_peer(
         &mut self,
         behavior: Behavior,
         latency: Duration,
         chain: Arc<Vec<Block>>,
     ) -> PeerId {
-        let id = PeerId::random();
+        let id = self.next_peer_id();
         let bandwidth = match behavior {
             Behavior::Slow(f) => 100_000_000 / u64::from(f.max(1)),
             _ => 100_000_000,
@@ -341,6 +347,18 @@ impl SimNet {
         Ok(c.tip())
     }
 
+    /// A peer id drawn from the network's seed (an ed25519 key from seeded bytes).
+    fn next_peer_id(&mut self) -> PeerId {
+        let mut bytes = [0u8; 32];
+        for chunk in bytes.chunks_mut(8) {
+            chunk.copy_from_slice(&self.random().to_le_bytes());
+        }
+        libp2p::identity::Keypair::ed25519_from_bytes(bytes)
+            .expect("any 32 bytes are an ed25519 secret key")
+            .public()
+            .to_peer_id()
+    }
+
     fn random(&mut self) -> u64 {
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;
@@ -382,6 +400,7 @@ impl SimNet {
                 height: top,
                 tip: chain[top as usize].hash(),
             },
+            (Behavior::MuteVoter, Request::BlockHash { .. }) => return,
             (Behavior::WrongVotes, Request::BlockHash { height }) => Response::BlockHash {
                 height,
                 hash: (height <= top).then(|| Hash::digest(&height.to_le_bytes())),
@@ -412,6 +431,9 @@ impl SimNet {
                 Response::Blocks(range(&source, start, count))
             }
         };
+        if matches!(&response, Response::Blocks(bs) if !bs.is_empty()) {
+            *self.report.served.entry(peer).or_default() += 1;
+        }
         let bytes: u64 = match &response {
             Response::Blocks(bs) => bs.iter().map(|b| b.body.len() as u64 + 180).sum(),
             _ => 64,

@@ -13,7 +13,7 @@
 //! batch is fetched again elsewhere. A peer that does not hold the height yet
 //! abstains ("don't have it" is not a lie).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
 use libp2p::PeerId;
@@ -53,8 +53,9 @@ pub struct Vote {
     pub served: Hash,
     /// `None` when the hash under vote is our own (a consistency check).
     pub server: Option<PeerId>,
-    pending: HashSet<PeerId>,
-    answers: HashMap<PeerId, Option<Hash>>,
+    // Ordered: who is blamed or asked next comes out in a reproducible order.
+    pending: BTreeSet<PeerId>,
+    answers: BTreeMap<PeerId, Option<Hash>>,
     round: u8,
     pub deadline: Instant,
 }
@@ -73,7 +74,7 @@ impl Vote {
             served,
             server,
             pending: voters.into_iter().collect(),
-            answers: HashMap::new(),
+            answers: BTreeMap::new(),
             round: 1,
             deadline,
         }
@@ -113,7 +114,7 @@ impl Vote {
 
     /// Silent voters abstain (on timeout or disconnect).
     pub fn abstain_pending(&mut self) -> Vec<PeerId> {
-        let silent: Vec<PeerId> = self.pending.drain().collect();
+        let silent: Vec<PeerId> = std::mem::take(&mut self.pending).into_iter().collect();
         for p in &silent {
             self.answers.insert(*p, None);
         }

@@ -24,6 +24,7 @@ impl SyncEngine {
                 self.book
                     .record_latency(&peer, now.saturating_duration_since(out.sent));
                 self.book.set_height(&peer, height, tip, now);
+                self.check_claims(now);
             }
             (Purpose::Download { batch, start }, Response::Blocks(blocks)) => {
                 self.on_blocks(out, batch, start, blocks, now)
@@ -159,6 +160,30 @@ impl SyncEngine {
         self.advance_vote(key, now);
     }
 
+    /// Voters still silent at a vote's deadline abstain, so one slow voter
+    /// cannot hold a batch back longer than `vote_timeout`.
+    pub(super) fn expire_votes(&mut self, now: Instant) {
+        let due: Vec<VoteKey> = self
+            .votes
+            .iter()
+            .filter(|(_, v)| v.deadline <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in due {
+            if let Some(v) = self.votes.get_mut(&key) {
+                let silent = v.abstain_pending();
+                if !silent.is_empty() {
+                    tracing::debug!(
+                        height = v.height,
+                        silent = silent.len(),
+                        "vote deadline: silent voters abstain"
+                    );
+                }
+            }
+            self.advance_vote(key, now);
+        }
+    }
+
     /// Up to `n` usable peers that hold `height` and were not asked yet,
     /// best score first, ties broken at random.
     fn pick_voters(
@@ -240,7 +265,9 @@ impl SyncEngine {
                     tracing::info!(peer = %p, height = vote.height, "peer voted against the majority");
                     self.penalize(&p, Penalty::VotedAgainstMajority, now);
                 }
-                if voters == 0 {
+                if voters > 0 {
+                    self.confirmed = self.confirmed.max(vote.height);
+                } else {
                     tracing::debug!(
                         height = vote.height,
                         "no other peer holds this height yet: accepted on validation alone"
@@ -284,8 +311,53 @@ impl SyncEngine {
                     "the majority holds another block at our tip height; searching for the fork point");
                 self.start_search(vote.height, reference, now);
             }
-            (VoteKey::Consistency, _) => {
+            (VoteKey::Claim(peer), Decision::Rejected { .. }) => {
+                tracing::warn!(%peer, height = vote.height, claimed = %vote.served,
+                    "peer claims a tip the majority says is not on the chain");
+                self.penalize(&peer, Penalty::WrongChain, now);
+            }
+            (VoteKey::Claim(peer), Decision::Accepted { voters, .. }) if voters >= 2 => {
+                let reference: Vec<PeerId> = vote
+                    .supporters(&vote.served)
+                    .into_iter()
+                    .take(PROBE_PEERS)
+                    .collect();
+                tracing::warn!(%peer, height = vote.height, "the majority holds another block than ours at a height we hold; searching for the fork point");
+                self.start_search(vote.height, reference, now);
+            }
+            (VoteKey::Claim(_), _) | (VoteKey::Consistency, _) => {
                 tracing::debug!(height = vote.height, "our tip agrees with the peers");
+            }
+        }
+    }
+
+    /// Compares peers' reported tips at heights we hold with our own blocks;
+    /// a mismatch is put to a vote (with the peer as the one that "served"
+    /// its claim), so a peer on a forged chain is found out even if it never
+    /// served us a batch, and a node on a minority fork finds out it is.
+    pub(super) fn check_claims(&mut self, now: Instant) {
+        if self.mode != Mode::Normal {
+            return;
+        }
+        let due: Vec<(PeerId, u64, Hash)> = self
+            .book
+            .usable()
+            .filter(|(_, p)| !p.tip_checked)
+            .filter_map(|(id, p)| match (p.height, p.tip) {
+                (Some(h), Some(t)) if h > 0 && h <= self.stored.height => Some((*id, h, t)),
+                _ => None,
+            })
+            .collect();
+        for (peer, height, tip) in due {
+            if let Some(p) = self.book.get_mut(&peer) {
+                p.tip_checked = true;
+            }
+            let key = VoteKey::Claim(peer);
+            if self.votes.contains_key(&key) {
+                continue;
+            }
+            if self.local.hash_at(height).is_some_and(|ours| ours != tip) {
+                self.start_vote(key, height, tip, Some(peer), now);
             }
         }
     }
@@ -313,7 +385,12 @@ impl SyncEngine {
         self.batches.clear();
         self.votes.retain(|k, _| *k == VoteKey::Consistency);
         self.mode = Mode::Searching;
-        let (search, step) = AncestorSearch::new(diverged, self.config.max_reorg_depth, reference);
+        let unconfirmed = diverged.saturating_sub(self.confirmed);
+        let (search, step) = AncestorSearch::new(
+            diverged,
+            self.config.max_reorg_depth.saturating_add(unconfirmed),
+            reference,
+        );
         self.search = Some(search);
         self.follow_search(step, now);
     }
@@ -390,6 +467,8 @@ impl SyncEngine {
         self.mode = Mode::Normal;
         self.batches.clear();
         self.resync_from_store();
+        self.confirmed = self.confirmed.min(self.stored.height);
+        self.book.recheck_tips();
         self.last_progress = now;
     }
 }

@@ -143,6 +143,17 @@ impl SyncEngine {
                 continue;
             };
             self.request_batch(start, peer, now);
+            // Extra copies only when configured: the vote, not duplicate
+            // downloads, is what makes a batch trustworthy.
+            let mut asked: std::collections::HashSet<PeerId> = failed;
+            asked.insert(peer);
+            for _ in 1..self.config.redundancy {
+                let Some(extra) = self.pick_peer(start, end, &asked, None) else {
+                    break;
+                };
+                asked.insert(extra);
+                self.request_batch(start, extra, now);
+            }
             downloading += 1;
         }
     }
@@ -307,6 +318,10 @@ impl SyncEngine {
         now: Instant,
     ) {
         let peer = out.peer;
+        // Every byte received counts, late hedge copies included: this is
+        // the overhead figure.
+        let bytes: u64 = blocks.iter().map(|b| b.body.len() as u64 + 180).sum();
+        self.stats.bytes_downloaded += bytes;
         let Some(b) = self.batches.get(&start).filter(|b| b.id == batch) else {
             return;
         };
@@ -325,7 +340,7 @@ impl SyncEngine {
                 self.penalize(&peer, Penalty::NotDelivered, now);
                 self.book.cap_height(&peer, start);
             }
-            self.fail_attempt(start, peer, "empty", now);
+            self.fail_attempt(start, peer, "empty");
             return;
         }
         let consecutive = blocks
@@ -334,7 +349,7 @@ impl SyncEngine {
             .all(|(i, blk)| blk.height() == start + i as u64);
         if !consecutive || start + blocks.len() as u64 - 1 > end {
             self.penalize(&peer, Penalty::BadResponse, now);
-            self.fail_attempt(start, peer, "wrong heights", now);
+            self.fail_attempt(start, peer, "wrong heights");
             return;
         }
         let elapsed = now.saturating_duration_since(out.sent);
@@ -342,8 +357,6 @@ impl SyncEngine {
             None => elapsed,
             Some(a) => a.mul_f64(1.0 - ALPHA) + elapsed.mul_f64(ALPHA),
         });
-        let bytes: u64 = blocks.iter().map(|b| b.body.len() as u64 + 180).sum();
-        self.stats.bytes_downloaded += bytes;
         let per_block = bytes as f64 / blocks.len() as f64;
         self.avg_block_bytes = self.avg_block_bytes * (1.0 - ALPHA) + per_block * ALPHA;
         let got_end = start + blocks.len() as u64 - 1;
@@ -382,14 +395,7 @@ impl SyncEngine {
     }
 
     /// The served attempt is void: fetch the batch again elsewhere.
-    pub(super) fn fail_attempt(
-        &mut self,
-        start: u64,
-        peer: PeerId,
-        why: &'static str,
-        now: Instant,
-    ) {
-        let _ = now;
+    pub(super) fn fail_attempt(&mut self, start: u64, peer: PeerId, why: &'static str) {
         if let Some(b) = self.batches.get_mut(&start) {
             b.set_outcome(&peer, Outcome::Failed(why));
             if let BatchState::Downloading { live, .. } = &mut b.state {
@@ -558,6 +564,7 @@ impl SyncEngine {
                 self.stats.bytes_imported += bytes;
                 self.last_progress = now;
                 self.last_stall_warning = None;
+                self.check_claims(now);
             }
             Err(e) => {
                 tracing::error!(error = %e, "import failed; restarting sync from the stored tip");

@@ -174,6 +174,8 @@ enum Purpose {
 enum VoteKey {
     Batch(BatchId),
     Consistency,
+    /// A peer reported a tip at a height we hold that is not our block there.
+    Claim(PeerId),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -190,7 +192,8 @@ pub struct SyncEngine {
     genesis: Hash,
     local: Box<dyn LocalChain>,
     book: PeerBook,
-    requests: HashMap<ReqId, Outstanding>,
+    /// Ordered by id (= send order), so expiries are handled reproducibly.
+    requests: BTreeMap<ReqId, Outstanding>,
     next_req: ReqId,
     /// Keyed by start height; never overlapping.
     batches: BTreeMap<u64, Batch>,
@@ -202,6 +205,11 @@ pub struct SyncEngine {
     accepted: BlockRef,
     /// Highest height covered by a batch (>= accepted.height).
     scheduled_to: u64,
+    /// Highest height whose block another peer vouched for in a vote (what
+    /// was stored before start counts as vouched). Blocks above it were
+    /// taken on one peer's word while no one else could vote, so rolling
+    /// them back does not count against `max_reorg_depth`.
+    confirmed: u64,
     targets: Option<Targets>,
     mode: Mode,
     search: Option<AncestorSearch>,
@@ -238,7 +246,7 @@ impl SyncEngine {
             genesis,
             local,
             book: PeerBook::new(),
-            requests: HashMap::new(),
+            requests: BTreeMap::new(),
             next_req: 1,
             batches: BTreeMap::new(),
             next_batch: 1,
@@ -246,6 +254,7 @@ impl SyncEngine {
             stored: tip,
             accepted: tip,
             scheduled_to: tip.height,
+            confirmed: tip.height,
             targets: None,
             mode: Mode::Normal,
             search: None,
@@ -350,6 +359,9 @@ impl SyncEngine {
             if p.reporting() && grace_end > self.clock {
                 t = t.min(grace_end);
             }
+        }
+        for v in self.votes.values() {
+            t = t.min(v.deadline);
         }
         if let Some(b) = self.book.next_ban_expiry() {
             t = t.min(b);
@@ -474,6 +486,7 @@ impl SyncEngine {
             self.next_consistency = now + self.config.consistency_interval;
             self.check_consistency(now);
         }
+        self.expire_votes(now);
         self.hedge(now);
         self.check_stall(now);
         self.schedule(now);
@@ -562,7 +575,7 @@ impl SyncEngine {
 
     /// Penalizes `peer`, and bans it when its score crosses the threshold.
     fn penalize(&mut self, peer: &PeerId, penalty: Penalty, now: Instant) {
-        if self.book.get(peer).is_none() {
+        if self.book.get(peer).is_none() || self.book.is_banned(peer, now) {
             return;
         }
         *self.stats.penalties.entry(penalty.name()).or_default() += 1;

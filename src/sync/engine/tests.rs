@@ -285,3 +285,120 @@ fn manual_sync_and_reset_keep_working() {
     n.engine.request_sync(n.now);
     assert!(n.run_until(Duration::from_secs(30), |n| synced_to(n, &chain)));
 }
+
+#[test]
+fn a_run_replays_exactly_from_its_seed() {
+    // Regression: the peer book, the request map and the votes were hash
+    // maps, whose iteration order differs per map instance; the engine draws
+    // tie breaks in iteration order, so two runs with one seed diverged.
+    let chain = Arc::new(sim::unsigned_chain(5_000, 64, 1));
+    let forged = Arc::new(sim::unsigned_chain(5_000, 64, 2));
+    let run = || {
+        let config = SyncConfig {
+            seed: 42,
+            ..SyncConfig::default()
+        };
+        let mut n = net(&chain[..1], config);
+        let start = n.now;
+        for i in 0..30u32 {
+            let b = match i % 10 {
+                0 => Behavior::WrongVotes,
+                1 => Behavior::Forged(forged.clone()),
+                2 => Behavior::Stalling,
+                _ => Behavior::Honest,
+            };
+            n.add_peer(b, (1 + i % 7) * MS, chain.clone());
+        }
+        assert!(n.run_until(Duration::from_secs(60), |n| synced_to(n, &chain)));
+        (
+            n.now - start,
+            n.report.steps,
+            n.engine.stats().clone(),
+            n.report.bans.clone(),
+        )
+    };
+    let (a, b) = (run(), run());
+    assert_eq!(a, b);
+}
+
+#[test]
+fn a_silent_voter_holds_a_batch_back_no_longer_than_the_vote_timeout() {
+    let chain = Arc::new(sim::unsigned_chain(100, 64, 1));
+    let config = SyncConfig {
+        vote_timeout: Duration::from_millis(200),
+        small_request_timeout: Duration::from_secs(20),
+        ..SyncConfig::default()
+    };
+    let mut n = net(&chain[..1], config);
+    n.add_peer(Behavior::Honest, 2 * MS, chain.clone());
+    n.add_peer(Behavior::MuteVoter, 2 * MS, chain.clone());
+    let start = n.now;
+    assert!(n.run_until(Duration::from_secs(30), |n| synced_to(n, &chain)));
+    assert!(
+        n.now - start < Duration::from_secs(1),
+        "{:?}",
+        n.now - start
+    );
+}
+
+#[test]
+fn redundancy_is_a_knob_and_the_default_downloads_each_batch_once() {
+    let chain = Arc::new(sim::unsigned_chain(20_000, 256, 1));
+    let chain_bytes: u64 = chain[1..].iter().map(|b| b.body.len() as u64 + 180).sum();
+    let mut figures = Vec::new();
+    for redundancy in [1, 3] {
+        let config = SyncConfig {
+            redundancy,
+            ..SyncConfig::default()
+        };
+        let mut n = net(&chain[..1], config);
+        for _ in 0..4 {
+            n.add_peer(Behavior::Honest, 5 * MS, chain.clone());
+        }
+        assert!(n.run_until(Duration::from_secs(60), |n| synced_to(n, &chain)));
+        // Let the late copies arrive too.
+        n.run_until(Duration::from_secs(1), |_| false);
+        let s = n.engine.stats();
+        figures.push((s.bytes_downloaded, s.requests_sent["blocks"]));
+    }
+    assert_eq!(
+        figures[0].0, chain_bytes,
+        "default: each block downloaded once"
+    );
+    // With 3 copies wanted, batches take extra copies while peers have room.
+    assert!(
+        figures[1].0 > chain_bytes * 14 / 10,
+        "copies downloaded: {figures:?}"
+    );
+    assert!(figures[1].1 > figures[0].1, "{figures:?}");
+}
+
+#[test]
+fn blocks_taken_from_a_lone_liar_are_rolled_back_once_honest_peers_arrive() {
+    let chain = Arc::new(sim::unsigned_chain(3_000, 64, 1));
+    let forged = Arc::new(sim::unsigned_chain(3_000, 64, 2));
+    let config = SyncConfig {
+        max_reorg_depth: 100,
+        ..SyncConfig::default()
+    };
+    let mut n = net(&chain[..1], config);
+    let forger = n.add_peer(Behavior::Honest, 2 * MS, forged.clone());
+    // Alone, it is believed: nobody else can vote.
+    assert!(n.run_until(Duration::from_secs(30), |n| synced_to(n, &forged)));
+    for _ in 0..3 {
+        n.add_peer(Behavior::Honest, 2 * MS, chain.clone());
+    }
+    // 3,000 unvouched blocks are not a 3,000-deep reorg of history: no halt.
+    assert!(n.run_until(Duration::from_secs(60), |n| synced_to(n, &chain)));
+    assert!(!matches!(n.engine.mode(), Mode::Halted(_)));
+    assert_eq!(n.engine.stats().reorgs, 1);
+    let banned = n.run_until(Duration::from_secs(30), |n| {
+        n.report.bans.iter().any(|(p, _)| *p == forger)
+    });
+    assert!(
+        banned,
+        "{:?} {:?}",
+        n.report.bans,
+        n.engine.peer_book().get(&forger)
+    );
+}

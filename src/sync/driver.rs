@@ -1,0 +1,553 @@
+//! The sync driver: the task that connects the pure [`SyncEngine`] to the
+//! world. It feeds the engine network events, answers and timer ticks, and
+//! carries out its actions: requests through the [`Client`], validation on
+//! the blocking pool, imports and rollbacks on one store worker (in order,
+//! so downloads, validation and writes overlap), bans through the client.
+//!
+//! The rest of the program talks to it through the cloneable [`SyncHandle`].
+//! It decides nothing about sync itself; that is the engine's job.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use libp2p::PeerId;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::chain::validate::validate_segment;
+use crate::chain::{Block, BlockRef, Genesis, Hash};
+use crate::net::{Client, NetEvent, RequestError};
+use crate::store::Store;
+use crate::sync::batch::{BatchId, ReqId};
+use crate::sync::engine::{
+    Action, Failure, LocalChain, Request, Response, Stats, SyncEngine, SyncStatus,
+};
+use crate::sync::peer_book::GenesisVerdict;
+use crate::sync::SyncConfig;
+
+/// One peer as the sync engine sees it (for status output).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerSnapshot {
+    pub peer: PeerId,
+    /// `verified`, `checking` (genesis not known yet) or `wrong_genesis`.
+    pub state: &'static str,
+    pub height: Option<u64>,
+    pub latency_ms: Option<f64>,
+    pub score: i32,
+    pub in_flight: u32,
+}
+
+/// What the driver publishes after every step.
+#[derive(Clone, Debug)]
+pub struct SyncSnapshot {
+    pub status: SyncStatus,
+    pub stats: Stats,
+    pub peers: Vec<PeerSnapshot>,
+    /// Peers banned now, with the reason.
+    pub banned: Vec<(PeerId, &'static str)>,
+}
+
+enum Command {
+    SyncNow,
+    Reset,
+    LocalTip,
+    Snapshot(oneshot::Sender<SyncSnapshot>),
+}
+
+/// Cloneable handle to the sync driver.
+#[derive(Clone)]
+pub struct SyncHandle {
+    commands: mpsc::Sender<Command>,
+    snapshot: watch::Receiver<Option<SyncSnapshot>>,
+}
+
+impl SyncHandle {
+    /// The latest published snapshot (updated after every driver step).
+    pub fn status(&self) -> Option<SyncSnapshot> {
+        self.snapshot.borrow().clone()
+    }
+
+    /// A fresh snapshot taken by the driver now.
+    pub async fn snapshot(&self) -> Option<SyncSnapshot> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(Command::Snapshot(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Manual sync: ask every peer for its height now and fetch what is missing.
+    pub async fn sync_now(&self) {
+        let _ = self.commands.send(Command::SyncNow).await;
+    }
+
+    /// Drop all in-flight sync work and start over from the stored tip
+    /// (also clears a halt after a too-deep fork).
+    pub async fn reset(&self) {
+        let _ = self.commands.send(Command::Reset).await;
+    }
+
+    /// Tell the engine the store's tip moved outside sync (a produced block).
+    pub async fn local_tip_changed(&self) {
+        let _ = self.commands.send(Command::LocalTip).await;
+    }
+
+    /// Waits until `pred` holds for a published snapshot or `timeout` passes.
+    pub async fn wait_for(&self, timeout: Duration, pred: impl Fn(&SyncSnapshot) -> bool) -> bool {
+        let mut rx = self.snapshot.clone();
+        let wait = async {
+            loop {
+                if rx.borrow().as_ref().is_some_and(&pred) {
+                    return true;
+                }
+                if rx.changed().await.is_err() {
+                    return false;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.unwrap_or(false)
+    }
+}
+
+struct StoreView(Store);
+
+impl LocalChain for StoreView {
+    fn tip(&self) -> BlockRef {
+        self.0.tip()
+    }
+    fn hash_at(&self, height: u64) -> Option<Hash> {
+        self.0.hash_at(height).ok().flatten()
+    }
+}
+
+enum StoreJob {
+    Import(BatchId, Arc<Vec<Block>>),
+    Rollback(u64),
+}
+
+enum StoreDone {
+    Imported(BatchId, Result<BlockRef, String>),
+    RolledBack(Result<BlockRef, String>),
+}
+
+/// Starts the driver. It stops when the network's event channel closes.
+pub fn spawn(
+    config: SyncConfig,
+    genesis: Genesis,
+    store: Store,
+    client: Client,
+    events: mpsc::Receiver<NetEvent>,
+) -> (SyncHandle, JoinHandle<()>) {
+    let (cmd_tx, cmd_rx) = mpsc::channel(64);
+    let (snap_tx, snap_rx) = watch::channel(None);
+    let now = Instant::now();
+    let engine = SyncEngine::new(
+        config,
+        genesis.hash(),
+        Box::new(StoreView(store.clone())),
+        now,
+    );
+    let (job_tx, done_rx) = store_worker(store.clone());
+    let driver = Driver {
+        engine,
+        genesis: Arc::new(genesis),
+        store,
+        client,
+        events,
+        commands: cmd_rx,
+        snapshot: snap_tx,
+        jobs: job_tx,
+        done: done_rx,
+        inflight: FuturesUnordered::new(),
+        validations: FuturesUnordered::new(),
+        progress: Progress::new(now),
+    };
+    let task = tokio::spawn(driver.run());
+    (
+        SyncHandle {
+            commands: cmd_tx,
+            snapshot: snap_rx,
+        },
+        task,
+    )
+}
+
+/// One thread owns store writes so they happen strictly in order.
+fn store_worker(
+    store: Store,
+) -> (
+    mpsc::UnboundedSender<StoreJob>,
+    mpsc::UnboundedReceiver<StoreDone>,
+) {
+    let (job_tx, mut job_rx) = mpsc::unbounded_channel::<StoreJob>();
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    tokio::task::spawn_blocking(move || {
+        while let Some(job) = job_rx.blocking_recv() {
+            let done = match job {
+                StoreJob::Import(batch, blocks) => {
+                    StoreDone::Imported(batch, store.import(&blocks).map_err(|e| e.to_string()))
+                }
+                StoreJob::Rollback(h) => {
+                    StoreDone::RolledBack(store.rollback_to(h).map_err(|e| e.to_string()))
+                }
+            };
+            if done_tx.send(done).is_err() {
+                break;
+            }
+        }
+    });
+    (job_tx, done_rx)
+}
+
+type Answer = (ReqId, Result<Response, Failure>);
+type Checked = (BatchId, Result<(), crate::chain::ValidationError>);
+
+struct Driver {
+    engine: SyncEngine,
+    genesis: Arc<Genesis>,
+    store: Store,
+    client: Client,
+    events: mpsc::Receiver<NetEvent>,
+    commands: mpsc::Receiver<Command>,
+    snapshot: watch::Sender<Option<SyncSnapshot>>,
+    jobs: mpsc::UnboundedSender<StoreJob>,
+    done: mpsc::UnboundedReceiver<StoreDone>,
+    inflight: FuturesUnordered<futures::future::BoxFuture<'static, Answer>>,
+    validations: FuturesUnordered<JoinHandle<Checked>>,
+    progress: Progress,
+}
+
+impl Driver {
+    async fn run(mut self) {
+        info!(height = self.store.tip().height, "sync driver started");
+        loop {
+            self.execute().await;
+            self.publish();
+            let wake = self
+                .engine
+                .poll_timeout()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            let progress_at = self.progress.next;
+            let wake = tokio::time::Instant::from_std(wake.min(progress_at));
+            tokio::select! {
+                ev = self.events.recv() => match ev {
+                    Some(ev) => self.on_net_event(ev),
+                    None => break,
+                },
+                Some((id, result)) = self.inflight.next(), if !self.inflight.is_empty() => {
+                    self.engine.handle_response(id, result, Instant::now());
+                }
+                Some(joined) = self.validations.next(), if !self.validations.is_empty() => {
+                    if let Ok((batch, result)) = joined {
+                        self.engine.handle_validated(batch, result, Instant::now());
+                    }
+                }
+                Some(done) = self.done.recv() => self.on_store_done(done),
+                Some(cmd) = self.commands.recv() => self.on_command(cmd),
+                _ = tokio::time::sleep_until(wake) => {
+                    let now = Instant::now();
+                    self.engine.handle_timeout(now);
+                    if now >= self.progress.next {
+                        self.progress.report(&self.engine, now);
+                    }
+                }
+            }
+        }
+        debug!("sync driver stopped");
+    }
+
+    fn on_net_event(&mut self, ev: NetEvent) {
+        let now = Instant::now();
+        match ev {
+            NetEvent::PeerConnected { peer, .. } => self.engine.handle_peer_connected(peer, now),
+            NetEvent::PeerDisconnected { peer } => self.engine.handle_peer_disconnected(peer, now),
+            NetEvent::TipAnnounced { peer, height, tip } => {
+                self.engine.handle_tip_announced(peer, height, tip, now)
+            }
+            NetEvent::NewListenAddr { .. } | NetEvent::BadRequest { .. } => {}
+        }
+    }
+
+    fn on_store_done(&mut self, done: StoreDone) {
+        let now = Instant::now();
+        match done {
+            StoreDone::Imported(batch, result) => {
+                if let Ok(tip) = &result {
+                    self.progress.imported(&self.engine, tip);
+                    // Once caught up, pass new tips on at once so blocks
+                    // spread through the network in one hop per node.
+                    let caught_up = self
+                        .engine
+                        .status(now)
+                        .target
+                        .is_none_or(|t| tip.height >= t);
+                    if caught_up {
+                        let client = self.client.clone();
+                        let (h, hash) = (tip.height, tip.hash);
+                        tokio::spawn(async move { client.announce_tip(h, hash).await });
+                    }
+                }
+                self.engine.handle_imported(batch, result, now);
+            }
+            StoreDone::RolledBack(result) => self.engine.handle_rolled_back(result, now),
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        let now = Instant::now();
+        match cmd {
+            Command::SyncNow => {
+                info!("manual sync requested");
+                self.engine.request_sync(now)
+            }
+            Command::Reset => self.engine.reset(now),
+            Command::LocalTip => self.engine.handle_local_tip(now),
+            Command::Snapshot(reply) => {
+                let _ = reply.send(self.take_snapshot(now));
+            }
+        }
+    }
+
+    /// Carries out every queued action without waiting on any of them.
+    async fn execute(&mut self) {
+        while let Some(action) = self.engine.poll_action() {
+            match action {
+                Action::Send { id, peer, request } => {
+                    let client = self.client.clone();
+                    self.inflight.push(send(client, id, peer, request).boxed());
+                }
+                Action::Validate { batch, blocks } => {
+                    let genesis = self.genesis.clone();
+                    self.validations.push(tokio::task::spawn_blocking(move || {
+                        let first = &blocks[0].header;
+                        // The engine checks the link to the real parent; the
+                        // segment only needs a parent consistent with itself.
+                        let parent = BlockRef {
+                            height: first.height.saturating_sub(1),
+                            hash: first.parent,
+                            timestamp_ms: first.timestamp_ms,
+                        };
+                        (
+                            batch,
+                            validate_segment(&genesis, &parent, &blocks).map(|_| ()),
+                        )
+                    }));
+                }
+                Action::Import { batch, blocks } => {
+                    let _ = self.jobs.send(StoreJob::Import(batch, blocks));
+                }
+                Action::Rollback { height } => {
+                    let _ = self.jobs.send(StoreJob::Rollback(height));
+                }
+                Action::Ban {
+                    peer,
+                    duration,
+                    reason,
+                } => {
+                    warn!(%peer, reason = reason.name(), secs = duration.as_secs(), "banning peer");
+                    self.client.ban(peer, duration).await;
+                }
+            }
+        }
+    }
+
+    fn take_snapshot(&self, now: Instant) -> SyncSnapshot {
+        let mut peers: Vec<PeerSnapshot> = self
+            .engine
+            .peer_book()
+            .iter()
+            .map(|(peer, p)| PeerSnapshot {
+                peer: *peer,
+                state: match p.genesis {
+                    GenesisVerdict::Verified => "verified",
+                    GenesisVerdict::Unknown => "checking",
+                    GenesisVerdict::Mismatch => "wrong_genesis",
+                },
+                height: p.height,
+                latency_ms: p.latency.map(|l| l.as_secs_f64() * 1e3),
+                score: p.score,
+                in_flight: p.in_flight,
+            })
+            .collect();
+        peers.sort_by_key(|p| p.peer);
+        SyncSnapshot {
+            status: self.engine.status(now),
+            stats: self.engine.stats().clone(),
+            peers,
+            banned: self
+                .engine
+                .peer_book()
+                .banned(now)
+                .map(|(p, r)| (p, r.name()))
+                .collect(),
+        }
+    }
+
+    fn publish(&mut self) {
+        let now = Instant::now();
+        if now < self.progress.next_publish {
+            return;
+        }
+        self.progress.next_publish = now + Duration::from_millis(50);
+        let snap = self.take_snapshot(now);
+        self.snapshot.send_replace(Some(snap));
+    }
+}
+
+async fn send(client: Client, id: ReqId, peer: PeerId, request: Request) -> Answer {
+    let result = match request {
+        Request::Genesis => client
+            .request_genesis(peer)
+            .await
+            .map(|r| Response::Genesis(r.genesis)),
+        Request::Height => client.request_height(peer).await.map(|r| Response::Height {
+            height: r.height,
+            tip: r.tip,
+        }),
+        Request::BlockHash { height } => {
+            client
+                .request_block_hash(peer, height)
+                .await
+                .map(|r| Response::BlockHash {
+                    height: r.height,
+                    hash: r.hash,
+                })
+        }
+        Request::Blocks { start, count } => client
+            .request_blocks(peer, start, count)
+            .await
+            .map(|r| Response::Blocks(r.blocks)),
+    };
+    (id, result.map_err(failure))
+}
+
+fn failure(e: RequestError) -> Failure {
+    match e {
+        RequestError::Timeout => Failure::Timeout,
+        RequestError::Unreachable | RequestError::ConnectionClosed | RequestError::Shutdown => {
+            Failure::Disconnected
+        }
+        RequestError::UnsupportedProtocol => Failure::Unsupported,
+        RequestError::BadResponse(_) => Failure::Malformed,
+    }
+}
+
+/// The operator's view of sync progress: a line every few seconds while
+/// syncing, one when synced, one per block while following.
+struct Progress {
+    next: Instant,
+    next_publish: Instant,
+    window_start: Instant,
+    window_blocks: u64,
+    window_bytes: u64,
+    was_syncing: bool,
+}
+
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+impl Progress {
+    fn new(now: Instant) -> Self {
+        Progress {
+            next: now + PROGRESS_EVERY,
+            next_publish: now,
+            window_start: now,
+            window_blocks: 0,
+            window_bytes: 0,
+            was_syncing: false,
+        }
+    }
+
+    fn imported(&mut self, engine: &SyncEngine, tip: &BlockRef) {
+        let status = engine.status(Instant::now());
+        let syncing = status.target.is_some_and(|t| tip.height < t);
+        if self.was_syncing && !syncing {
+            info!(
+                height = tip.height,
+                tip = %tip.hash,
+                peers = status.peers,
+                "Synced: reached the network's height; following the tip"
+            );
+        } else if !syncing && !self.was_syncing {
+            info!(height = tip.height, tip = %tip.hash, peers = status.peers, "Imported block #{} (following)", tip.height);
+        }
+        self.was_syncing = syncing;
+    }
+
+    fn report(&mut self, engine: &SyncEngine, now: Instant) {
+        self.next = now + PROGRESS_EVERY;
+        let stats = engine.stats();
+        let status = engine.status(now);
+        let secs = now
+            .saturating_duration_since(self.window_start)
+            .as_secs_f64()
+            .max(1e-3);
+        let blocks = stats.blocks_imported - self.window_blocks;
+        let bytes = stats.bytes_imported - self.window_bytes;
+        self.window_start = now;
+        self.window_blocks = stats.blocks_imported;
+        self.window_bytes = stats.bytes_imported;
+        let Some(target) = status.target else { return };
+        if status.height >= target {
+            return;
+        }
+        self.was_syncing = true;
+        let rate = blocks as f64 / secs;
+        let left = target - status.height;
+        let eta = if rate > 0.0 {
+            format_secs(left as f64 / rate)
+        } else {
+            "?".into()
+        };
+        let line = format!(
+            "Syncing {}/{} ({:.1}%) {} blk/s {:.1} MiB/s ETA {} peers={}",
+            thousands(status.height),
+            thousands(target),
+            100.0 * status.height as f64 / target.max(1) as f64,
+            thousands(rate as u64),
+            bytes as f64 / secs / (1024.0 * 1024.0),
+            eta,
+            status.peers
+        );
+        match status.stalled {
+            Some(reason) => warn!(%reason, "{line} (stalled)"),
+            None => info!("{line}"),
+        }
+    }
+}
+
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn format_secs(s: f64) -> String {
+    let s = s.round() as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_numbers_read_like_operators_expect() {
+        assert_eq!(thousands(412_337), "412,337");
+        assert_eq!(thousands(1_000_000), "1,000,000");
+        assert_eq!(thousands(12), "12");
+        assert_eq!(format_secs(15.2), "15s");
+        assert_eq!(format_secs(125.0), "2m05s");
+        assert_eq!(format_secs(7300.0), "2h01m");
+    }
+}

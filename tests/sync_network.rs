@@ -1,0 +1,167 @@
+//! Sync over real swarms on 127.0.0.1: seeders holding chains made by
+//! `concord generate`, a fresh node that finds them through Kademlia and
+//! syncs, follows a producer, and is not fooled by a forger.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use concord::chain::{AuthorityKey, Genesis, Hash};
+use concord::net::NetConfig;
+use concord::node::{self, NodeConfig, RunningNode};
+use concord::sync::SyncConfig;
+use libp2p::Multiaddr;
+
+const DEADLINE: Duration = Duration::from_secs(180);
+
+/// `concord generate` into `dir`; returns the printed tip hash.
+fn generate(dir: &Path, blocks: u64, seed: u64) -> Hash {
+    let out = Command::new(common::BIN)
+        .args([
+            "generate",
+            "--blocks",
+            &blocks.to_string(),
+            "--block-size",
+            "256",
+        ])
+        .args(["--seed", &seed.to_string(), "--data-dir"])
+        .arg(dir)
+        .output()
+        .expect("run concord generate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let hash = text
+        .split_whitespace()
+        .skip_while(|w| *w != "hash")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no tip hash in {text:?}"));
+    Hash::from_hex(hash).unwrap()
+}
+
+async fn start(dir: PathBuf, bootstrap: Vec<Multiaddr>, produce: bool) -> (RunningNode, Multiaddr) {
+    let config = NodeConfig {
+        data_dir: dir,
+        genesis: Genesis::dev(),
+        net: NetConfig {
+            listen_addrs: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            bootstrap,
+            ..NetConfig::default()
+        },
+        produce: produce.then(AuthorityKey::dev),
+        sync: SyncConfig {
+            status_interval: Duration::from_secs(1),
+            ..SyncConfig::default()
+        },
+    };
+    let node = node::start(config).await.expect("node starts");
+    let id = node.client.local_peer_id();
+    let addr = tokio::time::timeout(DEADLINE, async {
+        loop {
+            if let Some(a) = node.client.listen_addrs().await.into_iter().next() {
+                return a;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("node listens");
+    let full = addr.with(libp2p::multiaddr::Protocol::P2p(id));
+    (node, full)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_node_finds_seeders_through_kademlia_syncs_and_follows_a_producer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut tip = None;
+    for name in ["s1", "s2", "s3", "producer"] {
+        let t = generate(&tmp.path().join(name), 20_000, 0);
+        assert!(tip.is_none_or(|x| x == t), "same arguments, same chain");
+        tip = Some(t);
+    }
+    let tip = tip.unwrap();
+    let (s1, a1) = start(tmp.path().join("s1"), vec![], false).await;
+    let (s2, _) = start(tmp.path().join("s2"), vec![a1.clone()], false).await;
+    let (s3, _) = start(tmp.path().join("s3"), vec![a1.clone()], false).await;
+    // The fresh node knows only s1; Kademlia must bring it s2 and s3.
+    let (fresh, _) = start(tmp.path().join("fresh"), vec![a1.clone()], false).await;
+    let synced = fresh
+        .sync
+        .wait_for(DEADLINE, |s| {
+            s.status.height == 20_000
+                && s.status.tip == tip
+                && s.peers.iter().filter(|p| p.state == "verified").count() >= 3
+        })
+        .await;
+    let snap = fresh.sync.snapshot().await.unwrap();
+    assert!(synced, "fresh node did not sync from 3 seeders: {snap:?}");
+    assert!(
+        snap.banned.is_empty(),
+        "honest seeders banned: {:?}",
+        snap.banned
+    );
+    assert_eq!(fresh.store.tip().hash, tip);
+
+    // A producer joins with the same chain and extends it; the follower tracks it.
+    let (producer, _) = start(tmp.path().join("producer"), vec![a1.clone()], true).await;
+    let followed = fresh
+        .sync
+        .wait_for(DEADLINE, |s| s.status.height >= 20_003)
+        .await;
+    assert!(
+        followed,
+        "follower did not track the producer: {:?}",
+        fresh.sync.snapshot().await
+    );
+    let h = 20_003;
+    let theirs = producer.store.hash_at(h).unwrap();
+    assert_eq!(fresh.store.hash_at(h).unwrap(), theirs, "same block at {h}");
+    for n in [producer, fresh, s3, s2, s1] {
+        n.stop().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seeder_serving_a_forged_chain_is_banned_and_the_node_ends_honest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let honest = generate(&tmp.path().join("h1"), 6_000, 0);
+    generate(&tmp.path().join("h2"), 6_000, 0);
+    generate(&tmp.path().join("h3"), 6_000, 0);
+    // Valid format, signed by the (well-known) dev key, different content.
+    let forged = generate(&tmp.path().join("liar"), 6_000, 1);
+    assert_ne!(honest, forged);
+    let (h1, a1) = start(tmp.path().join("h1"), vec![], false).await;
+    let (h2, a2) = start(tmp.path().join("h2"), vec![a1.clone()], false).await;
+    let (h3, a3) = start(tmp.path().join("h3"), vec![a1.clone()], false).await;
+    let (liar, a4) = start(tmp.path().join("liar"), vec![a1.clone()], false).await;
+    let liar_id = liar.client.local_peer_id();
+    let (fresh, _) = start(tmp.path().join("fresh"), vec![a1, a2, a3, a4], false).await;
+    let done = fresh
+        .sync
+        .wait_for(DEADLINE, |s| {
+            s.status.height == 6_000
+                && s.status.tip == honest
+                && s.banned.iter().any(|(p, _)| *p == liar_id)
+        })
+        .await;
+    let snap = fresh.sync.snapshot().await.unwrap();
+    assert!(
+        done,
+        "node did not end honest with the liar banned: {snap:?}"
+    );
+    assert_eq!(
+        snap.banned.len(),
+        1,
+        "only the liar is banned: {:?}",
+        snap.banned
+    );
+    assert_eq!(fresh.store.tip().hash, honest);
+    for n in [fresh, liar, h3, h2, h1] {
+        n.stop().await.unwrap();
+    }
+}
