@@ -12,16 +12,35 @@
 //! | key                        | value                                         |
 //! |----------------------------|-----------------------------------------------|
 //! | `b` ++ height (8 bytes BE) | block hash (32) ++ encoded block (CBOR)       |
-//! | `h` ++ block hash (32)     | height (8 bytes BE)                           |
+//! | `i` ++ first height (8 BE) | hashes (32 each) of the blocks from that height, in order |
 //! | `m` ++ `genesis`           | genesis hash (32)                             |
 //! | `m` ++ `tip`               | height (8 BE) ++ hash (32) ++ timestamp (8 BE) |
+//! | `m` ++ `layout`            | layout version (1 byte, currently 2)          |
 //!
-//! Storing the hash next to the block lets `hash_at` and the hash index work
-//! without re-hashing, and big-endian heights make a range scan return blocks
-//! in height order.
+//! Storing the hash next to the block lets `hash_at` work without re-hashing,
+//! and big-endian heights make a range scan return blocks in height order.
+//!
+//! Hash index: each import (and the genesis block) writes ONE `i` record
+//! holding the hashes of its blocks, in the same batch as the blocks and the
+//! tip; the `i` records together cover heights `0..=tip` exactly, without
+//! gaps or overlaps. `i` keys are sequential, so these inserts append at the
+//! end of the tree. Layout 1 instead had one `h` ++ hash → height entry per
+//! block, an insert at a random tree position that was ~60% of import CPU.
+//! Lookups by hash go to an in-memory map (8-byte hash prefix → height, plus
+//! a side map for prefix collisions), rebuilt from the `i` records at open
+//! and updated after each successful write; a hit is verified against the
+//! hash stored in the `b` record, so a stale entry never answers wrongly.
+//! A rollback removes the `i` records above the new tip and truncates the one
+//! that straddles it, in the same batch as the blocks it removes.
+//!
+//! Layout 1 stores (no `m` ++ `layout` key) are refused with
+//! [`StoreError::UnsupportedLayout`]: nothing was deployed with them, so
+//! there is no migration; re-sync into a fresh data dir.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::chain::{genesis::Genesis, validate::BlockRef, Block, Hash};
 use crate::protocol::limits::MAX_BLOCKS_PER_REQUEST;
@@ -38,12 +57,17 @@ pub enum StoreError {
     NotLinked { tip_height: u64, start: u64 },
     #[error("cannot roll back to {target}: tip is {tip}")]
     BadRollback { target: u64, tip: u64 },
+    #[error("data dir uses store layout {found}, this build reads only layout {LAYOUT_VERSION}; sync into a fresh data dir")]
+    UnsupportedLayout { found: u8 },
 }
 
 const TREE: &[u8] = b"concord-chain";
 const META_GENESIS: &[u8] = b"mgenesis";
 const META_TIP: &[u8] = b"mtip";
+const META_LAYOUT: &[u8] = b"mlayout";
 const TIP_LEN: usize = 8 + 32 + 8;
+/// Layout 2: per-import `i` records instead of per-block `h` entries.
+pub const LAYOUT_VERSION: u8 = 2;
 
 // sled's default log segment size (512 KiB) is kept on purpose: 2 MiB
 // segments cut small-block import CPU by ~25-40% but raised peak RSS about
@@ -56,10 +80,117 @@ fn block_key(height: u64) -> [u8; 9] {
     k
 }
 
-fn hash_key(hash: &Hash) -> [u8; 33] {
-    let mut k = [b'h'; 33];
-    k[1..].copy_from_slice(&hash.0);
+fn index_key(first_height: u64) -> [u8; 9] {
+    let mut k = [b'i'; 9];
+    k[1..].copy_from_slice(&first_height.to_be_bytes());
     k
+}
+
+fn height_from_key(k: &[u8]) -> Result<u64, StoreError> {
+    k.get(1..)
+        .and_then(|s| <[u8; 8]>::try_from(s).ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| StoreError::Corrupt(format!("malformed key of {} bytes", k.len())))
+}
+
+/// The map key of a hash: its first 8 bytes. Block hashes are cryptographic
+/// and blocks are validated before import, so the prefix is already uniform.
+fn prefix(hash: &Hash) -> u64 {
+    let mut p = [0u8; 8];
+    p.copy_from_slice(&hash.0[..8]);
+    u64::from_le_bytes(p)
+}
+
+/// Hasher for keys that are already uniformly distributed (hash prefixes).
+#[derive(Default)]
+struct PrefixHasher(u64);
+
+impl Hasher for PrefixHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// In-memory hash → height index over the whole chain (about 17-34 bytes per
+/// block). `by_prefix` answers almost everything; a block whose 8-byte prefix
+/// is already taken by another stored block goes to `collisions` instead.
+#[derive(Default)]
+struct HashIndex {
+    by_prefix: HashMap<u64, u64, BuildHasherDefault<PrefixHasher>>,
+    collisions: HashMap<Hash, u64>,
+}
+
+impl HashIndex {
+    /// Candidate height for `hash`; callers verify it against the `b` record.
+    fn get(&self, hash: &Hash) -> Option<u64> {
+        self.collisions
+            .get(hash)
+            .or_else(|| self.by_prefix.get(&prefix(hash)))
+            .copied()
+    }
+
+    /// Adds blocks `first..` whose hashes are `hashes`.
+    fn insert(&mut self, first: u64, hashes: &[Hash]) {
+        self.by_prefix.reserve(hashes.len());
+        for (i, hash) in hashes.iter().enumerate() {
+            let height = first + i as u64;
+            match self.by_prefix.entry(prefix(hash)) {
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(height);
+                }
+                std::collections::hash_map::Entry::Occupied(_) => {
+                    // Entries are removed on rollback, so an occupied prefix
+                    // belongs to another block still below this one.
+                    self.collisions.insert(*hash, height);
+                }
+            }
+        }
+    }
+
+    /// Removes blocks `first..` whose hashes are `hashes`.
+    fn remove(&mut self, first: u64, hashes: &[Hash]) {
+        for (i, hash) in hashes.iter().enumerate() {
+            let height = first + i as u64;
+            if self.collisions.get(hash) == Some(&height) {
+                self.collisions.remove(hash);
+            } else if self.by_prefix.get(&prefix(hash)) == Some(&height) {
+                self.by_prefix.remove(&prefix(hash));
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.by_prefix.len() + self.collisions.len()
+    }
+}
+
+fn index_value(hashes: &[Hash]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(hashes.len() * 32);
+    for h in hashes {
+        v.extend_from_slice(&h.0);
+    }
+    v
+}
+
+fn decode_index_value(first: u64, v: &[u8]) -> Result<Vec<Hash>, StoreError> {
+    if v.is_empty() || !v.len().is_multiple_of(32) {
+        return Err(StoreError::Corrupt(format!(
+            "hash index record at height {first} is {} bytes",
+            v.len()
+        )));
+    }
+    Ok(v.chunks_exact(32)
+        .map(|c| Hash::from_slice(c).unwrap_or(Hash::ZERO))
+        .collect())
 }
 
 fn encode_tip(tip: &BlockRef) -> [u8; TIP_LEN] {
@@ -122,6 +253,8 @@ struct Inner {
     tip: Mutex<BlockRef>,
     /// Serializes writers: the link check and the batch must see the same tip.
     writer: Mutex<()>,
+    /// Hash → height for every stored block; updated after each successful write.
+    index: RwLock<HashIndex>,
 }
 
 /// Cheap to clone; all clones share one database.
@@ -171,6 +304,15 @@ impl Store {
         let expected = genesis.hash();
         let tip = match tree.get(META_GENESIS)? {
             Some(stored) => {
+                match tree.get(META_LAYOUT)? {
+                    Some(v) if v.as_ref() == [LAYOUT_VERSION] => {}
+                    Some(v) => {
+                        return Err(StoreError::UnsupportedLayout {
+                            found: v.first().copied().unwrap_or(0),
+                        })
+                    }
+                    None => return Err(StoreError::UnsupportedLayout { found: 1 }),
+                }
                 let stored = Hash::from_slice(&stored).ok_or_else(|| {
                     StoreError::Corrupt(format!("genesis record has {} bytes", stored.len()))
                 })?;
@@ -202,14 +344,16 @@ impl Store {
                 let tip = BlockRef::of(block);
                 let mut batch = sled::Batch::default();
                 batch.insert(&block_key(0)[..], block_value(&tip.hash, block));
-                batch.insert(&hash_key(&tip.hash)[..], &0u64.to_be_bytes()[..]);
+                batch.insert(&index_key(0)[..], &tip.hash.0[..]);
                 batch.insert(META_GENESIS, &expected.0[..]);
+                batch.insert(META_LAYOUT, &[LAYOUT_VERSION][..]);
                 batch.insert(META_TIP, &encode_tip(&tip)[..]);
                 tree.apply_batch(batch)?;
                 db.flush()?;
                 tip
             }
         };
+        let index = Self::load_index(&tree, &tip)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 tree,
@@ -217,8 +361,45 @@ impl Store {
                 genesis_hash: expected,
                 tip: Mutex::new(tip),
                 writer: Mutex::new(()),
+                index: RwLock::new(index),
             }),
         })
+    }
+
+    /// Builds the in-memory index from the `i` records, checking that they
+    /// cover `0..=tip` exactly and end with the tip's hash.
+    fn load_index(tree: &sled::Tree, tip: &BlockRef) -> Result<HashIndex, StoreError> {
+        let mut index = HashIndex::default();
+        let mut next = 0u64;
+        let mut last = None;
+        for item in tree.scan_prefix(b"i") {
+            let (k, v) = item?;
+            let first = height_from_key(&k)?;
+            if first != next {
+                return Err(StoreError::Corrupt(format!(
+                    "hash index record starts at {first}, expected {next}"
+                )));
+            }
+            let hashes = decode_index_value(first, &v)?;
+            index.insert(first, &hashes);
+            next = first + hashes.len() as u64;
+            last = hashes.last().copied();
+        }
+        if next != tip.height + 1 || last != Some(tip.hash) {
+            return Err(StoreError::Corrupt(format!(
+                "hash index covers heights below {next}, tip is {}",
+                tip.height
+            )));
+        }
+        Ok(index)
+    }
+
+    fn read_index(&self) -> std::sync::RwLockReadGuard<'_, HashIndex> {
+        self.inner.index.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_index(&self) -> std::sync::RwLockWriteGuard<'_, HashIndex> {
+        self.inner.index.write().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn genesis_hash(&self) -> Hash {
@@ -248,15 +429,15 @@ impl Store {
     }
 
     pub fn height_of(&self, hash: &Hash) -> Result<Option<u64>, StoreError> {
-        match self.inner.tree.get(hash_key(hash))? {
-            Some(v) => {
-                let bytes: [u8; 8] = v.as_ref().try_into().map_err(|_| {
-                    StoreError::Corrupt(format!("hash index entry for {hash} is {} bytes", v.len()))
-                })?;
-                Ok(Some(u64::from_be_bytes(bytes)))
-            }
-            None => Ok(None),
-        }
+        let Some(height) = self.read_index().get(hash) else {
+            return Ok(None);
+        };
+        // The map is keyed by a prefix and may briefly lag a rollback: only
+        // the stored block's own hash confirms the hit.
+        Ok(match self.hash_at(height)? {
+            Some(stored) if stored == *hash => Some(height),
+            _ => None,
+        })
     }
 
     /// Consecutive blocks from `start`: at most `min(count, MAX_BLOCKS_PER_REQUEST)`,
@@ -313,6 +494,7 @@ impl Store {
         let tip = self.tip();
         let mut batch = sled::Batch::default();
         let mut prev = tip;
+        let mut hashes = Vec::with_capacity(blocks.len());
         for block in blocks {
             let h = &block.header;
             if h.height != prev.height + 1 || h.parent != prev.hash {
@@ -323,7 +505,7 @@ impl Store {
             }
             let hash = h.hash();
             batch.insert(&block_key(h.height)[..], block_value(&hash, block));
-            batch.insert(&hash_key(&hash)[..], &h.height.to_be_bytes()[..]);
+            hashes.push(hash);
             prev = BlockRef {
                 height: h.height,
                 hash,
@@ -333,8 +515,11 @@ impl Store {
         if blocks.is_empty() {
             return Ok(tip);
         }
+        let first = tip.height + 1;
+        batch.insert(&index_key(first)[..], index_value(&hashes));
         batch.insert(META_TIP, &encode_tip(&prev)[..]);
         self.inner.tree.apply_batch(batch)?;
+        self.write_index().insert(first, &hashes);
         *lock(&self.inner.tip) = prev;
         Ok(prev)
     }
@@ -366,23 +551,48 @@ impl Store {
             }
         };
         let mut batch = sled::Batch::default();
-        for item in self
+        // Blocks `0..=tip` are consecutive, so their keys are known.
+        for h in height + 1..=tip.height {
+            batch.remove(&block_key(h)[..]);
+        }
+        // The index records overlapping `height + 1..`: the last one starting
+        // at or below `height` (it may straddle) and every one above it.
+        let mut removed: Vec<(u64, Vec<Hash>)> = Vec::new();
+        let straddling = self
             .inner
             .tree
-            .range(block_key(height + 1)..=block_key(tip.height))
-        {
+            .range(index_key(0)..=index_key(height))
+            .next_back()
+            .transpose()?;
+        let above = self
+            .inner
+            .tree
+            .range(index_key(height + 1)..=index_key(u64::MAX));
+        for item in straddling.into_iter().map(Ok).chain(above) {
             let (k, v) = item?;
-            let h = u64::from_be_bytes(
-                k[1..]
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("malformed block key".into()))?,
-            );
-            let (hash, _) = split_block_value(h, &v)?;
-            batch.remove(&k);
-            batch.remove(&hash_key(&hash)[..]);
+            let first = height_from_key(&k)?;
+            let mut hashes = decode_index_value(first, &v)?;
+            if first <= height {
+                // At or below the new tip: keep the part up to `height`.
+                let keep = (height - first + 1) as usize;
+                if keep >= hashes.len() {
+                    continue;
+                }
+                batch.insert(&k, index_value(&hashes[..keep]));
+                removed.push((height + 1, hashes.split_off(keep)));
+            } else {
+                batch.remove(&k);
+                removed.push((first, hashes));
+            }
         }
         batch.insert(META_TIP, &encode_tip(&new_tip)[..]);
         self.inner.tree.apply_batch(batch)?;
+        {
+            let mut index = self.write_index();
+            for (first, hashes) in &removed {
+                index.remove(*first, hashes);
+            }
+        }
         *lock(&self.inner.tip) = new_tip;
         Ok(new_tip)
     }
@@ -437,8 +647,24 @@ mod tests {
         }
         assert_eq!(prev, Some(tip.hash));
         assert_eq!(store.block(tip.height + 1).unwrap(), None);
-        let n_hashes = store.inner.tree.scan_prefix(b"h").count() as u64;
-        assert_eq!(n_hashes, tip.height + 1, "hash index has stale entries");
+        assert_eq!(
+            store.read_index().len() as u64,
+            tip.height + 1,
+            "in-memory hash index has stale entries"
+        );
+        // The on-disk records cover 0..=tip exactly, with the stored hashes.
+        let mut next = 0u64;
+        for item in store.inner.tree.scan_prefix(b"i") {
+            let (k, v) = item.unwrap();
+            let first = height_from_key(&k).unwrap();
+            assert_eq!(first, next, "gap or overlap in the hash index records");
+            for (i, hash) in decode_index_value(first, &v).unwrap().iter().enumerate() {
+                assert_eq!(store.hash_at(first + i as u64).unwrap(), Some(*hash));
+            }
+            next = first + v.len() as u64 / 32;
+        }
+        assert_eq!(next, tip.height + 1, "hash index records end at {next}");
+        assert_eq!(store.inner.tree.scan_prefix(b"h").count(), 0);
     }
 
     #[test]
@@ -593,14 +819,143 @@ mod tests {
         assert!(matches!(s.block(1), Err(StoreError::Corrupt(_))));
         s.inner.tree.insert(block_key(2), &[1u8; 3][..]).unwrap();
         assert!(matches!(s.hash_at(2), Err(StoreError::Corrupt(_))));
-        s.inner
-            .tree
-            .insert(hash_key(&Hash::ZERO), &[1u8; 3][..])
-            .unwrap();
+        s.write_index().insert(2, &[Hash::ZERO]);
         assert!(matches!(
             s.height_of(&Hash::ZERO),
             Err(StoreError::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn height_of_after_reopen_uses_the_rebuilt_index() {
+        let g = Genesis::dev();
+        let dir = tempfile::tempdir().unwrap();
+        let blocks = chain(&g, BlockRef::of(g.block()), 250, 8, 0);
+        {
+            let s = Store::open(dir.path(), &g).unwrap();
+            for seg in blocks.chunks(70) {
+                s.import(seg).unwrap();
+            }
+            s.flush().unwrap();
+        }
+        let s = Store::open(dir.path(), &g).unwrap();
+        assert_eq!(s.read_index().len(), 251);
+        assert_eq!(s.height_of(&g.hash()).unwrap(), Some(0));
+        for b in &blocks {
+            assert_eq!(s.height_of(&b.hash()).unwrap(), Some(b.height()));
+        }
+        assert_consistent(&s);
+    }
+
+    #[test]
+    fn height_of_unknown_hash_is_none() {
+        let g = Genesis::dev();
+        let s = Store::temporary(&g).unwrap();
+        let blocks = chain(&g, BlockRef::of(g.block()), 30, 8, 0);
+        s.import(&blocks).unwrap();
+        assert_eq!(s.height_of(&Hash([7u8; 32])).unwrap(), None);
+        // Same 8-byte prefix as a stored block, different hash: the
+        // verification against the block record rejects it.
+        let mut near = blocks[5].hash();
+        near.0[31] ^= 1;
+        assert_eq!(s.height_of(&near).unwrap(), None);
+        // A block of another chain at a stored height.
+        let fork = chain(&g, BlockRef::of(g.block()), 30, 8, 1);
+        assert_eq!(s.height_of(&fork[5].hash()).unwrap(), None);
+    }
+
+    #[test]
+    fn rollback_removes_and_truncates_index_records() {
+        let g = Genesis::dev();
+        let dir = tempfile::tempdir().unwrap();
+        let main = chain(&g, BlockRef::of(g.block()), 100, 8, 0);
+        let fork_tip;
+        {
+            let s = Store::open(dir.path(), &g).unwrap();
+            // Records start at 0 (genesis), 1, 41, 81.
+            for seg in main.chunks(40) {
+                s.import(seg).unwrap();
+            }
+            // 55 straddles the record at 41; the one at 81 goes.
+            let at55 = s.rollback_to(55).unwrap();
+            assert_eq!(at55, BlockRef::of(&main[54]));
+            let firsts: Vec<u64> = s
+                .inner
+                .tree
+                .scan_prefix(b"i")
+                .map(|i| height_from_key(&i.unwrap().0).unwrap())
+                .collect();
+            assert_eq!(firsts, vec![0, 1, 41]);
+            assert_eq!(
+                s.inner.tree.get(index_key(41)).unwrap().unwrap().len(),
+                15 * 32
+            );
+            for b in &main[..55] {
+                assert_eq!(s.height_of(&b.hash()).unwrap(), Some(b.height()));
+            }
+            for b in &main[55..] {
+                assert_eq!(s.height_of(&b.hash()).unwrap(), None);
+            }
+            assert_consistent(&s);
+            // Rolling back to a record's last height keeps it whole.
+            s.rollback_to(40).unwrap();
+            assert_eq!(s.inner.tree.get(index_key(41)).unwrap(), None);
+            assert_eq!(
+                s.inner.tree.get(index_key(1)).unwrap().unwrap().len(),
+                40 * 32
+            );
+            assert_consistent(&s);
+            // Fork re-import on top of the truncated index.
+            let fork = chain(&g, BlockRef::of(&main[39]), 30, 8, 7);
+            fork_tip = s.import(&fork).unwrap();
+            for b in &fork {
+                assert_eq!(s.height_of(&b.hash()).unwrap(), Some(b.height()));
+            }
+            for b in &main[40..] {
+                assert_eq!(s.height_of(&b.hash()).unwrap(), None);
+            }
+            assert_consistent(&s);
+            s.flush().unwrap();
+        }
+        let s = Store::open(dir.path(), &g).unwrap();
+        assert_eq!(s.tip(), fork_tip);
+        assert_eq!(s.height_of(&main[50].hash()).unwrap(), None);
+        assert_eq!(s.height_of(&main[20].hash()).unwrap(), Some(21));
+        assert_consistent(&s);
+        assert_eq!(s.rollback_to(0).unwrap(), BlockRef::of(g.block()));
+        assert_consistent(&s);
+    }
+
+    #[test]
+    fn prefix_collisions_use_the_side_map() {
+        let mut index = HashIndex::default();
+        let a = Hash([1u8; 32]);
+        let mut b = a;
+        b.0[31] = 2;
+        index.insert(3, &[a]);
+        index.insert(9, &[b]);
+        assert_eq!(index.get(&a), Some(3));
+        assert_eq!(index.get(&b), Some(9));
+        index.remove(9, &[b]);
+        assert_eq!((index.get(&a), index.len()), (Some(3), 1));
+        index.insert(9, &[b]);
+        index.remove(3, &[a]);
+        assert_eq!(index.get(&b), Some(9));
+        assert_eq!(index.get(&a), None);
+    }
+
+    #[test]
+    fn old_layout_is_refused() {
+        let g = Genesis::dev();
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path(), &g).unwrap();
+            s.inner.tree.remove(META_LAYOUT).unwrap();
+            s.flush().unwrap();
+        }
+        let err = Store::open(dir.path(), &g).unwrap_err();
+        assert!(matches!(err, StoreError::UnsupportedLayout { found: 1 }));
+        assert!(err.to_string().contains("fresh data dir"), "{err}");
     }
 
     /// Child half of `crash_mid_import_leaves_a_consistent_store`: imports,
