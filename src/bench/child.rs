@@ -49,6 +49,13 @@ pub struct ChildReport {
 
 /// Runs the child (blocking; builds its own runtime).
 pub fn run(args: ChildArgs) -> anyhow::Result<ChildReport> {
+    // Logs (stderr) only when asked for: RUST_LOG=concord=debug.
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
