@@ -9,7 +9,9 @@
 //! - [`sync`]: the sync engine: pure state machines (peer book, target,
 //!   scheduler, verifier) and the driver task that connects them to the network.
 //! - [`node`]: assembles a running node from a config.
+//! - [`bench`]: the `concord bench` harness (never used by a running node).
 
+pub mod bench;
 pub mod chain;
 pub mod net;
 pub mod node;

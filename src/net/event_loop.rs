@@ -114,6 +114,27 @@ pub struct EventLoop {
     bans: HashMap<PeerId, Instant>,
     /// Limits concurrent blocks-range reads (memory and blocking threads).
     block_readers: Arc<Semaphore>,
+    /// Bench/test-only serving throttle ([`NetConfig::serve_rate_limit`]).
+    throttle: Option<Throttle>,
+}
+
+/// A shared bytes/s limit on blocks responses: each response reserves its
+/// share of time after the previous one and is held back until then.
+#[derive(Clone)]
+struct Throttle {
+    bytes_per_sec: u64,
+    next_free: Arc<std::sync::Mutex<Instant>>,
+}
+
+impl Throttle {
+    /// When a response of `bytes` may go out.
+    fn reserve(&self, bytes: u64) -> Instant {
+        let cost = Duration::from_secs_f64(bytes as f64 / self.bytes_per_sec.max(1) as f64);
+        let mut next = self.next_free.lock().unwrap_or_else(|e| e.into_inner());
+        let start = (*next).max(Instant::now());
+        *next = start + cost;
+        *next
+    }
 }
 
 /// Most `/concord/blocks/1` store reads in flight at once.
@@ -159,7 +180,6 @@ impl EventLoop {
             events: EventSink(events),
             store,
             genesis,
-            config,
             served_tx,
             served_rx,
             pending_height: HashMap::new(),
@@ -170,6 +190,11 @@ impl EventLoop {
             pending_dials: HashMap::new(),
             bans: HashMap::new(),
             block_readers: Arc::new(Semaphore::new(BLOCK_READERS)),
+            throttle: config.serve_rate_limit.map(|bytes_per_sec| Throttle {
+                bytes_per_sec,
+                next_free: Arc::new(std::sync::Mutex::new(Instant::now())),
+            }),
+            config,
         })
     }
 
@@ -529,6 +554,7 @@ impl EventLoop {
                     let store = self.store.clone();
                     let served = self.served_tx.clone();
                     let readers = self.block_readers.clone();
+                    let throttle = self.throttle.clone();
                     tokio::spawn(async move {
                         // At most BLOCK_READERS ranges (~4 MiB each) are read
                         // at once, whatever the number of peers asking.
@@ -542,6 +568,12 @@ impl EventLoop {
                         .await;
                         match read {
                             Ok(Ok(blocks)) => {
+                                if let Some(t) = throttle {
+                                    // Approximate encoded size: body plus ~190 B of header.
+                                    let bytes =
+                                        blocks.iter().map(|b| b.body.len() as u64 + 190).sum();
+                                    tokio::time::sleep_until(t.reserve(bytes)).await;
+                                }
                                 trace!(%peer, start = request.start, n = blocks.len(), "serving blocks");
                                 let _ = served.send((peer, channel, BlocksResponse { blocks }));
                             }

@@ -128,6 +128,10 @@ pub struct NetConfig {
     /// Capacity of the [`NetEvent`] channel. The event loop never waits on it:
     /// when it is full, events are dropped with a WARN log. Default: 1024.
     pub event_channel_capacity: usize,
+    /// BENCHMARKS AND TESTS ONLY: serve `/concord/blocks/1` responses at no
+    /// more than this many bytes per second (of encoded blocks), to play a
+    /// slow seeder. Default: `None` (no limit; never set it in production).
+    pub serve_rate_limit: Option<u64>,
 }
 
 impl Default for NetConfig {
@@ -146,6 +150,7 @@ impl Default for NetConfig {
             target_peers: 8,
             kad_bootstrap_interval: Duration::from_secs(30),
             event_channel_capacity: 1024,
+            serve_rate_limit: None,
         }
     }
 }

@@ -229,7 +229,13 @@ impl Driver {
                 .poll_timeout()
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
             let progress_at = self.progress.next;
-            let wake = tokio::time::Instant::from_std(wake.min(progress_at));
+            let mut wake = wake.min(progress_at);
+            if self.progress.publish_pending {
+                // A step was not published (rate limit): publish it soon, not
+                // at the next unrelated wake-up (up to `status_interval` away).
+                wake = wake.min(self.progress.next_publish);
+            }
+            let wake = tokio::time::Instant::from_std(wake);
             tokio::select! {
                 ev = self.events.recv() => match ev {
                     Some(ev) => self.on_net_event(ev),
@@ -387,8 +393,10 @@ impl Driver {
     fn publish(&mut self) {
         let now = Instant::now();
         if now < self.progress.next_publish {
+            self.progress.publish_pending = true;
             return;
         }
+        self.progress.publish_pending = false;
         self.progress.next_publish = now + Duration::from_millis(50);
         let snap = self.take_snapshot(now);
         self.snapshot.send_replace(Some(snap));
@@ -438,6 +446,8 @@ fn failure(e: RequestError) -> Failure {
 struct Progress {
     next: Instant,
     next_publish: Instant,
+    /// A step happened since the last published snapshot.
+    publish_pending: bool,
     window_start: Instant,
     window_blocks: u64,
     window_bytes: u64,
@@ -451,6 +461,7 @@ impl Progress {
         Progress {
             next: now + PROGRESS_EVERY,
             next_publish: now,
+            publish_pending: false,
             window_start: now,
             window_blocks: 0,
             window_bytes: 0,

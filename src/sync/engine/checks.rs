@@ -24,6 +24,7 @@ impl SyncEngine {
                 self.book
                     .record_latency(&peer, now.saturating_duration_since(out.sent));
                 self.book.set_height(&peer, height, tip, now);
+                self.note_peer_height(height, now);
                 self.check_claims(now);
             }
             (Purpose::Download { batch, start }, Response::Blocks(blocks)) => {

@@ -137,6 +137,12 @@ pub struct Stats {
     pub penalties: HashMap<&'static str, u64>,
     pub bans: HashMap<&'static str, u64>,
     pub reorgs: u64,
+    /// When the first peer connected (the `now` of that input).
+    pub first_peer_connected_at: Option<Instant>,
+    /// When a peer first reported (or announced) a height above our stored tip.
+    pub first_peer_ahead_at: Option<Instant>,
+    /// When the first block download request was sent.
+    pub first_blocks_request_at: Option<Instant>,
 }
 
 /// A snapshot for the node handle and the API.
@@ -385,6 +391,7 @@ impl SyncEngine {
             }
             return;
         }
+        self.stats.first_peer_connected_at.get_or_insert(now);
         self.send(peer, Request::Genesis, Purpose::Genesis, now);
     }
 
@@ -404,6 +411,7 @@ impl SyncEngine {
         self.clock = self.clock.max(now);
         if self.book.get(&peer).is_some_and(|p| p.usable()) {
             self.book.set_height(&peer, height, tip, now);
+            self.note_peer_height(height, now);
             self.schedule(now);
         }
     }
@@ -536,6 +544,9 @@ impl SyncEngine {
             }
         }
         *self.stats.requests_sent.entry(request.kind()).or_default() += 1;
+        if let Request::Blocks { .. } = request {
+            self.stats.first_blocks_request_at.get_or_insert(now);
+        }
         self.requests.insert(
             id,
             Outstanding {
@@ -547,6 +558,13 @@ impl SyncEngine {
         );
         self.actions.push_back(Action::Send { id, peer, request });
         id
+    }
+
+    /// Records when a peer was first seen ahead of our stored tip.
+    fn note_peer_height(&mut self, height: u64, now: Instant) {
+        if height > self.stored.height {
+            self.stats.first_peer_ahead_at.get_or_insert(now);
+        }
     }
 
     /// Bookkeeping when a request leaves the outstanding map.

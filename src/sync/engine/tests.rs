@@ -310,10 +310,18 @@ fn a_run_replays_exactly_from_its_seed() {
             n.add_peer(b, (1 + i % 7) * MS, chain.clone());
         }
         assert!(n.run_until(Duration::from_secs(60), |n| synced_to(n, &chain)));
+        // Timestamps are compared relative to the run's start.
+        let mut stats = n.engine.stats().clone();
+        let firsts = [
+            stats.first_peer_connected_at.take(),
+            stats.first_peer_ahead_at.take(),
+            stats.first_blocks_request_at.take(),
+        ]
+        .map(|t| t.map(|t| t - start));
         (
             n.now - start,
             n.report.steps,
-            n.engine.stats().clone(),
+            (stats, firsts),
             n.report.bans.clone(),
         )
     };

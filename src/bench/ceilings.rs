@@ -1,0 +1,249 @@
+//! The machine's own ceilings, measured in the same run as the sync
+//! scenarios: local import (validate + store from memory, no network) and
+//! raw transport (bytes through libp2p tcp+noise+yamux on 127.0.0.1).
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use futures::prelude::*;
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{noise, tcp, yamux, Multiaddr, StreamProtocol, SwarmBuilder};
+use serde::Serialize;
+
+use super::chains::ChainInfo;
+use crate::chain::validate::validate_segment;
+use crate::chain::{Block, BlockRef, Genesis};
+use crate::protocol::limits::RESPONSE_BYTE_BUDGET;
+use crate::store::Store;
+use crate::sync::SyncConfig;
+
+/// A measured rate.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Rate {
+    pub secs: f64,
+    pub blocks_per_s: f64,
+    /// Millions of bytes (of encoded blocks, or raw payload) per second.
+    pub mb_per_s: f64,
+}
+
+/// Local import ceiling: the chain's blocks are read into memory in the
+/// batches sync uses (at most `batch_blocks`, at most the 4 MiB response
+/// budget), then validated (`validate_segment`, batches in parallel on every
+/// core, as the driver does on the blocking pool) and imported in order
+/// (`Store::import`, one writer) into a fresh store in `work`. Only the
+/// validate+import phase is timed.
+pub fn local_import(genesis: &Genesis, chain: &ChainInfo, work: &Path) -> anyhow::Result<Rate> {
+    let src = Store::open(&chain.dir, genesis)?;
+    let per_batch = SyncConfig::default().batch_blocks;
+    let mut batches: Vec<(BlockRef, Arc<Vec<Block>>)> = Vec::new();
+    let mut parent = BlockRef::of(genesis.block());
+    let mut next = 1u64;
+    while next <= chain.height {
+        let blocks = src.blocks_range(next, per_batch, RESPONSE_BYTE_BUDGET)?;
+        anyhow::ensure!(!blocks.is_empty(), "chain cache is missing block {next}");
+        next += blocks.len() as u64;
+        let last = blocks.last().map(BlockRef::of).unwrap_or(parent);
+        batches.push((parent, Arc::new(blocks)));
+        parent = last;
+    }
+    drop(src);
+    let _ = std::fs::remove_dir_all(work);
+    let dst = Store::open(work, genesis)?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let started = Instant::now();
+    let cursor = AtomicUsize::new(0);
+    let (tx, rx) = mpsc::sync_channel::<(usize, Arc<Vec<Block>>)>(threads * 2);
+    let result: anyhow::Result<()> = std::thread::scope(|s| {
+        for _ in 0..threads {
+            let tx = tx.clone();
+            let (cursor, batches) = (&cursor, &batches);
+            s.spawn(move || loop {
+                let i = cursor.fetch_add(1, Ordering::Relaxed);
+                let Some((parent, blocks)) = batches.get(i) else {
+                    return;
+                };
+                if validate_segment(genesis, parent, blocks).is_err()
+                    || tx.send((i, blocks.clone())).is_err()
+                {
+                    return;
+                }
+            });
+        }
+        drop(tx);
+        let mut ready = BTreeMap::new();
+        let mut want = 0usize;
+        for (i, blocks) in rx {
+            ready.insert(i, blocks);
+            while let Some(blocks) = ready.remove(&want) {
+                dst.import(&blocks)?;
+                want += 1;
+            }
+        }
+        anyhow::ensure!(want == batches.len(), "a batch failed validation");
+        Ok(())
+    });
+    result?;
+    let secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(dst.tip().hash == chain.tip_hash(), "imported tip differs");
+    drop(dst);
+    let _ = std::fs::remove_dir_all(work);
+    Ok(Rate {
+        secs,
+        blocks_per_s: chain.height as f64 / secs,
+        mb_per_s: chain.encoded_bytes as f64 / secs / 1e6,
+    })
+}
+
+/// Raw bytes over request-response: the request is the number of bytes
+/// wanted (u32 BE), the response is that many bytes, read to EOF.
+#[derive(Clone, Default)]
+struct RawCodec;
+
+const RAW_PROTOCOL: StreamProtocol = StreamProtocol::new("/concord-bench/raw/1");
+
+impl request_response::Codec for RawCodec {
+    type Protocol = StreamProtocol;
+    type Request = u32;
+    type Response = Arc<Vec<u8>>;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<u32>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let mut b = [0u8; 4];
+        io.read_exact(&mut b).await?;
+        Ok(u32::from_be_bytes(b))
+    }
+
+    async fn read_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Self::Response>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let mut buf = Vec::with_capacity(RESPONSE_BYTE_BUDGET + 1024);
+        io.take(64 << 20).read_to_end(&mut buf).await?;
+        Ok(Arc::new(buf))
+    }
+
+    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: u32) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        io.write_all(&req.to_be_bytes()).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        resp: Self::Response,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        io.write_all(&resp).await
+    }
+}
+
+type RawSwarm = libp2p::Swarm<request_response::Behaviour<RawCodec>>;
+
+/// The same transport stack as the node (`net::event_loop::build_swarm`).
+fn raw_swarm() -> anyhow::Result<RawSwarm> {
+    let behaviour = request_response::Behaviour::with_codec(
+        RawCodec,
+        [(RAW_PROTOCOL, ProtocolSupport::Full)],
+        request_response::Config::default().with_request_timeout(Duration::from_secs(60)),
+    );
+    Ok(SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )?
+        .with_behaviour(|_| behaviour)?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build())
+}
+
+/// Raw transport ceiling: moves `volume` bytes from one swarm to another over
+/// one connection (tcp+noise+yamux on 127.0.0.1) in `chunk`-byte responses
+/// with `in_flight` requests outstanding (as sync asks one peer). Timed from
+/// the first request to the last byte received.
+pub async fn raw_transport(volume: u64, chunk: usize, in_flight: usize) -> anyhow::Result<Rate> {
+    let mut server = raw_swarm()?;
+    server.listen_on("/ip4/127.0.0.1/tcp/0".parse::<Multiaddr>()?)?;
+    let addr = loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = server.select_next_some().await {
+            break address;
+        }
+    };
+    let server_id = *server.local_peer_id();
+    let payload = Arc::new((0..chunk).map(|i| (i * 7 + 13) as u8).collect::<Vec<u8>>());
+    let serve = tokio::spawn(async move {
+        loop {
+            if let SwarmEvent::Behaviour(request_response::Event::Message {
+                message: request_response::Message::Request { channel, .. },
+                ..
+            }) = server.select_next_some().await
+            {
+                let _ = server
+                    .behaviour_mut()
+                    .send_response(channel, payload.clone());
+            }
+        }
+    });
+    let mut client = raw_swarm()?;
+    client.dial(addr.with(libp2p::multiaddr::Protocol::P2p(server_id)))?;
+    loop {
+        if let SwarmEvent::ConnectionEstablished { .. } = client.select_next_some().await {
+            break;
+        }
+    }
+    let started = Instant::now();
+    let (mut sent, mut received, mut outstanding) = (0u64, 0u64, 0usize);
+    let result = tokio::time::timeout(Duration::from_secs(600), async {
+        while received < volume {
+            while outstanding < in_flight && sent < volume {
+                client
+                    .behaviour_mut()
+                    .send_request(&server_id, chunk as u32);
+                sent += chunk as u64;
+                outstanding += 1;
+            }
+            match client.select_next_some().await {
+                SwarmEvent::Behaviour(request_response::Event::Message {
+                    message: request_response::Message::Response { response, .. },
+                    ..
+                }) => {
+                    received += response.len() as u64;
+                    outstanding -= 1;
+                }
+                SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
+                    error, ..
+                }) => {
+                    anyhow::bail!("raw transport request failed: {error}")
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    })
+    .await;
+    let secs = started.elapsed().as_secs_f64();
+    serve.abort();
+    result.map_err(|_| anyhow::anyhow!("raw transport timed out"))??;
+    Ok(Rate {
+        secs,
+        blocks_per_s: 0.0,
+        mb_per_s: received as f64 / secs / 1e6,
+    })
+}

@@ -1,0 +1,407 @@
+//! `concord bench`: sync throughput against the machine's own ceilings,
+//! measured in one run.
+//!
+//! Owns the benchmark harness only; nothing here runs in a normal node. It
+//! generates (and caches) chains, starts seeders in-process on 127.0.0.1,
+//! runs each scenario's syncing node as a child process (`concord
+//! bench-sync`, see [`child`]) so its peak RSS and TCP bytes are its own,
+//! measures the ceilings ([`ceilings`]) and tip latency ([`tip`]), and
+//! writes a table (stdout) and a JSON report. BENCHMARKS.md defines every figure.
+
+pub mod ceilings;
+pub mod chains;
+pub mod child;
+pub mod tip;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::Context;
+use libp2p::Multiaddr;
+use serde::Serialize;
+
+use self::ceilings::Rate;
+use self::chains::{ChainInfo, ChainSpec};
+use self::child::ChildReport;
+use self::tip::{start_node, TipLatency};
+use crate::chain::Genesis;
+use crate::node::RunningNode;
+use crate::protocol::limits::RESPONSE_BYTE_BUDGET;
+
+/// How to run the benchmark.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// A few thousand blocks and a 3-node tip test (for CI).
+    pub quick: bool,
+    /// Where generated chains are cached, keyed by their parameters.
+    pub chains_dir: PathBuf,
+    /// Scratch space (seeder copies, synced stores); removed at the end.
+    pub work_dir: PathBuf,
+    /// The `concord` binary, to run each syncing node as `concord bench-sync`.
+    pub exe: PathBuf,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Machine {
+    pub nproc: usize,
+    pub cpu: String,
+    pub mem_total_mib: u64,
+    pub loadavg_at_start: String,
+    pub build: &'static str,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ChainReport {
+    pub name: &'static str,
+    pub spec: ChainSpec,
+    pub info: ChainInfo,
+    pub local_import: Rate,
+    pub raw_transport: Rate,
+    /// min(local import, raw transport), MB/s: what efficiency divides by.
+    pub ceiling_mb_per_s: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ScenarioReport {
+    pub name: String,
+    pub chain: &'static str,
+    pub honest_seeders: usize,
+    pub slow_seeder: bool,
+    /// Rate limit of the slow seeder (bytes/s), if any.
+    pub slow_seeder_rate: Option<u64>,
+    pub lying_seeder: bool,
+    /// The node ended on the honest tip at the chain's height.
+    pub converged: bool,
+    pub blocks: u64,
+    pub chain_bytes: u64,
+    pub time_to_synced_s: Option<f64>,
+    pub sync_secs: Option<f64>,
+    pub blocks_per_s: Option<f64>,
+    pub mb_per_s: Option<f64>,
+    pub efficiency: Option<f64>,
+    pub overhead: Option<f64>,
+    pub overhead_app: Option<f64>,
+    pub requests_per_1000_blocks: Option<f64>,
+    pub block_requests_per_1000_blocks: Option<f64>,
+    pub connect_to_first_request_ms: Option<f64>,
+    pub ahead_to_first_request_ms: Option<f64>,
+    pub peak_rss_mib: Option<f64>,
+    pub child: ChildReport,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub quick: bool,
+    pub machine: Machine,
+    pub chains: Vec<ChainReport>,
+    pub scenarios: Vec<ScenarioReport>,
+    pub tip_latency: TipLatency,
+    pub total_secs: f64,
+}
+
+struct Kind {
+    name: &'static str,
+    spec: ChainSpec,
+    slow: bool,
+    liar: bool,
+}
+
+fn kinds(quick: bool) -> Vec<Kind> {
+    let (small, large) = if quick {
+        (3_000, 64)
+    } else {
+        (200_000, 16_384)
+    };
+    vec![
+        Kind {
+            name: "small",
+            spec: ChainSpec {
+                blocks: small,
+                body_bytes: 256,
+                seed: 0,
+            },
+            slow: true,
+            liar: true,
+        },
+        Kind {
+            name: "large",
+            spec: ChainSpec {
+                blocks: large,
+                body_bytes: 64 * 1024,
+                seed: 0,
+            },
+            slow: true,
+            liar: false,
+        },
+    ]
+}
+
+/// Runs every scenario and ceiling; prints progress on stderr.
+pub async fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let genesis = Genesis::dev();
+    let machine = machine();
+    let _ = std::fs::remove_dir_all(&opts.work_dir);
+    std::fs::create_dir_all(&opts.work_dir)?;
+    std::fs::create_dir_all(&opts.chains_dir)?;
+    let mut chains = Vec::new();
+    let mut scenarios = Vec::new();
+    for kind in kinds(opts.quick) {
+        let (g, cache, spec) = (genesis.clone(), opts.chains_dir.clone(), kind.spec);
+        let info = tokio::task::spawn_blocking(move || chains::ensure(&cache, &g, spec)).await??;
+        let forged = if kind.liar {
+            let (g, cache) = (genesis.clone(), opts.chains_dir.clone());
+            let spec = ChainSpec {
+                seed: 1,
+                ..kind.spec
+            };
+            Some(tokio::task::spawn_blocking(move || chains::ensure(&cache, &g, spec)).await??)
+        } else {
+            None
+        };
+        eprintln!("bench[{}]: local import ceiling", kind.name);
+        let (g, i, w) = (genesis.clone(), info.clone(), opts.work_dir.join("import"));
+        let local_import =
+            tokio::task::spawn_blocking(move || ceilings::local_import(&g, &i, &w)).await??;
+        eprintln!("bench[{}]: raw transport ceiling", kind.name);
+        let volume = info.encoded_bytes.min(1 << 30);
+        let raw_transport = ceilings::raw_transport(volume, RESPONSE_BYTE_BUDGET, 2).await?;
+        let ceiling = local_import.mb_per_s.min(raw_transport.mb_per_s);
+        let report = ChainReport {
+            name: kind.name,
+            spec: kind.spec,
+            info: info.clone(),
+            local_import,
+            raw_transport,
+            ceiling_mb_per_s: ceiling,
+        };
+        eprintln!(
+            "bench[{}]: import {:.1} MB/s, transport {:.1} MB/s",
+            kind.name, local_import.mb_per_s, raw_transport.mb_per_s
+        );
+        chains.push(report);
+        let kind_dir = opts.work_dir.join(kind.name);
+        let ctx = Ctx {
+            opts,
+            kind: &kind,
+            info: &info,
+            dir: &kind_dir,
+            ceiling,
+        };
+        // Three honest seeders, not connected to each other, so a fresh node
+        // only talks to the ones it is given.
+        let mut seeders: Vec<(RunningNode, Multiaddr)> = Vec::new();
+        for i in 0..3 {
+            let d = kind_dir.join(format!("seeder{i}"));
+            chains::copy_for_node(&info, &d)?;
+            seeders.push(start_node(&d, vec![], false, None).await?);
+        }
+        let addrs: Vec<Multiaddr> = seeders.iter().map(|(_, a)| a.clone()).collect();
+        let one = ctx.scenario("1 seeder", &addrs[..1], None, false).await?;
+        let one_rate = one.mb_per_s;
+        scenarios.push(one);
+        scenarios.push(ctx.scenario("3 seeders", &addrs, None, false).await?);
+        if kind.slow {
+            // 10x slower than one honest seeder serving alone.
+            let rate = (one_rate.unwrap_or(10.0) * 1e6 / 10.0) as u64;
+            let d = kind_dir.join("slow");
+            chains::copy_for_node(&info, &d)?;
+            let (slow, slow_addr) = start_node(&d, vec![], false, Some(rate)).await?;
+            let set = vec![addrs[0].clone(), addrs[1].clone(), slow_addr];
+            scenarios.push(
+                ctx.scenario("3 seeders, 1 slow (10x)", &set, Some(rate), false)
+                    .await?,
+            );
+            let _ = slow.stop().await;
+        }
+        if let Some(forged) = &forged {
+            let d = kind_dir.join("liar");
+            chains::copy_for_node(forged, &d)?;
+            let (liar, liar_addr) = start_node(&d, vec![], false, None).await?;
+            let mut set = addrs.clone();
+            set.push(liar_addr);
+            scenarios.push(
+                ctx.scenario("3 seeders + 1 lying", &set, None, true)
+                    .await?,
+            );
+            let _ = liar.stop().await;
+        }
+        for (s, _) in seeders {
+            let _ = s.stop().await;
+        }
+        let _ = std::fs::remove_dir_all(&kind_dir);
+    }
+    eprintln!("bench: tip latency");
+    let (nodes, blocks) = if opts.quick { (3, 3) } else { (10, 20) };
+    let tip_latency = tip::measure(&opts.work_dir.join("tip"), nodes, blocks).await?;
+    let _ = std::fs::remove_dir_all(&opts.work_dir);
+    Ok(Report {
+        quick: opts.quick,
+        machine,
+        chains,
+        scenarios,
+        tip_latency,
+        total_secs: started.elapsed().as_secs_f64(),
+    })
+}
+
+struct Ctx<'a> {
+    opts: &'a BenchOptions,
+    kind: &'a Kind,
+    info: &'a ChainInfo,
+    dir: &'a Path,
+    ceiling: f64,
+}
+
+impl Ctx<'_> {
+    async fn scenario(
+        &self,
+        label: &str,
+        seeders: &[Multiaddr],
+        slow_rate: Option<u64>,
+        liar: bool,
+    ) -> anyhow::Result<ScenarioReport> {
+        let name = format!("{} / {label}", self.kind.name);
+        eprintln!("bench: scenario {name}");
+        let data = self.dir.join("fresh");
+        let _ = std::fs::remove_dir_all(&data);
+        let timeout = if self.opts.quick { 120 } else { 900 };
+        let mut cmd = Command::new(&self.opts.exe);
+        cmd.arg("bench-sync")
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--height", &self.info.height.to_string()])
+            .args(["--tip", &self.info.tip])
+            .args(["--timeout-secs", &timeout.to_string()]);
+        for a in seeders {
+            cmd.args(["--bootstrap", &a.to_string()]);
+        }
+        let child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("cannot start the bench-sync child")?;
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await??;
+        let _ = std::fs::remove_dir_all(&data);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text.lines().last().unwrap_or_default();
+        let c: ChildReport = serde_json::from_str(line)
+            .with_context(|| format!("bench-sync child said {text:?} ({})", out.status))?;
+        let blocks = self.info.height;
+        let bytes = self.info.encoded_bytes;
+        let converged = c.converged && c.tip == self.info.tip && c.height == blocks;
+        let sync_secs = match (c.synced_ms, c.first_blocks_request_ms) {
+            (Some(s), Some(f)) if s > f => Some((s - f) / 1000.0),
+            _ => None,
+        };
+        let mb_per_s = sync_secs.map(|s| bytes as f64 / s / 1e6);
+        let per_k = |n: u64| (blocks > 0).then(|| n as f64 * 1000.0 / blocks as f64);
+        let diff = |a: Option<f64>, b: Option<f64>| Some(a? - b?);
+        Ok(ScenarioReport {
+            name,
+            chain: self.kind.name,
+            honest_seeders: seeders.len() - usize::from(liar) - usize::from(slow_rate.is_some()),
+            slow_seeder: slow_rate.is_some(),
+            slow_seeder_rate: slow_rate,
+            lying_seeder: liar,
+            converged,
+            blocks,
+            chain_bytes: bytes,
+            time_to_synced_s: c.synced_ms.map(|m| m / 1000.0),
+            sync_secs,
+            blocks_per_s: sync_secs.map(|s| blocks as f64 / s),
+            mb_per_s,
+            efficiency: mb_per_s.map(|r| r / self.ceiling),
+            overhead: c.tcp_bytes_received.map(|b| b as f64 / bytes as f64),
+            overhead_app: Some(c.bytes_downloaded as f64 / bytes as f64),
+            requests_per_1000_blocks: per_k(c.requests_sent),
+            block_requests_per_1000_blocks: per_k(c.block_requests_sent),
+            connect_to_first_request_ms: diff(c.first_blocks_request_ms, c.first_peer_connected_ms),
+            ahead_to_first_request_ms: diff(c.first_blocks_request_ms, c.first_peer_ahead_ms),
+            peak_rss_mib: c.peak_rss_kib.map(|k| k as f64 / 1024.0),
+            child: c,
+        })
+    }
+}
+
+fn machine() -> Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("unknown")
+        .trim()
+        .to_string();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_total_mib = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|k| k.parse::<u64>().ok())
+        .unwrap_or(0)
+        / 1024;
+    Machine {
+        nproc: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cpu,
+        mem_total_mib,
+        loadavg_at_start: std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        build: if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+    }
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("-".into(), |x| format!("{x:.digits$}"))
+}
+
+/// The report as Markdown tables.
+pub fn table(r: &Report) -> String {
+    let mut s = String::new();
+    s.push_str("| chain | local import MB/s (blocks/s) | raw transport MB/s | ceiling MB/s |\n|---|---|---|---|\n");
+    for c in &r.chains {
+        s.push_str(&format!(
+            "| {} ({} x {} B, {:.1} MB) | {:.1} ({:.0}) | {:.1} | {:.1} |\n",
+            c.name,
+            c.info.height,
+            c.spec.body_bytes,
+            c.info.encoded_bytes as f64 / 1e6,
+            c.local_import.mb_per_s,
+            c.local_import.blocks_per_s,
+            c.raw_transport.mb_per_s,
+            c.ceiling_mb_per_s
+        ));
+    }
+    s.push_str("\n| scenario | ok | blocks/s | MB/s | synced in s | efficiency | overhead (tcp / app) | req per 1k blocks (blocks) | connect→1st req ms | ahead→1st req ms | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for x in &r.scenarios {
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} / {} | {} ({}) | {} | {} | {} |\n",
+            x.name,
+            if x.converged { "yes" } else { "NO" },
+            opt(x.blocks_per_s, 0),
+            opt(x.mb_per_s, 1),
+            opt(x.time_to_synced_s, 2),
+            opt(x.efficiency, 2),
+            opt(x.overhead, 3),
+            opt(x.overhead_app, 3),
+            opt(x.requests_per_1000_blocks, 2),
+            opt(x.block_requests_per_1000_blocks, 2),
+            opt(x.connect_to_first_request_ms, 1),
+            opt(x.ahead_to_first_request_ms, 1),
+            opt(x.peak_rss_mib, 0),
+        ));
+    }
+    let t = &r.tip_latency;
+    s.push_str(&format!(
+        "\nTip latency, {} nodes, {} blocks ({} samples, {} missing): p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms\n",
+        t.nodes, t.blocks_measured, t.samples, t.missing, t.p50_ms, t.p95_ms, t.max_ms
+    ));
+    s
+}

@@ -1,0 +1,101 @@
+//! `concord bench --quick` (the CI mode) runs end to end and its JSON report
+//! has every figure for every scenario, and every scenario converged on the
+//! seeders' tip. Speed is not asserted.
+
+mod common;
+
+use std::process::Command;
+
+#[test]
+fn quick_bench_reports_every_figure_and_every_scenario_converges() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("bench.json");
+    let run = Command::new(common::BIN)
+        .args(["bench", "--quick", "--out"])
+        .arg(&out)
+        .arg("--chains-dir")
+        .arg(tmp.path().join("chains"))
+        .arg("--work-dir")
+        .arg(tmp.path().join("work"))
+        .output()
+        .expect("run concord bench --quick");
+    assert!(
+        run.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let table = String::from_utf8_lossy(&run.stdout);
+    assert!(table.contains("| scenario |"), "no table: {table}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+
+    for chain in report["chains"].as_array().unwrap() {
+        for rate in ["local_import", "raw_transport"] {
+            assert!(
+                chain[rate]["mb_per_s"].as_f64().unwrap() > 0.0,
+                "{rate} of {chain}"
+            );
+        }
+    }
+    let scenarios = report["scenarios"].as_array().unwrap();
+    let names: Vec<&str> = scenarios
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    for want in [
+        "small / 1 seeder",
+        "small / 3 seeders",
+        "large / 1 seeder",
+        "large / 3 seeders",
+        "small / 3 seeders, 1 slow (10x)",
+        "large / 3 seeders, 1 slow (10x)",
+        "small / 3 seeders + 1 lying",
+    ] {
+        assert!(
+            names.contains(&want),
+            "scenario {want} missing from {names:?}"
+        );
+    }
+    let figures = [
+        "blocks_per_s",
+        "mb_per_s",
+        "time_to_synced_s",
+        "efficiency",
+        "overhead",
+        "overhead_app",
+        "requests_per_1000_blocks",
+        "connect_to_first_request_ms",
+        "ahead_to_first_request_ms",
+        "peak_rss_mib",
+    ];
+    for s in scenarios {
+        assert_eq!(s["converged"], true, "scenario did not converge: {s}");
+        let chain = report["chains"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == s["chain"])
+            .unwrap();
+        assert_eq!(
+            s["child"]["tip"], chain["info"]["tip"],
+            "synced tip differs from the seeders' in {}",
+            s["name"]
+        );
+        for f in figures {
+            assert!(s[f].as_f64().is_some(), "{} has no {f}: {s}", s["name"]);
+        }
+    }
+    let liar = scenarios
+        .iter()
+        .find(|s| s["lying_seeder"] == true)
+        .unwrap();
+    assert!(
+        liar["child"]["banned"].as_u64().unwrap() >= 1,
+        "liar not banned: {liar}"
+    );
+    let tip = &report["tip_latency"];
+    assert_eq!(tip["missing"], 0, "tip latency samples missing: {tip}");
+    for f in ["p50_ms", "p95_ms", "max_ms"] {
+        assert!(tip[f].as_f64().is_some(), "tip latency has no {f}: {tip}");
+    }
+}
