@@ -37,6 +37,8 @@ pub enum Command {
     Run(crate::cli_run::RunArgs),
     /// Print this node's peer id (creates the node key if absent).
     Key(crate::cli_run::KeyArgs),
+    /// Show a running node's status (asks its HTTP API).
+    Status(crate::cli_status::StatusArgs),
 }
 
 #[derive(Args, Debug)]
@@ -101,6 +103,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Genesis(args) => genesis(args),
         Command::Run(args) => crate::cli_run::run(args),
         Command::Key(args) => crate::cli_run::key(args),
+        Command::Status(args) => crate::cli_status::status(args),
     }
 }
 

@@ -42,6 +42,9 @@ pub struct RunArgs {
     /// Use the well-known dev authority key to produce (never on a real network).
     #[arg(long)]
     pub dev_authority: bool,
+    /// HTTP API address (status, peers, blocks, metrics), or `off`.
+    #[arg(long, value_name = "ADDR|off", default_value = concord::api::DEFAULT_API_ADDR)]
+    pub api: String,
     /// Log format; the level comes from RUST_LOG (default `info`).
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -93,6 +96,16 @@ fn parse_addrs(
         .collect()
 }
 
+/// `off` or a socket address such as `127.0.0.1:7080`.
+pub fn parse_api(value: &str) -> Result<Option<std::net::SocketAddr>, String> {
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    value.parse().map(Some).map_err(|e| {
+        format!("invalid --api {value:?}: {e} (expected IP:PORT such as 127.0.0.1:7080, or off)")
+    })
+}
+
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -123,6 +136,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         ),
         (false, _) => None,
     };
+    let api = match parse_api(&args.api) {
+        Ok(a) => a,
+        Err(e) => return usage_error(e),
+    };
     let genesis = Genesis::resolve(&args.genesis)?;
     init_logging(args.log_format);
 
@@ -137,6 +154,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         },
         produce,
         sync: concord::sync::SyncConfig::default(),
+        api,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

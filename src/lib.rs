@@ -9,7 +9,9 @@
 //! - [`sync`]: the sync engine: pure state machines (peer book, target,
 //!   scheduler, verifier) and the driver task that connects them to the network.
 //! - [`node`]: assembles a running node from a config.
+//! - [`api`]: the HTTP API (status, peers, blocks, manual sync, metrics).
 
+pub mod api;
 pub mod chain;
 pub mod net;
 pub mod node;

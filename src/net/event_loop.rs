@@ -112,6 +112,8 @@ pub struct EventLoop {
     pending_announce: Pending<AnnounceResponse>,
     pending_dials: HashMap<ConnectionId, Reply<()>>,
     bans: HashMap<PeerId, Instant>,
+    /// Remote address of every established connection, per peer.
+    peer_addrs: HashMap<PeerId, HashMap<ConnectionId, Multiaddr>>,
     /// Limits concurrent blocks-range reads (memory and blocking threads).
     block_readers: Arc<Semaphore>,
 }
@@ -169,6 +171,7 @@ impl EventLoop {
             pending_announce: HashMap::new(),
             pending_dials: HashMap::new(),
             bans: HashMap::new(),
+            peer_addrs: HashMap::new(),
             block_readers: Arc::new(Semaphore::new(BLOCK_READERS)),
         })
     }
@@ -289,6 +292,19 @@ impl EventLoop {
             Command::ConnectedPeers { reply } => {
                 let _ = reply.send(self.swarm.connected_peers().copied().collect());
             }
+            Command::PeerAddresses { reply } => {
+                let addrs = self
+                    .peer_addrs
+                    .iter()
+                    .map(|(peer, conns)| {
+                        let mut list: Vec<Multiaddr> = conns.values().cloned().collect();
+                        list.sort();
+                        list.dedup();
+                        (*peer, list)
+                    })
+                    .collect();
+                let _ = reply.send(addrs);
+            }
             Command::Shutdown { reply } => {
                 // Handled in `run`; kept for exhaustiveness.
                 let _ = reply.send(());
@@ -382,6 +398,10 @@ impl EventLoop {
                     let _ = reply.send(Ok(()));
                 }
                 let addr = endpoint.get_remote_address().clone();
+                self.peer_addrs
+                    .entry(peer_id)
+                    .or_default()
+                    .insert(connection_id, addr.clone());
                 if num_established.get() == 1 {
                     info!(peer = %peer_id, %addr, dialer = endpoint.is_dialer(), "peer connected");
                     self.events.emit(NetEvent::PeerConnected {
@@ -394,11 +414,18 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
+                connection_id,
                 num_established,
                 cause,
                 endpoint,
                 ..
             } => {
+                if let Some(conns) = self.peer_addrs.get_mut(&peer_id) {
+                    conns.remove(&connection_id);
+                    if conns.is_empty() {
+                        self.peer_addrs.remove(&peer_id);
+                    }
+                }
                 if num_established == 0 {
                     let addr = endpoint.get_remote_address();
                     match cause {
