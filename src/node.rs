@@ -20,6 +20,7 @@ use crate::api::{self, ApiContext, ApiError};
 use crate::chain::generate::produce_block;
 use crate::chain::validate::validate_block;
 use crate::chain::{AuthorityKey, BlockRef, Genesis, Hash};
+use crate::metrics::Metrics;
 use crate::net::{self, keys, Client, NetConfig};
 use crate::store::{Store, StoreError};
 use crate::sync::{self, SyncConfig, SyncHandle};
@@ -115,11 +116,19 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         Some(addr) => Some(api::bind(addr).await?),
         None => None,
     };
-    let registry = Registry::default();
+    // One registry: Concord's metrics (`concord_*`) and libp2p's (`libp2p_*`).
+    let mut registry = Registry::default();
+    let metrics = Arc::new(Metrics::register(&mut registry));
 
     let node_key = keys::load_or_generate(&data_dir)?;
-    let (client, events, event_loop) =
-        net::new(node_key, net_config, store.clone(), genesis.hash())?;
+    let (client, events, event_loop) = net::new_with_metrics(
+        node_key,
+        net_config,
+        store.clone(),
+        genesis.hash(),
+        &mut registry,
+        metrics.clone(),
+    )?;
     let net_task = tokio::spawn(event_loop.run());
 
     // Different nodes make different random choices (voter samples, ties).
@@ -132,6 +141,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         store.clone(),
         client.clone(),
         events,
+        metrics,
     );
 
     let producer_task = produce.map(|key| {

@@ -188,3 +188,131 @@ fn api_off_and_bad_api_address() {
     node.wait_for_line(&["sync driver started"], DEADLINE);
     assert!(!node.log_text().contains("API listening"));
 }
+
+/// Checks the exposition format: every line is a `# …` comment or
+/// `name{labels} value`; returns the samples as (name with labels, value).
+fn parse_prometheus(text: &str) -> Vec<(String, f64)> {
+    let mut samples = Vec::new();
+    for line in text.lines() {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("no value in metrics line {line:?}"));
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            v => v
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value in metrics line {line:?}")),
+        };
+        let name = match series.split_once('{') {
+            Some((name, labels)) => {
+                assert!(labels.ends_with('}'), "unclosed labels in {line:?}");
+                let labels = &labels[..labels.len() - 1];
+                for pair in labels.split("\",").filter(|p| !p.is_empty()) {
+                    let (k, v) = pair
+                        .split_once('=')
+                        .unwrap_or_else(|| panic!("bad label {pair:?} in {line:?}"));
+                    assert!(
+                        !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                        "bad label name in {line:?}"
+                    );
+                    assert!(v.starts_with('"'), "unquoted label value in {line:?}");
+                }
+                name
+            }
+            None => series,
+        };
+        assert!(
+            !name.is_empty()
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name in {line:?}"
+        );
+        samples.push((series.to_string(), value));
+    }
+    samples
+}
+
+fn sample(samples: &[(String, f64)], series: &str) -> Option<f64> {
+    samples.iter().find(|(s, _)| s == series).map(|(_, v)| *v)
+}
+
+fn scrape(api: &str) -> Vec<(String, f64)> {
+    let (code, text) = http(api, "GET", "/metrics");
+    assert_eq!(code, 200, "{text}");
+    parse_prometheus(&text)
+}
+
+#[test]
+fn metrics_parse_and_move_while_syncing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (seed_dir, fresh_dir) = (dir.path().join("seed"), dir.path().join("fresh"));
+    generate(&seed_dir, 5000, 512);
+    let mut seeder = Proc::spawn("seeder", dir.path(), BIN, &run_args(&seed_dir, &[]));
+    let seed_api = api_addr(&mut seeder, DEADLINE);
+    let bootstrap = get_json(&seed_api, "/status")["listen_addrs"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // A fresh node with its API up before it has any peer.
+    let mut fresh = Proc::spawn("fresh", dir.path(), BIN, &run_args(&fresh_dir, &[]));
+    let api = api_addr(&mut fresh, DEADLINE);
+    let before = scrape(&api);
+    assert_eq!(sample(&before, "concord_height"), Some(0.0));
+    assert_eq!(sample(&before, "concord_blocks_imported_total"), Some(0.0));
+    drop(fresh);
+
+    let mut fresh = Proc::spawn(
+        "fresh2",
+        dir.path(),
+        BIN,
+        &run_args(&fresh_dir, &["--bootstrap", &bootstrap]),
+    );
+    let api = api_addr(&mut fresh, DEADLINE);
+    let after = wait_until(DEADLINE, "concord_height to reach 5000", || {
+        let s = scrape(&api);
+        (sample(&s, "concord_height") == Some(5000.0)).then_some(s)
+    });
+    assert_eq!(sample(&after, "concord_target"), Some(5000.0));
+    assert!(sample(&after, "concord_blocks_imported_total").is_some_and(|n| n >= 5000.0));
+    assert!(sample(&after, "concord_bytes_imported_total").is_some_and(|n| n > 5000.0 * 512.0));
+    assert_eq!(
+        sample(&after, "concord_peers{state=\"verified\"}"),
+        Some(1.0)
+    );
+    assert!(
+        sample(
+            &after,
+            "concord_request_duration_seconds_count{protocol=\"/concord/blocks/1\",result=\"ok\"}"
+        )
+        .is_some_and(|n| n >= 1.0),
+        "no blocks request latency"
+    );
+    // libp2p's own metrics are there too.
+    assert!(
+        after.iter().any(|(s, _)| s.starts_with("libp2p_swarm_")),
+        "no libp2p swarm metrics"
+    );
+    assert!(
+        after
+            .iter()
+            .any(|(s, _)| s.starts_with("libp2p_bandwidth_")),
+        "no libp2p bandwidth metrics"
+    );
+    // The seeder counted what it served.
+    let seed = scrape(&seed_api);
+    assert!(
+        sample(
+            &seed,
+            "concord_inbound_requests_served_total{protocol=\"/concord/blocks/1\"}"
+        )
+        .is_some_and(|n| n >= 1.0),
+        "seeder served no blocks"
+    );
+}
