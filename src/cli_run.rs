@@ -16,7 +16,8 @@ use libp2p::{multiaddr::Protocol, Multiaddr};
 #[command(
     long_about = "Run a node: serve the chain, discover peers, optionally produce blocks.\n\n\
     At start the node logs its peer id and every listen address with /p2p/<peer id>, \
-    ready to paste into another node's --bootstrap. Ctrl-C or SIGTERM stops it gracefully."
+    ready to paste into another node's --bootstrap. Ctrl-C or SIGTERM stops it gracefully \
+    (API, network, sync, store flush; exit code 0); a second signal exits at once (130)."
 )]
 pub struct RunArgs {
     /// Read settings from this TOML file (see concord.example.toml); flags given
@@ -255,7 +256,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(node::run(config, shutdown_signal()))?;
+    let result = runtime.block_on(node::run(config, async {
+        shutdown_signal().await;
+        // The graceful stop (API, network, sync, store flush) takes a few
+        // seconds at most; a second signal means "now".
+        tokio::spawn(async {
+            shutdown_signal().await;
+            eprintln!("second signal: exiting immediately");
+            std::process::exit(130);
+        });
+    }));
+    // Blocking tasks (a store write in progress) get a moment to finish;
+    // sled's batches are atomic, so one cut short is simply absent.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    result?;
     Ok(ExitCode::SUCCESS)
 }
 
