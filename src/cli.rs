@@ -37,6 +37,8 @@ pub enum Command {
     Run(crate::cli_run::RunArgs),
     /// Print this node's peer id (creates the node key if absent).
     Key(crate::cli_run::KeyArgs),
+    /// Show a running node's status (asks its HTTP API).
+    Status(crate::cli_status::StatusArgs),
     /// Benchmark sync throughput against this machine's own ceilings (table + JSON).
     Bench(BenchArgs),
     /// Internal: the syncing node of one `bench` scenario (prints one JSON line).
@@ -146,6 +148,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Key(args) => crate::cli_run::key(args),
         Command::Bench(args) => bench(args),
         Command::BenchSync(args) => bench_sync(args),
+        Command::Status(args) => crate::cli_status::status(args),
     }
 }
 

@@ -6,29 +6,35 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use concord::chain::{AuthorityKey, Genesis};
+use concord::config::{FileConfig, NetSection, SyncSection};
 use concord::net::{keys, NetConfig};
 use concord::node::{self, NodeConfig};
+use concord::sync::SyncConfig;
 use libp2p::{multiaddr::Protocol, Multiaddr};
 
 #[derive(Args, Debug)]
 #[command(
     long_about = "Run a node: serve the chain, discover peers, optionally produce blocks.\n\n\
     At start the node logs its peer id and every listen address with /p2p/<peer id>, \
-    ready to paste into another node's --bootstrap. Ctrl-C or SIGTERM stops it gracefully."
+    ready to paste into another node's --bootstrap. Ctrl-C or SIGTERM stops it gracefully \
+    (API, network, sync, store flush; exit code 0); a second signal exits at once (130)."
 )]
 pub struct RunArgs {
-    /// Data dir: the chain store and the node key (node.key) live here.
-    #[arg(long, value_name = "DIR", default_value = "./concord-data")]
-    pub data_dir: PathBuf,
-    /// `dev` for the built-in dev network, or the path of a genesis TOML file.
-    #[arg(long, value_name = "dev|PATH", default_value = "dev")]
-    pub genesis: String,
-    /// Address to listen on (repeatable).
-    #[arg(
-        long,
-        value_name = "MULTIADDR",
-        default_value = "/ip4/127.0.0.1/tcp/7070"
-    )]
+    /// Read settings from this TOML file (see concord.example.toml); flags given
+    /// on the command line win over the file.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Print the effective config (file, then flags, then defaults) as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Data dir: the chain store and the node key (node.key) live here [default: ./concord-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// `dev` for the built-in dev network, or the path of a genesis TOML file [default: dev].
+    #[arg(long, value_name = "dev|PATH")]
+    pub genesis: Option<String>,
+    /// Address to listen on (repeatable) [default: /ip4/127.0.0.1/tcp/7070].
+    #[arg(long, value_name = "MULTIADDR")]
     pub listen: Vec<String>,
     /// Peer to connect to at start; must end in /p2p/<peer id> (repeatable).
     #[arg(long, value_name = "MULTIADDR")]
@@ -42,9 +48,12 @@ pub struct RunArgs {
     /// Use the well-known dev authority key to produce (never on a real network).
     #[arg(long)]
     pub dev_authority: bool,
-    /// Log format; the level comes from RUST_LOG (default `info`).
-    #[arg(long, value_enum, default_value = "text")]
-    pub log_format: LogFormat,
+    /// HTTP API address (status, peers, blocks, metrics), or `off` [default: 127.0.0.1:7080].
+    #[arg(long, value_name = "ADDR|off")]
+    pub api: Option<String>,
+    /// Log format; the level comes from RUST_LOG (default `info`) [default: text].
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
 }
 
 #[derive(Args, Debug)]
@@ -58,6 +67,66 @@ pub struct KeyArgs {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+impl LogFormat {
+    fn name(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+const DEFAULT_DATA_DIR: &str = "./concord-data";
+const DEFAULT_LISTEN: &str = "/ip4/127.0.0.1/tcp/7070";
+
+/// The effective settings: each flag given wins, then the file, then the
+/// default. Boolean flags can only switch a setting on.
+fn effective(args: &RunArgs, file: FileConfig) -> FileConfig {
+    let list = |flag: &Vec<String>, file: Option<Vec<String>>, default: &[&str]| {
+        if !flag.is_empty() {
+            flag.clone()
+        } else {
+            file.unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect())
+        }
+    };
+    let (mut net, mut sync) = (NetConfig::default(), SyncConfig::default());
+    file.net.apply(&mut net);
+    file.sync.apply(&mut sync);
+    FileConfig {
+        data_dir: Some(
+            args.data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+        ),
+        genesis: Some(
+            args.genesis
+                .clone()
+                .or(file.genesis)
+                .unwrap_or_else(|| "dev".into()),
+        ),
+        listen: Some(list(&args.listen, file.listen, &[DEFAULT_LISTEN])),
+        bootstrap: Some(list(&args.bootstrap, file.bootstrap, &[])),
+        mdns: Some(args.mdns || file.mdns.unwrap_or(false)),
+        produce: Some(args.produce || file.produce.unwrap_or(false)),
+        dev_authority: Some(args.dev_authority || file.dev_authority.unwrap_or(false)),
+        api: Some(
+            args.api
+                .clone()
+                .or(file.api)
+                .unwrap_or_else(|| concord::api::DEFAULT_API_ADDR.into()),
+        ),
+        log_format: Some(
+            args.log_format
+                .map(|f| f.name().to_string())
+                .or(file.log_format)
+                .unwrap_or_else(|| "text".into()),
+        ),
+        net: NetSection::from_values(&net),
+        sync: SyncSection::from_values(&sync),
+    }
 }
 
 /// A command-line mistake: one `error:` line and exit code 2.
@@ -93,6 +162,16 @@ fn parse_addrs(
         .collect()
 }
 
+/// `off` or a socket address such as `127.0.0.1:7080`.
+pub fn parse_api(value: &str) -> Result<Option<std::net::SocketAddr>, String> {
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    value.parse().map(Some).map_err(|e| {
+        format!("invalid --api {value:?}: {e} (expected IP:PORT such as 127.0.0.1:7080, or off)")
+    })
+}
+
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -107,15 +186,27 @@ fn init_logging(format: LogFormat) {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let listen = match parse_addrs("--listen", &args.listen, false) {
+    let file = match &args.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    let eff = effective(&args, file);
+    let listen = match parse_addrs("--listen", eff.listen.as_deref().unwrap_or_default(), false) {
         Ok(a) => a,
         Err(e) => return usage_error(e),
     };
-    let bootstrap = match parse_addrs("--bootstrap", &args.bootstrap, true) {
+    let bootstrap = match parse_addrs(
+        "--bootstrap",
+        eff.bootstrap.as_deref().unwrap_or_default(),
+        true,
+    ) {
         Ok(a) => a,
         Err(e) => return usage_error(e),
     };
-    let produce = match (args.produce, args.dev_authority) {
+    let produce = match (
+        eff.produce.unwrap_or(false),
+        eff.dev_authority.unwrap_or(false),
+    ) {
         (true, true) => Some(AuthorityKey::dev()),
         (true, false) => return usage_error(
             "--produce needs an authority key: pass --dev-authority (the only key source so far)"
@@ -123,25 +214,62 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         ),
         (false, _) => None,
     };
-    let genesis = Genesis::resolve(&args.genesis)?;
-    init_logging(args.log_format);
-
-    let config = NodeConfig {
-        data_dir: args.data_dir,
-        genesis,
-        net: NetConfig {
-            listen_addrs: listen,
-            bootstrap,
-            mdns: args.mdns,
-            ..NetConfig::default()
+    let api = match parse_api(eff.api.as_deref().unwrap_or(concord::api::DEFAULT_API_ADDR)) {
+        Ok(a) => a,
+        Err(e) => return usage_error(e),
+    };
+    let log_format = match eff.log_format.as_deref() {
+        None => LogFormat::Text,
+        Some(name) => match LogFormat::from_str(name, true) {
+            Ok(f) => f,
+            Err(_) => {
+                return usage_error(format!(
+                    "invalid log_format {name:?}: expected text or json"
+                ))
+            }
         },
+    };
+    if args.print_config {
+        print!("{}", eff.to_toml()?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let genesis = Genesis::resolve(eff.genesis.as_deref().unwrap_or("dev"))?;
+    init_logging(log_format);
+
+    let mut net = NetConfig {
+        listen_addrs: listen,
+        bootstrap,
+        mdns: eff.mdns.unwrap_or(false),
+        ..NetConfig::default()
+    };
+    eff.net.apply(&mut net);
+    let mut sync = SyncConfig::default();
+    eff.sync.apply(&mut sync);
+    let config = NodeConfig {
+        data_dir: eff.data_dir.unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+        genesis,
+        net,
         produce,
-        sync: concord::sync::SyncConfig::default(),
+        sync,
+        api,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(node::run(config, shutdown_signal()))?;
+    let result = runtime.block_on(node::run(config, async {
+        shutdown_signal().await;
+        // The graceful stop (API, network, sync, store flush) takes a few
+        // seconds at most; a second signal means "now".
+        tokio::spawn(async {
+            shutdown_signal().await;
+            eprintln!("second signal: exiting immediately");
+            std::process::exit(130);
+        });
+    }));
+    // Blocking tasks (a store write in progress) get a moment to finish;
+    // sled's batches are atomic, so one cut short is simply absent.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    result?;
     Ok(ExitCode::SUCCESS)
 }
 

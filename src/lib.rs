@@ -8,11 +8,17 @@
 //! - [`net`]: the libp2p swarm, its event loop and the cloneable [`net::Client`] handle.
 //! - [`sync`]: the sync engine: pure state machines (peer book, target,
 //!   scheduler, verifier) and the driver task that connects them to the network.
+//! - [`config`]: the config file format (`concord run --config`).
 //! - [`node`]: assembles a running node from a config.
+//! - [`metrics`]: Concord's Prometheus metrics (libp2p's own are registered next to them).
+//! - [`api`]: the HTTP API (status, peers, blocks, manual sync, metrics).
 //! - [`bench`]: the `concord bench` harness (never used by a running node).
 
+pub mod api;
 pub mod bench;
 pub mod chain;
+pub mod config;
+pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod protocol;

@@ -1,19 +1,26 @@
-//! Assembles a running node: store, node key, network, block producer.
+//! Assembles a running node: store, node key, network, sync driver, block
+//! producer and the HTTP API.
 //!
 //! [`run`] is what `concord run` executes. [`start`] is the same without the
 //! wait, for tests and embedders: it returns a [`RunningNode`] holding the
 //! [`Client`] and the tasks.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use prometheus_client::registry::Registry;
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
+use crate::api::{self, ApiContext, ApiError};
 use crate::chain::generate::produce_block;
 use crate::chain::validate::validate_block;
 use crate::chain::{AuthorityKey, BlockRef, Genesis, Hash};
+use crate::metrics::Metrics;
 use crate::net::{self, keys, Client, NetConfig};
 use crate::store::{Store, StoreError};
 use crate::sync::{self, SyncConfig, SyncHandle};
@@ -29,6 +36,9 @@ pub struct NodeConfig {
     pub produce: Option<AuthorityKey>,
     /// Sync engine tunables (its `seed` is replaced by one derived from the peer id).
     pub sync: SyncConfig,
+    /// Serve the HTTP API here (`None`: no API). Port 0 picks a free port;
+    /// see [`RunningNode::api_addr`].
+    pub api: Option<SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,15 +53,23 @@ pub enum NodeError {
     NotAuthority { key: String, genesis: Hash },
     #[error("cannot flush the store: {0}")]
     Flush(StoreError),
+    #[error(transparent)]
+    Api(#[from] ApiError),
     #[error("background task failed: {0}")]
     Task(String),
 }
+
+/// The API server task and the sender that stops it.
+type ApiTask = (oneshot::Sender<()>, JoinHandle<Result<(), ApiError>>);
 
 /// A started node.
 pub struct RunningNode {
     pub client: Client,
     pub store: Store,
     pub sync: SyncHandle,
+    /// Where the API listens, if enabled.
+    pub api_addr: Option<SocketAddr>,
+    api: Option<ApiTask>,
     net_task: JoinHandle<()>,
     sync_task: JoinHandle<()>,
     producer_task: Option<JoinHandle<()>>,
@@ -72,6 +90,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         net: net_config,
         produce,
         sync: mut sync_config,
+        api: api_addr,
     } = config;
     if let Some(key) = &produce {
         if !genesis.is_authority(&key.public()) {
@@ -92,9 +111,24 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
     let tip = store.tip();
     info!(genesis = %genesis.hash(), network = %genesis.name, height = tip.height, tip = %tip.hash, "chain store opened");
 
+    // Bind the API before starting the network so a taken port fails fast.
+    let api_listener = match api_addr {
+        Some(addr) => Some(api::bind(addr).await?),
+        None => None,
+    };
+    // One registry: Concord's metrics (`concord_*`) and libp2p's (`libp2p_*`).
+    let mut registry = Registry::default();
+    let metrics = Arc::new(Metrics::register(&mut registry));
+
     let node_key = keys::load_or_generate(&data_dir)?;
-    let (client, events, event_loop) =
-        net::new(node_key, net_config, store.clone(), genesis.hash())?;
+    let (client, events, event_loop) = net::new_with_metrics(
+        node_key,
+        net_config,
+        store.clone(),
+        genesis.hash(),
+        &mut registry,
+        metrics.clone(),
+    )?;
     let net_task = tokio::spawn(event_loop.run());
 
     // Different nodes make different random choices (voter samples, ties).
@@ -107,6 +141,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         store.clone(),
         client.clone(),
         events,
+        metrics,
     );
 
     let producer_task = produce.map(|key| {
@@ -120,10 +155,30 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         ))
     });
 
+    let (api_addr, api) = match api_listener {
+        Some(listener) => {
+            let addr = listener.local_addr().ok();
+            let ctx = ApiContext {
+                client: client.clone(),
+                sync: sync.clone(),
+                store: store.clone(),
+                registry: Arc::new(registry),
+            };
+            let (stop_tx, stop_rx) = oneshot::channel::<()>();
+            let task = tokio::spawn(api::serve(listener, ctx, async {
+                let _ = stop_rx.await;
+            }));
+            (addr, Some((stop_tx, task)))
+        }
+        None => (None, None),
+    };
+
     Ok(RunningNode {
         client,
         store,
         sync,
+        api_addr,
+        api,
         net_task,
         sync_task,
         producer_task,
@@ -131,8 +186,19 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
 }
 
 impl RunningNode {
-    /// Stops producing, stops the network and flushes the store.
+    /// Stops the API and block production, stops the network (which ends
+    /// the sync driver; an import already handed to the store finishes, as
+    /// one atomic batch) and flushes the store.
     pub async fn stop(self) -> Result<(), NodeError> {
+        if let Some((stop, task)) = self.api {
+            let _ = stop.send(());
+            // Open keep-alive connections must not hold the shutdown up.
+            match tokio::time::timeout(Duration::from_secs(2), task).await {
+                Ok(Ok(Err(e))) => warn!(error = %e, "API server stopped with an error"),
+                Ok(_) => {}
+                Err(_) => warn!("API server did not stop within 2 s"),
+            }
+        }
         if let Some(task) = self.producer_task {
             task.abort();
             let _ = task.await;

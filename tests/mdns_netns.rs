@@ -119,6 +119,8 @@ fn nodes_in_two_namespaces_find_each_other_with_mdns() {
             ns,
             BIN,
             "run",
+            "--api",
+            "off",
             "--mdns",
             "--listen",
             &format!("/ip4/{addr}/tcp/7000"),

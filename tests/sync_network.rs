@@ -58,6 +58,7 @@ async fn start(dir: PathBuf, bootstrap: Vec<Multiaddr>, produce: bool) -> (Runni
             status_interval: Duration::from_secs(1),
             ..SyncConfig::default()
         },
+        api: None,
     };
     let node = node::start(config).await.expect("node starts");
     let id = node.client.local_peer_id();

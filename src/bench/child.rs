@@ -65,6 +65,7 @@ pub fn run(args: ChildArgs) -> anyhow::Result<ChildReport> {
 async fn sync_once(args: ChildArgs) -> anyhow::Result<ChildReport> {
     let started = Instant::now();
     let config = NodeConfig {
+        api: None,
         data_dir: args.data_dir,
         genesis: Genesis::dev(),
         net: NetConfig {

@@ -39,6 +39,7 @@ pub async fn start_node(
     serve_rate_limit: Option<u64>,
 ) -> anyhow::Result<(RunningNode, Multiaddr)> {
     let config = NodeConfig {
+        api: None,
         data_dir: dir.to_path_buf(),
         genesis: Genesis::dev(),
         net: NetConfig {

@@ -1,5 +1,6 @@
 //! The cloneable handle to the event loop.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use libp2p::{Multiaddr, PeerId};
@@ -52,6 +53,9 @@ pub(crate) enum Command {
     },
     ConnectedPeers {
         reply: oneshot::Sender<Vec<PeerId>>,
+    },
+    PeerAddresses {
+        reply: oneshot::Sender<HashMap<PeerId, Vec<Multiaddr>>>,
     },
     Shutdown {
         reply: oneshot::Sender<()>,
@@ -164,6 +168,14 @@ impl Client {
     /// Peers with at least one established connection.
     pub async fn connected_peers(&self) -> Vec<PeerId> {
         self.call(|reply| Command::ConnectedPeers { reply })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Remote addresses of the established connections, per connected peer
+    /// (the address we dialed, or the one an inbound connection came from).
+    pub async fn peer_addresses(&self) -> HashMap<PeerId, Vec<Multiaddr>> {
+        self.call(|reply| Command::PeerAddresses { reply })
             .await
             .unwrap_or_default()
     }

@@ -11,6 +11,7 @@ use libp2p::{
     identify,
     identity::Keypair,
     kad, mdns,
+    metrics::{Recorder, Registry},
     multiaddr::Protocol,
     noise,
     request_response::{self, InboundFailure, OutboundFailure, OutboundRequestId, ResponseChannel},
@@ -26,6 +27,7 @@ use super::client::Command;
 use super::codec::Inbound;
 use super::{NetConfig, NetError, NetEvent, RequestError};
 use crate::chain::Hash;
+use crate::metrics::Metrics;
 use crate::protocol::{
     limits, AnnounceRequest, AnnounceResponse, BlockHashResponse, BlocksResponse, GenesisResponse,
     HeightResponse, ANNOUNCE_PROTOCOL, BLOCKS_PROTOCOL, BLOCK_HASH_PROTOCOL, GENESIS_PROTOCOL,
@@ -39,7 +41,12 @@ type RrEvent<Req, Resp> = request_response::Event<Inbound<Req>, Resp>;
 
 /// Builds the swarm: TCP (+QUIC with the `quic` feature) with noise and
 /// yamux, DNS resolution, and the Concord behaviour.
-pub(crate) fn build_swarm(key: Keypair, config: &NetConfig) -> Result<Swarm<Behaviour>, NetError> {
+/// Bandwidth per transport protocol and direction goes to `registry`.
+pub(crate) fn build_swarm(
+    key: Keypair,
+    config: &NetConfig,
+    registry: &mut Registry,
+) -> Result<Swarm<Behaviour>, NetError> {
     let behaviour = Behaviour::new(&key, config).map_err(NetError::Mdns)?;
     let idle = config.idle_connection_timeout;
     let builder = SwarmBuilder::with_existing_identity(key)
@@ -55,6 +62,7 @@ pub(crate) fn build_swarm(key: Keypair, config: &NetConfig) -> Result<Swarm<Beha
     let swarm = builder
         .with_dns()
         .map_err(|e| NetError::Transport(format!("DNS resolver: {e}")))?
+        .with_bandwidth_metrics(registry)
         .with_behaviour(move |_| Ok::<_, Box<dyn std::error::Error + Send + Sync>>(behaviour))
         .map_err(|e| NetError::Transport(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
@@ -112,8 +120,14 @@ pub struct EventLoop {
     pending_announce: Pending<AnnounceResponse>,
     pending_dials: HashMap<ConnectionId, Reply<()>>,
     bans: HashMap<PeerId, Instant>,
+    /// Remote address of every established connection, per peer.
+    peer_addrs: HashMap<PeerId, HashMap<ConnectionId, Multiaddr>>,
     /// Limits concurrent blocks-range reads (memory and blocking threads).
     block_readers: Arc<Semaphore>,
+    /// libp2p's own metrics (identify, Kademlia, ping, swarm events).
+    p2p_metrics: libp2p::metrics::Metrics,
+    /// Concord's: inbound requests served and refused.
+    metrics: Arc<Metrics>,
     /// Bench/test-only serving throttle ([`NetConfig::serve_rate_limit`]).
     throttle: Option<Throttle>,
 }
@@ -148,6 +162,7 @@ impl EventLoop {
         store: Store,
         genesis: Hash,
         config: NetConfig,
+        (p2p_metrics, metrics): (libp2p::metrics::Metrics, Arc<Metrics>),
     ) -> Result<EventLoop, NetError> {
         info!(peer_id = %swarm.local_peer_id(), "local peer id");
         for addr in &config.listen_addrs {
@@ -189,12 +204,15 @@ impl EventLoop {
             pending_announce: HashMap::new(),
             pending_dials: HashMap::new(),
             bans: HashMap::new(),
+            peer_addrs: HashMap::new(),
             block_readers: Arc::new(Semaphore::new(BLOCK_READERS)),
             throttle: config.serve_rate_limit.map(|bytes_per_sec| Throttle {
                 bytes_per_sec,
                 next_free: Arc::new(std::sync::Mutex::new(Instant::now())),
             }),
             config,
+            p2p_metrics,
+            metrics,
         })
     }
 
@@ -222,6 +240,8 @@ impl EventLoop {
                 Some((peer, channel, response)) = self.served_rx.recv() => {
                     if self.swarm.behaviour_mut().blocks.send_response(channel, response).is_err() {
                         debug!(%peer, protocol = BLOCKS_PROTOCOL, "peer went away before the blocks response");
+                    } else {
+                        self.metrics.inbound_served(BLOCKS_PROTOCOL);
                     }
                 }
                 _ = housekeeping.tick() => self.expire_bans(),
@@ -314,6 +334,19 @@ impl EventLoop {
             Command::ConnectedPeers { reply } => {
                 let _ = reply.send(self.swarm.connected_peers().copied().collect());
             }
+            Command::PeerAddresses { reply } => {
+                let addrs = self
+                    .peer_addrs
+                    .iter()
+                    .map(|(peer, conns)| {
+                        let mut list: Vec<Multiaddr> = conns.values().cloned().collect();
+                        list.sort();
+                        list.dedup();
+                        (*peer, list)
+                    })
+                    .collect();
+                let _ = reply.send(addrs);
+            }
             Command::Shutdown { reply } => {
                 // Handled in `run`; kept for exhaustiveness.
                 let _ = reply.send(());
@@ -383,6 +416,7 @@ impl EventLoop {
     // ------------------------------------------------------------ swarm events
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        self.p2p_metrics.record(&event);
         match event {
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             SwarmEvent::NewListenAddr { address, .. } => {
@@ -407,6 +441,10 @@ impl EventLoop {
                     let _ = reply.send(Ok(()));
                 }
                 let addr = endpoint.get_remote_address().clone();
+                self.peer_addrs
+                    .entry(peer_id)
+                    .or_default()
+                    .insert(connection_id, addr.clone());
                 if num_established.get() == 1 {
                     info!(peer = %peer_id, %addr, dialer = endpoint.is_dialer(), "peer connected");
                     self.events.emit(NetEvent::PeerConnected {
@@ -419,11 +457,18 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
+                connection_id,
                 num_established,
                 cause,
                 endpoint,
                 ..
             } => {
+                if let Some(conns) = self.peer_addrs.get_mut(&peer_id) {
+                    conns.remove(&connection_id);
+                    if conns.is_empty() {
+                        self.peer_addrs.remove(&peer_id);
+                    }
+                }
                 if num_established == 0 {
                     let addr = endpoint.get_remote_address();
                     match cause {
@@ -462,15 +507,19 @@ impl EventLoop {
             BehaviourEvent::Limits(never) => match never {},
             BehaviourEvent::Blocked(never) => match never {},
             BehaviourEvent::Identify(event) => self.on_identify(event),
-            BehaviourEvent::Ping(event) => match event.result {
-                Ok(rtt) => trace!(peer = %event.peer, ?rtt, "ping"),
-                Err(e) => debug!(peer = %event.peer, error = %e, "ping failed"),
-            },
+            BehaviourEvent::Ping(event) => {
+                self.p2p_metrics.record(&event);
+                match event.result {
+                    Ok(rtt) => trace!(peer = %event.peer, ?rtt, "ping"),
+                    Err(e) => debug!(peer = %event.peer, error = %e, "ping failed"),
+                }
+            }
             BehaviourEvent::Kad(event) => self.on_kad(event),
             BehaviourEvent::Mdns(event) => self.on_mdns(event),
             BehaviourEvent::Height(event) => {
                 if let Some((peer, _, channel)) = split_rr(
                     &self.events,
+                    &self.metrics,
                     HEIGHT_PROTOCOL,
                     &mut self.pending_height,
                     event,
@@ -488,12 +537,15 @@ impl EventLoop {
                         .is_err()
                     {
                         debug!(%peer, protocol = HEIGHT_PROTOCOL, "peer went away before the response");
+                    } else {
+                        self.metrics.inbound_served(HEIGHT_PROTOCOL);
                     }
                 }
             }
             BehaviourEvent::Genesis(event) => {
                 if let Some((peer, _, channel)) = split_rr(
                     &self.events,
+                    &self.metrics,
                     GENESIS_PROTOCOL,
                     &mut self.pending_genesis,
                     event,
@@ -509,12 +561,15 @@ impl EventLoop {
                         .is_err()
                     {
                         debug!(%peer, protocol = GENESIS_PROTOCOL, "peer went away before the response");
+                    } else {
+                        self.metrics.inbound_served(GENESIS_PROTOCOL);
                     }
                 }
             }
             BehaviourEvent::BlockHash(event) => {
                 if let Some((peer, request, channel)) = split_rr(
                     &self.events,
+                    &self.metrics,
                     BLOCK_HASH_PROTOCOL,
                     &mut self.pending_block_hash,
                     event,
@@ -534,6 +589,8 @@ impl EventLoop {
                                 .is_err()
                             {
                                 debug!(%peer, protocol = BLOCK_HASH_PROTOCOL, "peer went away before the response");
+                            } else {
+                                self.metrics.inbound_served(BLOCK_HASH_PROTOCOL);
                             }
                         }
                         // Dropping the channel closes the stream without an answer.
@@ -546,6 +603,7 @@ impl EventLoop {
             BehaviourEvent::Blocks(event) => {
                 if let Some((peer, request, channel)) = split_rr(
                     &self.events,
+                    &self.metrics,
                     BLOCKS_PROTOCOL,
                     &mut self.pending_blocks,
                     event,
@@ -590,16 +648,21 @@ impl EventLoop {
             BehaviourEvent::Announce(event) => {
                 if let Some((peer, request, channel)) = split_rr(
                     &self.events,
+                    &self.metrics,
                     ANNOUNCE_PROTOCOL,
                     &mut self.pending_announce,
                     event,
                 ) {
                     debug!(%peer, height = request.height, tip = %request.tip, "tip announced");
-                    let _ = self
+                    if self
                         .swarm
                         .behaviour_mut()
                         .announce
-                        .send_response(channel, AnnounceResponse {});
+                        .send_response(channel, AnnounceResponse {})
+                        .is_ok()
+                    {
+                        self.metrics.inbound_served(ANNOUNCE_PROTOCOL);
+                    }
                     self.events.emit(NetEvent::TipAnnounced {
                         peer,
                         height: request.height,
@@ -611,6 +674,7 @@ impl EventLoop {
     }
 
     fn on_identify(&mut self, event: identify::Event) {
+        self.p2p_metrics.record(&event);
         match event {
             identify::Event::Received { peer_id, info, .. } => {
                 info!(
@@ -637,6 +701,7 @@ impl EventLoop {
     }
 
     fn on_kad(&mut self, event: kad::Event) {
+        self.p2p_metrics.record(&event);
         match event {
             kad::Event::RoutingUpdated {
                 peer,
@@ -695,6 +760,7 @@ impl EventLoop {
 /// inbound request, which it returns to the caller.
 fn split_rr<Req, Resp>(
     events: &EventSink,
+    metrics: &Metrics,
     protocol: &'static str,
     pending: &mut Pending<Resp>,
     event: RrEvent<Req, Resp>,
@@ -711,6 +777,7 @@ fn split_rr<Req, Resp>(
             Inbound::Valid(request) => return Some((peer, request, channel)),
             Inbound::Invalid(error) => {
                 warn!(%peer, protocol, %error, "bad request");
+                metrics.inbound_refused(protocol);
                 // `channel` is dropped: the stream closes without a response.
                 events.emit(NetEvent::BadRequest {
                     peer,
@@ -748,6 +815,7 @@ fn split_rr<Req, Resp>(
             InboundFailure::Io(e) => {
                 let error = format!("stream error: {e}");
                 warn!(%peer, protocol, %error, "bad request");
+                metrics.inbound_refused(protocol);
                 events.emit(NetEvent::BadRequest {
                     peer,
                     protocol,
@@ -756,6 +824,7 @@ fn split_rr<Req, Resp>(
             }
             InboundFailure::Timeout => {
                 debug!(%peer, protocol, "inbound request timed out");
+                metrics.inbound_refused(protocol);
                 events.emit(NetEvent::BadRequest {
                     peer,
                     protocol,

@@ -35,9 +35,10 @@ mod codec;
 mod event_loop;
 pub mod keys;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use libp2p::{identity::Keypair, Multiaddr, PeerId};
+use libp2p::{identity::Keypair, metrics::Registry, Multiaddr, PeerId};
 use tokio::sync::mpsc;
 
 pub use behaviour::{IDENTIFY_PROTOCOL_VERSION, KAD_PROTOCOL};
@@ -45,6 +46,7 @@ pub use client::Client;
 pub use event_loop::EventLoop;
 
 use crate::chain::Hash;
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// Why an outbound request produced no response.
@@ -171,16 +173,42 @@ pub enum NetError {
 ///
 /// `store` is served to peers; `genesis` is the hash answered on
 /// `/concord/genesis/1`.
+///
+/// Its metrics go to a private registry; use [`new_with_metrics`] to expose them.
 pub fn new(
     key: Keypair,
     config: NetConfig,
     store: Store,
     genesis: Hash,
 ) -> Result<(Client, mpsc::Receiver<NetEvent>, EventLoop), NetError> {
+    let mut registry = Registry::default();
+    let metrics = Arc::new(Metrics::register(&mut registry));
+    new_with_metrics(key, config, store, genesis, &mut registry, metrics)
+}
+
+/// [`new`], registering libp2p's metrics (bandwidth, identify, Kademlia,
+/// ping, swarm) in `registry` and counting inbound requests in `metrics`.
+pub fn new_with_metrics(
+    key: Keypair,
+    config: NetConfig,
+    store: Store,
+    genesis: Hash,
+    registry: &mut Registry,
+    metrics: Arc<Metrics>,
+) -> Result<(Client, mpsc::Receiver<NetEvent>, EventLoop), NetError> {
     let local_peer_id = key.public().to_peer_id();
-    let swarm = event_loop::build_swarm(key, &config)?;
+    let swarm = event_loop::build_swarm(key, &config, registry)?;
+    let p2p_metrics = libp2p::metrics::Metrics::new(registry);
     let (command_tx, command_rx) = mpsc::channel(256);
     let (event_tx, event_rx) = mpsc::channel(config.event_channel_capacity.max(1));
-    let event_loop = EventLoop::new(swarm, command_rx, event_tx, store, genesis, config)?;
+    let event_loop = EventLoop::new(
+        swarm,
+        command_rx,
+        event_tx,
+        store,
+        genesis,
+        config,
+        (p2p_metrics, metrics),
+    )?;
     Ok((Client::new(command_tx, local_peer_id), event_rx, event_loop))
 }

@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 
 use crate::chain::validate::validate_segment;
 use crate::chain::{Block, BlockRef, Genesis, Hash};
+use crate::metrics::Metrics;
 use crate::net::{Client, NetEvent, RequestError};
 use crate::store::Store;
 use crate::sync::batch::{BatchId, ReqId};
@@ -138,6 +139,7 @@ pub fn spawn(
     store: Store,
     client: Client,
     events: mpsc::Receiver<NetEvent>,
+    metrics: Arc<Metrics>,
 ) -> (SyncHandle, JoinHandle<()>) {
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let (snap_tx, snap_rx) = watch::channel(None);
@@ -162,6 +164,7 @@ pub fn spawn(
         inflight: FuturesUnordered::new(),
         validations: FuturesUnordered::new(),
         progress: Progress::new(now),
+        metrics,
     };
     let task = tokio::spawn(driver.run());
     (
@@ -216,6 +219,7 @@ struct Driver {
     inflight: FuturesUnordered<futures::future::BoxFuture<'static, Answer>>,
     validations: FuturesUnordered<JoinHandle<Checked>>,
     progress: Progress,
+    metrics: Arc<Metrics>,
 }
 
 impl Driver {
@@ -321,7 +325,9 @@ impl Driver {
             match action {
                 Action::Send { id, peer, request } => {
                     let client = self.client.clone();
-                    self.inflight.push(send(client, id, peer, request).boxed());
+                    let metrics = self.metrics.clone();
+                    self.inflight
+                        .push(send(client, metrics, id, peer, request).boxed());
                 }
                 Action::Validate { batch, blocks } => {
                     let genesis = self.genesis.clone();
@@ -399,11 +405,29 @@ impl Driver {
         self.progress.publish_pending = false;
         self.progress.next_publish = now + Duration::from_millis(50);
         let snap = self.take_snapshot(now);
+        self.metrics.observe_sync(&snap);
         self.snapshot.send_replace(Some(snap));
     }
 }
 
-async fn send(client: Client, id: ReqId, peer: PeerId, request: Request) -> Answer {
+/// Carries out one request; its latency goes to the per-protocol histogram.
+async fn send(
+    client: Client,
+    metrics: Arc<Metrics>,
+    id: ReqId,
+    peer: PeerId,
+    request: Request,
+) -> Answer {
+    use crate::protocol::{
+        BLOCKS_PROTOCOL, BLOCK_HASH_PROTOCOL, GENESIS_PROTOCOL, HEIGHT_PROTOCOL,
+    };
+    let protocol = match request {
+        Request::Genesis => GENESIS_PROTOCOL,
+        Request::Height => HEIGHT_PROTOCOL,
+        Request::BlockHash { .. } => BLOCK_HASH_PROTOCOL,
+        Request::Blocks { .. } => BLOCKS_PROTOCOL,
+    };
+    let started = Instant::now();
     let result = match request {
         Request::Genesis => client
             .request_genesis(peer)
@@ -427,6 +451,7 @@ async fn send(client: Client, id: ReqId, peer: PeerId, request: Request) -> Answ
             .await
             .map(|r| Response::Blocks(r.blocks)),
     };
+    metrics.observe_request(protocol, result.is_ok(), started.elapsed());
     (id, result.map_err(failure))
 }
 

@@ -99,3 +99,113 @@ pub fn address_in(line: &str) -> String {
         .unwrap_or_else(|| panic!("no address= in {line:?}"))
         .to_string()
 }
+
+/// One HTTP/1.1 request to `addr` (`127.0.0.1:port`); returns the status code
+/// and the body. Panics if the server cannot be reached.
+pub fn http(addr: &str, method: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr)
+        .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("bad HTTP answer: {raw:?}"));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line: {head:?}"));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (code, body)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap();
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// GET `path` and parse the body as JSON, asserting a 200.
+pub fn get_json(addr: &str, path: &str) -> serde_json::Value {
+    let (code, body) = http(addr, "GET", path);
+    assert_eq!(code, 200, "GET {path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: bad JSON {e}: {body}"))
+}
+
+/// Polls `f` every 100 ms until it returns `Some`; panics with `what` after `deadline`.
+pub fn wait_until<T>(deadline: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < end,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits for the "API listening" log line; returns `127.0.0.1:port`.
+pub fn api_addr(p: &mut Proc, deadline: Duration) -> String {
+    let line = p.wait_for_line(&["API listening"], deadline);
+    address_in(&line).trim_start_matches("http://").to_string()
+}
+
+/// `concord generate` into `dir`.
+pub fn generate(dir: &Path, blocks: u64, block_size: usize) {
+    let out = Command::new(BIN)
+        .args(["generate", "--data-dir"])
+        .arg(dir)
+        .args(["--blocks", &blocks.to_string()])
+        .args(["--block-size", &block_size.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "generate failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Args of `concord run` on loopback with free ports for p2p and the API.
+pub fn run_args(data_dir: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "run",
+        "--data-dir",
+        &data_dir.display().to_string(),
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--api",
+        "127.0.0.1:0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}

@@ -1,0 +1,226 @@
+//! The node's config file (TOML): everything `concord run` takes as flags,
+//! plus the network and sync tunables (`[net]`, `[sync]`, durations in ms).
+//!
+//! Owns the file format and its mapping onto [`NetConfig`] and [`SyncConfig`].
+//! Every key is optional: a missing key keeps the default (or the flag).
+//! Precedence (flags win) is applied by the command line, not here; this
+//! module must not read flags, start anything or touch the store.
+//! See `concord.example.toml` for every key with its default.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::net::NetConfig;
+use crate::sync::SyncConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("cannot print the config: {0}")]
+    Print(#[from] toml::ser::Error),
+}
+
+/// The whole file. Top-level keys mirror the `concord run` flags.
+#[derive(Serialize, Deserialize, Default, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// `dev` or the path of a genesis TOML file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub genesis: Option<String>,
+    /// Multiaddrs to listen on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<Vec<String>>,
+    /// Multiaddrs ending in `/p2p/<peer id>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mdns: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub produce: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dev_authority: Option<bool>,
+    /// `IP:PORT` or `off`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api: Option<String>,
+    /// `text` or `json`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<String>,
+    #[serde(default)]
+    pub net: NetSection,
+    #[serde(default)]
+    pub sync: SyncSection,
+}
+
+impl FileConfig {
+    /// Reads and parses `path` (unknown keys are errors).
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        FileConfig::parse(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<FileConfig, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        Ok(toml::to_string(self)?)
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// One table of tunables: plain fields copied as they are, `*_ms` fields
+/// mapped to `Duration`s.
+macro_rules! section {
+    ($(#[$meta:meta])* $name:ident for $target:ty {
+        plain { $($f:ident: $t:ty),* $(,)? }
+        millis { $($d:ident => $df:ident),* $(,)? }
+    }) => {
+        $(#[$meta])*
+        #[derive(Serialize, Deserialize, Default, Debug, Clone, PartialEq)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $(
+                #[serde(skip_serializing_if = "Option::is_none")]
+                pub $f: Option<$t>,
+            )*
+            $(
+                #[serde(skip_serializing_if = "Option::is_none")]
+                pub $d: Option<u64>,
+            )*
+        }
+
+        impl $name {
+            /// Overwrites the fields this table sets.
+            pub fn apply(&self, target: &mut $target) {
+                $( if let Some(v) = &self.$f { target.$f = v.clone(); } )*
+                $( if let Some(v) = self.$d { target.$df = Duration::from_millis(v); } )*
+            }
+
+            /// Every field, from effective values (for `--print-config`).
+            pub fn from_values(target: &$target) -> Self {
+                $name {
+                    $( $f: Some(target.$f.clone()), )*
+                    $( $d: Some(ms(target.$df)), )*
+                }
+            }
+        }
+    };
+}
+
+section! {
+    /// `[net]`: see [`NetConfig`] for each field's meaning and default.
+    NetSection for NetConfig {
+        plain {
+            max_established: u32,
+            max_established_per_peer: u32,
+            target_peers: usize,
+            event_channel_capacity: usize,
+        }
+        millis {
+            request_timeout_ms => request_timeout,
+            blocks_request_timeout_ms => blocks_request_timeout,
+            idle_connection_timeout_ms => idle_connection_timeout,
+            kad_bootstrap_interval_ms => kad_bootstrap_interval,
+        }
+    }
+}
+
+section! {
+    /// `[sync]`: see [`SyncConfig`] for each field's meaning and default.
+    SyncSection for SyncConfig {
+        plain {
+            batch_blocks: u32,
+            batch_bytes: u64,
+            max_batches_in_flight: usize,
+            max_requests_per_peer: u32,
+            max_buffered_bytes: u64,
+            hedge_factor: f64,
+            vote_quorum: usize,
+            vote_escalation: usize,
+            max_reorg_depth: u64,
+            ban_threshold: i32,
+        }
+        millis {
+            verify_grace_ms => verify_grace,
+            request_timeout_ms => request_timeout,
+            small_request_timeout_ms => small_request_timeout,
+            hedge_min_ms => hedge_min,
+            retry_backoff_ms => retry_backoff,
+            vote_timeout_ms => vote_timeout,
+            status_interval_ms => status_interval,
+            consistency_interval_ms => consistency_interval,
+            stall_timeout_ms => stall_timeout,
+            ban_duration_ms => ban_duration,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_parses_and_holds_the_defaults() {
+        let text = include_str!("../concord.example.toml");
+        let file = FileConfig::parse(text).expect("concord.example.toml parses");
+        let (mut net, mut sync) = (NetConfig::default(), SyncConfig::default());
+        file.net.apply(&mut net);
+        file.sync.apply(&mut sync);
+        assert_eq!(sync, SyncConfig::default());
+        assert_eq!(file.net, NetSection::from_values(&NetConfig::default()));
+        assert_eq!(file.sync, SyncSection::from_values(&SyncConfig::default()));
+    }
+
+    #[test]
+    fn tables_apply_and_unknown_keys_are_errors() {
+        let file = FileConfig::parse(
+            "api = \"off\"\n[sync]\nbatch_blocks = 7\nvote_timeout_ms = 1500\n[net]\ntarget_peers = 3\n",
+        )
+        .unwrap();
+        let mut sync = SyncConfig::default();
+        file.sync.apply(&mut sync);
+        assert_eq!(sync.batch_blocks, 7);
+        assert_eq!(sync.vote_timeout, Duration::from_millis(1500));
+        assert_eq!(sync.retry_backoff, SyncConfig::default().retry_backoff);
+        let mut net = NetConfig::default();
+        file.net.apply(&mut net);
+        assert_eq!(net.target_peers, 3);
+        assert!(FileConfig::parse("[sync]\nbatch_blockz = 1\n").is_err());
+        assert!(FileConfig::parse("colour = 1\n").is_err());
+    }
+
+    #[test]
+    fn printed_config_parses_back() {
+        let file = FileConfig {
+            data_dir: Some("d".into()),
+            listen: Some(vec!["/ip4/127.0.0.1/tcp/1".into()]),
+            net: NetSection::from_values(&NetConfig::default()),
+            sync: SyncSection::from_values(&SyncConfig::default()),
+            ..FileConfig::default()
+        };
+        let text = file.to_toml().unwrap();
+        assert_eq!(FileConfig::parse(&text).unwrap(), file);
+    }
+}

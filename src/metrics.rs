@@ -1,0 +1,278 @@
+//! Concord's Prometheus metrics: one [`Metrics`] struct, registered once in
+//! the node's [`Registry`] (under the `concord_` prefix, next to libp2p's own
+//! `libp2p_` metrics) and shared through an `Arc`.
+//!
+//! Owns metric names, help texts, label sets and buckets. Writers: the sync
+//! driver ([`Metrics::observe_sync`] after each published snapshot, and
+//! [`Metrics::observe_request`] around each outbound request) and the net
+//! event loop (inbound requests served/refused). Readers: `/metrics` in
+//! [`crate::api`]. It must not hold node state of its own or do I/O, and the
+//! pure sync engine must not see it.
+
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::sync::SyncSnapshot;
+
+/// A label set of static names and values.
+pub type Labels = Vec<(&'static str, &'static str)>;
+type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
+
+/// Peer states counted by `concord_peers{state=…}`.
+const PEER_STATES: [&str; 3] = ["verified", "checking", "wrong_genesis"];
+
+fn latency_histogram() -> Histogram {
+    // 1 ms .. ~16 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+/// Every Concord metric. Counters mirror the sync engine's cumulative
+/// [`crate::sync::engine::Stats`]; gauges mirror its status.
+pub struct Metrics {
+    height: Gauge,
+    target: Gauge,
+    best: Gauge,
+    syncing: Gauge,
+    pending_blocks: Gauge,
+    batches_in_flight: Gauge,
+    peers: Family<Labels, Gauge>,
+    blocks_imported: Counter,
+    bytes_imported: Counter,
+    bytes_downloaded: Counter,
+    requests_sent: Family<Labels, Counter>,
+    retries: Counter,
+    hedges: Counter,
+    votes: Family<Labels, Counter>,
+    penalties: Family<Labels, Counter>,
+    bans: Family<Labels, Counter>,
+    reorgs: Counter,
+    request_duration: HistogramFamily,
+    inbound_served: Family<Labels, Counter>,
+    inbound_refused: Family<Labels, Counter>,
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them in `registry` under `concord_`.
+    pub fn register(registry: &mut Registry) -> Metrics {
+        let m = Metrics {
+            height: Gauge::default(),
+            target: Gauge::default(),
+            best: Gauge::default(),
+            syncing: Gauge::default(),
+            pending_blocks: Gauge::default(),
+            batches_in_flight: Gauge::default(),
+            peers: Family::default(),
+            blocks_imported: Counter::default(),
+            bytes_imported: Counter::default(),
+            bytes_downloaded: Counter::default(),
+            requests_sent: Family::default(),
+            retries: Counter::default(),
+            hedges: Counter::default(),
+            votes: Family::default(),
+            penalties: Family::default(),
+            bans: Family::default(),
+            reorgs: Counter::default(),
+            request_duration: Family::new_with_constructor(latency_histogram),
+            inbound_served: Family::default(),
+            inbound_refused: Family::default(),
+        };
+        let r = registry.sub_registry_with_prefix("concord");
+        r.register("height", "Height of the local chain tip", m.height.clone());
+        r.register(
+            "target",
+            "Height the node syncs toward (2/3 of peers agree; 0 while unknown)",
+            m.target.clone(),
+        );
+        r.register(
+            "best_peer_height",
+            "Best height any peer claims",
+            m.best.clone(),
+        );
+        r.register("syncing", "1 while behind the target", m.syncing.clone());
+        r.register(
+            "pending_blocks",
+            "Blocks planned but not yet imported",
+            m.pending_blocks.clone(),
+        );
+        r.register(
+            "batches_in_flight",
+            "Block batches downloading",
+            m.batches_in_flight.clone(),
+        );
+        r.register(
+            "peers",
+            "Peers in the sync peer book, by state (verified, checking, wrong_genesis, banned)",
+            m.peers.clone(),
+        );
+        r.register(
+            "blocks_imported",
+            "Blocks imported by sync",
+            m.blocks_imported.clone(),
+        );
+        r.register(
+            "bytes_imported",
+            "Encoded bytes of the blocks imported by sync",
+            m.bytes_imported.clone(),
+        );
+        r.register(
+            "bytes_downloaded",
+            "Encoded bytes of the blocks downloaded by sync",
+            m.bytes_downloaded.clone(),
+        );
+        r.register(
+            "requests_sent",
+            "Outbound sync requests, by kind",
+            m.requests_sent.clone(),
+        );
+        r.register("retries", "Batch downloads retried", m.retries.clone());
+        r.register(
+            "hedges",
+            "Slow batch downloads duplicated to another peer",
+            m.hedges.clone(),
+        );
+        r.register(
+            "votes",
+            "Batch hash votes, by outcome (won, lost, inconclusive)",
+            m.votes.clone(),
+        );
+        r.register(
+            "penalties",
+            "Peer penalties, by reason",
+            m.penalties.clone(),
+        );
+        r.register("bans", "Peer bans, by reason", m.bans.clone());
+        r.register("reorgs", "Chain reorganisations", m.reorgs.clone());
+        r.register(
+            "request_duration_seconds",
+            "Outbound request latency, by protocol and result (ok, error)",
+            m.request_duration.clone(),
+        );
+        r.register(
+            "inbound_requests_served",
+            "Inbound requests answered, by protocol",
+            m.inbound_served.clone(),
+        );
+        r.register(
+            "inbound_requests_refused",
+            "Inbound requests refused because of the peer (bad request, stream error, timeout), by protocol",
+            m.inbound_refused.clone(),
+        );
+        m
+    }
+
+    /// Mirrors a sync snapshot. Call from one task only (the sync driver):
+    /// counters advance by the difference to the engine's totals.
+    pub fn observe_sync(&self, snap: &SyncSnapshot) {
+        let (s, st) = (&snap.status, &snap.stats);
+        set(&self.height, s.height);
+        set(&self.target, s.target.unwrap_or(0));
+        set(&self.best, s.best.unwrap_or(0));
+        set(&self.syncing, u64::from(s.syncing));
+        set(&self.pending_blocks, s.pending_blocks);
+        set(&self.batches_in_flight, s.batches_in_flight as u64);
+        for state in PEER_STATES {
+            let n = snap.peers.iter().filter(|p| p.state == state).count();
+            set(&self.peers.get_or_create(&vec![("state", state)]), n as u64);
+        }
+        set(
+            &self.peers.get_or_create(&vec![("state", "banned")]),
+            snap.banned.len() as u64,
+        );
+        advance(&self.blocks_imported, st.blocks_imported);
+        advance(&self.bytes_imported, st.bytes_imported);
+        advance(&self.bytes_downloaded, st.bytes_downloaded);
+        advance(&self.retries, st.retries);
+        advance(&self.hedges, st.hedges);
+        advance(&self.reorgs, st.reorgs);
+        for (outcome, n) in [
+            ("won", st.votes_won),
+            ("lost", st.votes_lost),
+            ("inconclusive", st.votes_inconclusive),
+        ] {
+            advance(&self.votes.get_or_create(&vec![("outcome", outcome)]), n);
+        }
+        for (kind, n) in &st.requests_sent {
+            advance(
+                &self.requests_sent.get_or_create(&vec![("kind", *kind)]),
+                *n,
+            );
+        }
+        for (reason, n) in &st.penalties {
+            advance(
+                &self.penalties.get_or_create(&vec![("reason", *reason)]),
+                *n,
+            );
+        }
+        for (reason, n) in &st.bans {
+            advance(&self.bans.get_or_create(&vec![("reason", *reason)]), *n);
+        }
+    }
+
+    /// One outbound request on `protocol` took `elapsed`.
+    pub fn observe_request(&self, protocol: &'static str, ok: bool, elapsed: Duration) {
+        let result = if ok { "ok" } else { "error" };
+        self.request_duration
+            .get_or_create(&vec![("protocol", protocol), ("result", result)])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// We answered an inbound request on `protocol`.
+    pub fn inbound_served(&self, protocol: &'static str) {
+        self.inbound_served
+            .get_or_create(&vec![("protocol", protocol)])
+            .inc();
+    }
+
+    /// We refused an inbound request on `protocol` because of the peer.
+    pub fn inbound_refused(&self, protocol: &'static str) {
+        self.inbound_refused
+            .get_or_create(&vec![("protocol", protocol)])
+            .inc();
+    }
+}
+
+fn set(gauge: &Gauge, value: u64) {
+    gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+}
+
+fn advance(counter: &Counter, total: u64) {
+    let now = counter.get();
+    if total > now {
+        counter.inc_by(total - now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_encode_with_the_concord_prefix() {
+        let mut registry = Registry::default();
+        let m = Metrics::register(&mut registry);
+        m.observe_request("/concord/height/1", true, Duration::from_millis(3));
+        m.inbound_served("/concord/blocks/1");
+        advance(&m.blocks_imported, 5);
+        advance(&m.blocks_imported, 3); // totals never go back
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(text.contains("concord_blocks_imported_total 5"), "{text}");
+        assert!(
+            text.contains(
+                "concord_request_duration_seconds_count{protocol=\"/concord/height/1\",result=\"ok\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "concord_inbound_requests_served_total{protocol=\"/concord/blocks/1\"} 1"
+            ),
+            "{text}"
+        );
+    }
+}
