@@ -238,11 +238,8 @@ impl EventLoop {
                     }
                 },
                 Some((peer, channel, response)) = self.served_rx.recv() => {
-                    if self.swarm.behaviour_mut().blocks.send_response(channel, response).is_err() {
-                        debug!(%peer, protocol = BLOCKS_PROTOCOL, "peer went away before the blocks response");
-                    } else {
-                        self.metrics.inbound_served(BLOCKS_PROTOCOL);
-                    }
+                    let rr = &mut self.swarm.behaviour_mut().blocks;
+                    respond(rr, channel, response, &self.metrics, BLOCKS_PROTOCOL, peer);
                 }
                 _ = housekeeping.tick() => self.expire_bans(),
                 _ = discovery.tick() => {
@@ -529,17 +526,8 @@ impl EventLoop {
                         height: tip.height,
                         tip: tip.hash,
                     };
-                    if self
-                        .swarm
-                        .behaviour_mut()
-                        .height
-                        .send_response(channel, response)
-                        .is_err()
-                    {
-                        debug!(%peer, protocol = HEIGHT_PROTOCOL, "peer went away before the response");
-                    } else {
-                        self.metrics.inbound_served(HEIGHT_PROTOCOL);
-                    }
+                    let rr = &mut self.swarm.behaviour_mut().height;
+                    respond(rr, channel, response, &self.metrics, HEIGHT_PROTOCOL, peer);
                 }
             }
             BehaviourEvent::Genesis(event) => {
@@ -553,17 +541,8 @@ impl EventLoop {
                     let response = GenesisResponse {
                         genesis: self.genesis,
                     };
-                    if self
-                        .swarm
-                        .behaviour_mut()
-                        .genesis
-                        .send_response(channel, response)
-                        .is_err()
-                    {
-                        debug!(%peer, protocol = GENESIS_PROTOCOL, "peer went away before the response");
-                    } else {
-                        self.metrics.inbound_served(GENESIS_PROTOCOL);
-                    }
+                    let rr = &mut self.swarm.behaviour_mut().genesis;
+                    respond(rr, channel, response, &self.metrics, GENESIS_PROTOCOL, peer);
                 }
             }
             BehaviourEvent::BlockHash(event) => {
@@ -581,17 +560,15 @@ impl EventLoop {
                                 height: request.height,
                                 hash,
                             };
-                            if self
-                                .swarm
-                                .behaviour_mut()
-                                .block_hash
-                                .send_response(channel, response)
-                                .is_err()
-                            {
-                                debug!(%peer, protocol = BLOCK_HASH_PROTOCOL, "peer went away before the response");
-                            } else {
-                                self.metrics.inbound_served(BLOCK_HASH_PROTOCOL);
-                            }
+                            let rr = &mut self.swarm.behaviour_mut().block_hash;
+                            respond(
+                                rr,
+                                channel,
+                                response,
+                                &self.metrics,
+                                BLOCK_HASH_PROTOCOL,
+                                peer,
+                            );
                         }
                         // Dropping the channel closes the stream without an answer.
                         Err(e) => {
@@ -654,15 +631,15 @@ impl EventLoop {
                     event,
                 ) {
                     debug!(%peer, height = request.height, tip = %request.tip, "tip announced");
-                    if self
-                        .swarm
-                        .behaviour_mut()
-                        .announce
-                        .send_response(channel, AnnounceResponse {})
-                        .is_ok()
-                    {
-                        self.metrics.inbound_served(ANNOUNCE_PROTOCOL);
-                    }
+                    let rr = &mut self.swarm.behaviour_mut().announce;
+                    respond(
+                        rr,
+                        channel,
+                        AnnounceResponse {},
+                        &self.metrics,
+                        ANNOUNCE_PROTOCOL,
+                        peer,
+                    );
                     self.events.emit(NetEvent::TipAnnounced {
                         peer,
                         height: request.height,
@@ -845,5 +822,25 @@ fn map_outbound(error: OutboundFailure) -> RequestError {
         OutboundFailure::ConnectionClosed => RequestError::ConnectionClosed,
         OutboundFailure::UnsupportedProtocols => RequestError::UnsupportedProtocol,
         OutboundFailure::Io(e) => RequestError::BadResponse(e.to_string()),
+    }
+}
+
+/// Sends a response on `rr` and counts it as served; a peer that went away
+/// before the answer is only worth a debug line.
+fn respond<Req, Resp>(
+    rr: &mut super::behaviour::Rr<Req, Resp>,
+    channel: libp2p::request_response::ResponseChannel<Resp>,
+    response: Resp,
+    metrics: &Metrics,
+    protocol: &'static str,
+    peer: PeerId,
+) where
+    Req: Send + serde::Serialize + serde::de::DeserializeOwned + 'static,
+    Resp: Send + serde::Serialize + serde::de::DeserializeOwned + 'static,
+{
+    if rr.send_response(channel, response).is_err() {
+        debug!(%peer, protocol, "peer went away before the response");
+    } else {
+        metrics.inbound_served(protocol);
     }
 }
