@@ -13,6 +13,7 @@ pub mod config;
 pub mod driver;
 pub mod engine;
 pub mod peer_book;
+mod progress;
 pub mod reorg;
 pub mod sim;
 pub mod target;
