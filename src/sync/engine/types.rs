@@ -1,0 +1,151 @@
+//! The engine's inputs and outputs: the types a driver or a test harness
+//! exchanges with [`super::SyncEngine`]. Plain data, no behaviour beyond labels.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+
+use crate::chain::{Block, BlockRef, Hash};
+use crate::sync::batch::{BatchId, ReqId};
+use crate::sync::peer_book::Penalty;
+
+/// Read access to the local chain.
+pub trait LocalChain: Send {
+    /// The stored tip.
+    fn tip(&self) -> BlockRef;
+    /// Our block hash at `height`, if we hold one.
+    fn hash_at(&self, height: u64) -> Option<Hash>;
+}
+
+/// A request the engine wants sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    Genesis,
+    Height,
+    BlockHash { height: u64 },
+    Blocks { start: u64, count: u32 },
+}
+
+impl Request {
+    /// Protocol label for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Request::Genesis => "genesis",
+            Request::Height => "height",
+            Request::BlockHash { .. } => "block_hash",
+            Request::Blocks { .. } => "blocks",
+        }
+    }
+}
+
+/// A peer's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Response {
+    Genesis(Hash),
+    Height { height: u64, tip: Hash },
+    BlockHash { height: u64, hash: Option<Hash> },
+    Blocks(Vec<Block>),
+}
+
+/// Why a request got no answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// No answer in time (small penalty).
+    Timeout,
+    /// The connection went away (no penalty: the disconnect is handled on its own).
+    Disconnected,
+    /// Undecodable or oversize answer (penalty).
+    Malformed,
+    /// The peer does not speak the protocol.
+    Unsupported,
+}
+
+/// What the engine asks its driver to do.
+#[derive(Clone, Debug)]
+pub enum Action {
+    /// Send `request` to `peer`; answer with `handle_response(id, …)`.
+    Send {
+        id: ReqId,
+        peer: PeerId,
+        request: Request,
+    },
+    /// Validate `blocks` as a chain segment (signatures included) and answer
+    /// with `handle_validated(batch, …)`. Linking to the parent is the
+    /// engine's job, so this needs no context.
+    Validate {
+        batch: BatchId,
+        blocks: Arc<Vec<Block>>,
+    },
+    /// Append `blocks` to the store, atomically, in the order these actions
+    /// come; answer with `handle_imported(batch, …)`.
+    Import {
+        batch: BatchId,
+        blocks: Arc<Vec<Block>>,
+    },
+    /// Atomically remove every block above `height`; answer with `handle_rolled_back`.
+    Rollback { height: u64 },
+    /// Disconnect `peer` and refuse it for `duration`.
+    Ban {
+        peer: PeerId,
+        duration: Duration,
+        reason: Penalty,
+    },
+}
+
+/// What the engine is doing, for status and logs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Downloading toward the target or following the tip.
+    Normal,
+    /// Searching for the common ancestor with the majority chain.
+    Searching,
+    /// Waiting for the store to roll back.
+    RollingBack,
+    /// A reorg deeper than allowed: sync stopped until reset.
+    Halted(String),
+}
+
+/// Counters since start (monotonic), for metrics and benchmarks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub blocks_imported: u64,
+    pub bytes_imported: u64,
+    pub bytes_downloaded: u64,
+    pub requests_sent: HashMap<&'static str, u64>,
+    pub retries: u64,
+    pub hedges: u64,
+    pub votes_won: u64,
+    pub votes_lost: u64,
+    pub votes_inconclusive: u64,
+    pub penalties: HashMap<&'static str, u64>,
+    pub bans: HashMap<&'static str, u64>,
+    pub reorgs: u64,
+    /// When the first peer connected (the `now` of that input).
+    pub first_peer_connected_at: Option<Instant>,
+    /// When a peer first reported (or announced) a height above our stored tip.
+    pub first_peer_ahead_at: Option<Instant>,
+    /// When the first block download request was sent.
+    pub first_blocks_request_at: Option<Instant>,
+}
+
+/// A snapshot for the node handle and the API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncStatus {
+    pub height: u64,
+    pub tip: Hash,
+    /// The safe (2/3) target, if any peer reported a height.
+    pub target: Option<u64>,
+    /// The best height any peer claims.
+    pub best: Option<u64>,
+    pub syncing: bool,
+    /// Blocks planned but not yet imported (awaiting, downloading, checking).
+    pub pending_blocks: u64,
+    /// Peers on our genesis and connected.
+    pub peers: usize,
+    pub batches_in_flight: usize,
+    pub mode: Mode,
+    /// Why sync is not progressing, when it is not.
+    pub stalled: Option<String>,
+}
