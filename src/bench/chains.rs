@@ -43,11 +43,12 @@ const META: &str = "bench-chain.json";
 /// Returns the cached chain for `spec`, generating it first if needed.
 pub fn ensure(cache: &Path, genesis: &Genesis, spec: ChainSpec) -> anyhow::Result<ChainInfo> {
     let name = format!(
-        "{}-n{}-b{}-s{}",
+        "{}-n{}-b{}-s{}-l{}",
         &genesis.hash().to_hex()[..12],
         spec.blocks,
         spec.body_bytes,
-        spec.seed
+        spec.seed,
+        crate::store::LAYOUT_VERSION
     );
     let dir = cache.join(&name);
     if let Ok(text) = fs::read_to_string(dir.join(META)) {

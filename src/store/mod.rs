@@ -1,4 +1,4 @@
-//! The chain store: sled behind a small typed API.
+//! The chain store: sled plus an append-only block file, behind a small typed API.
 //!
 //! Owns the on-disk layout of a data dir and keeps sled out of every other
 //! module (no sled type appears in the public API except inside
@@ -6,54 +6,58 @@
 //! [`crate::chain::validate`]'s job, done by callers before [`Store::import`])
 //! nor know about the network.
 //!
-//! Layout: one sled tree, so that every change (an import, a rollback) is one
-//! atomic `apply_batch`. Keys are prefixed by one byte:
+//! Layout 3: the blocks' CBOR encodings sit in `blocks.dat` (see
+//! [`block_file`] for why they are not sled values and how crashes are
+//! handled); one sled tree holds everything else, so that every change (an
+//! import, a rollback) is committed by one atomic `apply_batch`. Keys are
+//! prefixed by one byte:
 //!
 //! | key                        | value                                         |
 //! |----------------------------|-----------------------------------------------|
-//! | `b` ++ height (8 bytes BE) | block hash (32) ++ encoded block (CBOR)       |
+//! | `b` ++ height (8 bytes BE) | block hash (32) ++ offset in `blocks.dat` (8 BE) ++ length (4 BE) |
 //! | `i` ++ first height (8 BE) | hashes (32 each) of the blocks from that height, in order |
 //! | `m` ++ `genesis`           | genesis hash (32)                             |
 //! | `m` ++ `tip`               | height (8 BE) ++ hash (32) ++ timestamp (8 BE) |
-//! | `m` ++ `layout`            | layout version (1 byte, currently 2)          |
+//! | `m` ++ `layout`            | layout version (1 byte, currently 3)          |
 //!
-//! Storing the hash next to the block lets `hash_at` work without re-hashing,
-//! and big-endian heights make a range scan return blocks in height order.
+//! Storing the hash next to the location lets `hash_at` work without
+//! touching the file, and big-endian heights make a range scan return blocks
+//! in height order. Blocks are appended in import order, so a range of
+//! heights is usually one contiguous span of the file, read with one `pread`.
 //!
 //! Hash index: each import (and the genesis block) writes ONE `i` record
 //! holding the hashes of its blocks, in the same batch as the blocks and the
 //! tip; the `i` records together cover heights `0..=tip` exactly, without
-//! gaps or overlaps. `i` keys are sequential, so these inserts append at the
-//! end of the tree. Layout 1 instead had one `h` ++ hash → height entry per
-//! block, an insert at a random tree position that was ~60% of import CPU.
-//! Lookups by hash go to an in-memory map (8-byte hash prefix → height, plus
-//! a side map for prefix collisions), rebuilt from the `i` records at open
-//! and updated after each successful write; a hit is verified against the
-//! hash stored in the `b` record, so a stale entry never answers wrongly.
-//! A rollback removes the `i` records above the new tip and truncates the one
-//! that straddles it, in the same batch as the blocks it removes.
+//! gaps or overlaps (see [`index`]). Lookups by hash go to an in-memory map
+//! rebuilt from them at open; a hit is verified against the hash in the `b`
+//! record, so a stale entry never answers wrongly.
 //!
-//! Layout 1 stores (no `m` ++ `layout` key) are refused with
-//! [`StoreError::UnsupportedLayout`]: nothing was deployed with them, so
-//! there is no migration; re-sync into a fresh data dir.
+//! Stores of earlier layouts are refused with [`StoreError::UnsupportedLayout`]:
+//! nothing was deployed with them, so there is no migration; re-sync into a
+//! fresh data dir.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+mod block_file;
+mod index;
+
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::chain::{genesis::Genesis, validate::BlockRef, Block, Hash};
 use crate::protocol::limits::MAX_BLOCKS_PER_REQUEST;
+use block_file::{BlockFile, Location};
+use index::{decode_index_value, index_value, HashIndex};
 
-/// sled's page cache. Its default is 1 GiB, which a syncing node fills with
-/// blocks it has just written and will not read again; 64 MiB keeps a node's
-/// memory flat while reads of recent blocks (serving peers) still hit it.
-const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// sled's page cache. With block bodies in their own file sled holds only
+/// small records (44-byte locations, hash lists, meta), so a small cache
+/// covers the hot part of the tree; its default is 1 GiB.
+const CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("storage error: {0}")]
     Sled(#[from] sled::Error),
+    #[error("block file: {0}")]
+    BlockFile(std::io::Error),
     #[error("data dir {0} is in use by another process (is another node running on it?)")]
     Locked(String),
     #[error("data dir belongs to another network: it holds genesis {stored}, this node runs genesis {expected}")]
@@ -73,13 +77,12 @@ const META_GENESIS: &[u8] = b"mgenesis";
 const META_TIP: &[u8] = b"mtip";
 const META_LAYOUT: &[u8] = b"mlayout";
 const TIP_LEN: usize = 8 + 32 + 8;
-/// Layout 2: per-import `i` records instead of per-block `h` entries.
-pub const LAYOUT_VERSION: u8 = 2;
+/// Layout 3: block encodings in `blocks.dat`, locations in sled.
+pub const LAYOUT_VERSION: u8 = 3;
 
 // sled's default log segment size (512 KiB) is kept on purpose: 2 MiB
 // segments cut small-block import CPU by ~25-40% but raised peak RSS about
-// sixfold (2.9 GB instead of 0.5 GB after 500k blocks), and 4 MiB slowed 64 KiB
-// blocks. sled also refuses to open a store with another segment size.
+// sixfold in layout 2, and sled refuses to open a store with another size.
 
 fn block_key(height: u64) -> [u8; 9] {
     let mut k = [b'b'; 9];
@@ -98,106 +101,6 @@ fn height_from_key(k: &[u8]) -> Result<u64, StoreError> {
         .and_then(|s| <[u8; 8]>::try_from(s).ok())
         .map(u64::from_be_bytes)
         .ok_or_else(|| StoreError::Corrupt(format!("malformed key of {} bytes", k.len())))
-}
-
-/// The map key of a hash: its first 8 bytes. Block hashes are cryptographic
-/// and blocks are validated before import, so the prefix is already uniform.
-fn prefix(hash: &Hash) -> u64 {
-    let mut p = [0u8; 8];
-    p.copy_from_slice(&hash.0[..8]);
-    u64::from_le_bytes(p)
-}
-
-/// Hasher for keys that are already uniformly distributed (hash prefixes).
-#[derive(Default)]
-struct PrefixHasher(u64);
-
-impl Hasher for PrefixHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-/// In-memory hash → height index over the whole chain (about 17-34 bytes per
-/// block). `by_prefix` answers almost everything; a block whose 8-byte prefix
-/// is already taken by another stored block goes to `collisions` instead.
-#[derive(Default)]
-struct HashIndex {
-    by_prefix: HashMap<u64, u64, BuildHasherDefault<PrefixHasher>>,
-    collisions: HashMap<Hash, u64>,
-}
-
-impl HashIndex {
-    /// Candidate height for `hash`; callers verify it against the `b` record.
-    fn get(&self, hash: &Hash) -> Option<u64> {
-        self.collisions
-            .get(hash)
-            .or_else(|| self.by_prefix.get(&prefix(hash)))
-            .copied()
-    }
-
-    /// Adds blocks `first..` whose hashes are `hashes`.
-    fn insert(&mut self, first: u64, hashes: &[Hash]) {
-        self.by_prefix.reserve(hashes.len());
-        for (i, hash) in hashes.iter().enumerate() {
-            let height = first + i as u64;
-            match self.by_prefix.entry(prefix(hash)) {
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(height);
-                }
-                std::collections::hash_map::Entry::Occupied(_) => {
-                    // Entries are removed on rollback, so an occupied prefix
-                    // belongs to another block still below this one.
-                    self.collisions.insert(*hash, height);
-                }
-            }
-        }
-    }
-
-    /// Removes blocks `first..` whose hashes are `hashes`.
-    fn remove(&mut self, first: u64, hashes: &[Hash]) {
-        for (i, hash) in hashes.iter().enumerate() {
-            let height = first + i as u64;
-            if self.collisions.get(hash) == Some(&height) {
-                self.collisions.remove(hash);
-            } else if self.by_prefix.get(&prefix(hash)) == Some(&height) {
-                self.by_prefix.remove(&prefix(hash));
-            }
-        }
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.by_prefix.len() + self.collisions.len()
-    }
-}
-
-fn index_value(hashes: &[Hash]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(hashes.len() * 32);
-    for h in hashes {
-        v.extend_from_slice(&h.0);
-    }
-    v
-}
-
-fn decode_index_value(first: u64, v: &[u8]) -> Result<Vec<Hash>, StoreError> {
-    if v.is_empty() || !v.len().is_multiple_of(32) {
-        return Err(StoreError::Corrupt(format!(
-            "hash index record at height {first} is {} bytes",
-            v.len()
-        )));
-    }
-    Ok(v.chunks_exact(32)
-        .map(|c| Hash::from_slice(c).unwrap_or(Hash::ZERO))
-        .collect())
 }
 
 fn encode_tip(tip: &BlockRef) -> [u8; TIP_LEN] {
@@ -223,27 +126,14 @@ fn decode_tip(v: &[u8]) -> Result<BlockRef, StoreError> {
     })
 }
 
-fn block_value(hash: &Hash, block: &Block) -> Vec<u8> {
-    let mut v = Vec::with_capacity(32 + block.body.len() + 200);
-    v.extend_from_slice(&hash.0);
+/// Appends the CBOR encoding of `block` to `buf`.
+fn encode_block_into(buf: Vec<u8>, block: &Block) -> Vec<u8> {
     // cbor4ii appends to the Vec it is given; encoding plain data only fails
     // on allocation failure, which aborts anyway.
-    match cbor4ii::serde::to_vec(v, block) {
+    match cbor4ii::serde::to_vec(buf, block) {
         Ok(v) => v,
         Err(_) => std::process::abort(),
     }
-}
-
-/// Splits a `b` record into the stored hash and the encoded block.
-fn split_block_value(height: u64, v: &[u8]) -> Result<(Hash, &[u8]), StoreError> {
-    if v.len() < 32 {
-        return Err(StoreError::Corrupt(format!(
-            "block record at height {height} is {} bytes",
-            v.len()
-        )));
-    }
-    let (h, rest) = v.split_at(32);
-    Ok((Hash::from_slice(h).unwrap_or(Hash::ZERO), rest))
 }
 
 fn decode_block(height: u64, bytes: &[u8]) -> Result<Block, StoreError> {
@@ -255,11 +145,13 @@ struct Inner {
     tree: sled::Tree,
     /// Kept so the database outlives every handle to its tree and can be flushed.
     db: sled::Db,
+    blocks: BlockFile,
     genesis_hash: Hash,
     /// Brief locks only, so `tip()` never waits for a write to reach disk.
     tip: Mutex<BlockRef>,
-    /// Serializes writers: the link check and the batch must see the same tip.
-    writer: Mutex<()>,
+    /// Serializes writers (the link check and the batch must see the same
+    /// tip) and holds where the next import is appended in `blocks.dat`.
+    writer: Mutex<u64>,
     /// Hash → height for every stored block; updated after each successful write.
     index: RwLock<HashIndex>,
 }
@@ -280,7 +172,7 @@ impl std::fmt::Debug for Store {
 }
 
 /// A poisoned lock only means another thread panicked; the data (a `Copy`
-/// tip or nothing) is still whole.
+/// tip or an offset) is still whole.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -289,7 +181,7 @@ impl Store {
     /// Opens (creating if needed) the store in `path`. A new store gets the
     /// genesis block; an existing one must hold the same genesis.
     pub fn open(path: &Path, genesis: &Genesis) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(path).map_err(sled::Error::Io)?;
+        std::fs::create_dir_all(path).map_err(StoreError::BlockFile)?;
         let db = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
@@ -302,7 +194,15 @@ impl Store {
                 }
                 other => StoreError::Sled(other),
             })?;
-        Self::init(db, genesis)
+        // Opened after sled, whose directory lock keeps a second process out.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path.join(block_file::FILE_NAME))
+            .map_err(StoreError::BlockFile)?;
+        Self::init(db, BlockFile::new(file), genesis)
     }
 
     /// A store that lives only as long as it is open (tests, benchmarks).
@@ -312,10 +212,11 @@ impl Store {
             .mode(sled::Mode::HighThroughput)
             .cache_capacity(CACHE_BYTES)
             .open()?;
-        Self::init(db, genesis)
+        let file = tempfile::tempfile().map_err(StoreError::BlockFile)?;
+        Self::init(db, BlockFile::new(file), genesis)
     }
 
-    fn init(db: sled::Db, genesis: &Genesis) -> Result<Store, StoreError> {
+    fn init(db: sled::Db, blocks: BlockFile, genesis: &Genesis) -> Result<Store, StoreError> {
         let tree = db.open_tree(TREE)?;
         let expected = genesis.hash();
         let tip = match tree.get(META_GENESIS)? {
@@ -339,10 +240,10 @@ impl Store {
                     decode_tip(&tree.get(META_TIP)?.ok_or_else(|| {
                         StoreError::Corrupt("genesis recorded but no tip".into())
                     })?)?;
-                let stored_tip = tree.get(block_key(tip.height))?.ok_or_else(|| {
+                let loc = Self::location_in(&tree, tip.height)?.ok_or_else(|| {
                     StoreError::Corrupt(format!("no block at tip height {}", tip.height))
                 })?;
-                if split_block_value(tip.height, &stored_tip)?.0 != tip.hash {
+                if loc.hash != tip.hash {
                     return Err(StoreError::Corrupt(format!(
                         "tip hash differs from the block at height {}",
                         tip.height
@@ -358,28 +259,86 @@ impl Store {
                 }
                 let block = genesis.block();
                 let tip = BlockRef::of(block);
+                let encoded = block.encode();
+                // Whatever a half-finished earlier init left in the file goes.
+                blocks.truncate(0)?;
+                blocks.write_at(&encoded, 0)?;
+                let loc = Location {
+                    hash: tip.hash,
+                    offset: 0,
+                    len: encoded.len() as u32,
+                };
                 let mut batch = sled::Batch::default();
-                batch.insert(&block_key(0)[..], block_value(&tip.hash, block));
+                batch.insert(&block_key(0)[..], &loc.encode()[..]);
                 batch.insert(&index_key(0)[..], &tip.hash.0[..]);
                 batch.insert(META_GENESIS, &expected.0[..]);
                 batch.insert(META_LAYOUT, &[LAYOUT_VERSION][..]);
                 batch.insert(META_TIP, &encode_tip(&tip)[..]);
+                blocks.sync()?;
                 tree.apply_batch(batch)?;
                 db.flush()?;
                 tip
             }
         };
         let index = Self::load_index(&tree, &tip)?;
-        Ok(Store {
+        let store = Store {
             inner: Arc::new(Inner {
                 tree,
                 db,
+                blocks,
                 genesis_hash: expected,
                 tip: Mutex::new(tip),
-                writer: Mutex::new(()),
+                writer: Mutex::new(0),
                 index: RwLock::new(index),
             }),
-        })
+        };
+        store.recover_block_file()?;
+        Ok(store)
+    }
+
+    /// Makes `blocks.dat` agree with the committed tip: walks back from the
+    /// tip to the highest block whose bytes are whole (only an OS crash that
+    /// lost file pages sled had persisted makes this go below the tip), rolls
+    /// sled back to it, and cuts off whatever lies past its end.
+    fn recover_block_file(&self) -> Result<(), StoreError> {
+        let file_len = self.inner.blocks.len()?;
+        let tip = self.tip();
+        let mut height = tip.height;
+        let good = loop {
+            let loc = self.location(height)?.ok_or_else(|| {
+                StoreError::Corrupt(format!("no block record at height {height} below the tip"))
+            })?;
+            let whole = loc.end() <= file_len
+                && self
+                    .read_block(height, &loc)
+                    .is_ok_and(|b| b.header.hash() == loc.hash);
+            if whole {
+                break loc;
+            }
+            if height == 0 {
+                return Err(StoreError::Corrupt(
+                    "the genesis block is missing from the block file".into(),
+                ));
+            }
+            height -= 1;
+        };
+        if height < tip.height {
+            tracing::warn!(
+                tip = tip.height,
+                resumed_at = height,
+                "block file lost the blocks above {height} (crash before they reached disk); rolling back to it"
+            );
+            self.rollback_to(height)?;
+        }
+        if file_len > good.end() {
+            tracing::debug!(
+                bytes = file_len - good.end(),
+                "cutting uncommitted or rolled-back bytes off the block file"
+            );
+            self.inner.blocks.truncate(good.end())?;
+        }
+        *lock(&self.inner.writer) = good.end();
+        Ok(())
     }
 
     /// Builds the in-memory index from the `i` records, checking that they
@@ -418,6 +377,25 @@ impl Store {
         self.inner.index.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn location_in(tree: &sled::Tree, height: u64) -> Result<Option<Location>, StoreError> {
+        match tree.get(block_key(height))? {
+            Some(v) => Ok(Some(Location::decode(height, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn location(&self, height: u64) -> Result<Option<Location>, StoreError> {
+        Self::location_in(&self.inner.tree, height)
+    }
+
+    fn read_block(&self, height: u64, loc: &Location) -> Result<Block, StoreError> {
+        let bytes = self
+            .inner
+            .blocks
+            .read(loc.offset, u64::from(loc.len), height)?;
+        decode_block(height, &bytes)
+    }
+
     pub fn genesis_hash(&self) -> Hash {
         self.inner.genesis_hash
     }
@@ -428,20 +406,14 @@ impl Store {
     }
 
     pub fn block(&self, height: u64) -> Result<Option<Block>, StoreError> {
-        match self.inner.tree.get(block_key(height))? {
-            Some(v) => Ok(Some(decode_block(
-                height,
-                split_block_value(height, &v)?.1,
-            )?)),
+        match self.location(height)? {
+            Some(loc) => Ok(Some(self.read_block(height, &loc)?)),
             None => Ok(None),
         }
     }
 
     pub fn hash_at(&self, height: u64) -> Result<Option<Hash>, StoreError> {
-        match self.inner.tree.get(block_key(height))? {
-            Some(v) => Ok(Some(split_block_value(height, &v)?.0)),
-            None => Ok(None),
-        }
+        Ok(self.location(height)?.map(|l| l.hash))
     }
 
     pub fn height_of(&self, hash: &Hash) -> Result<Option<u64>, StoreError> {
@@ -467,34 +439,49 @@ impl Store {
         byte_budget: usize,
     ) -> Result<Vec<Block>, StoreError> {
         let max = count.min(MAX_BLOCKS_PER_REQUEST) as usize;
-        let mut out = Vec::new();
         if max == 0 {
-            return Ok(out);
+            return Ok(Vec::new());
         }
-        let mut used = 0usize;
+        // First the locations (small sled records), then the bytes.
+        let mut locs: Vec<(u64, Location)> = Vec::new();
+        let mut used = 0u64;
         let end = block_key(u64::MAX);
         for (i, item) in self.inner.tree.range(block_key(start)..=end).enumerate() {
             // Wrapping: `start` comes from a peer and may be u64::MAX.
             let expected_height = start.wrapping_add(i as u64);
             let (k, v) = item?;
-            let height = u64::from_be_bytes(
-                k[1..]
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("malformed block key".into()))?,
-            );
+            let height = height_from_key(&k)?;
             // A gap means a concurrent rollback removed the rest; what we have is still consecutive.
             if height != expected_height {
                 break;
             }
-            let encoded = split_block_value(height, &v)?.1;
-            if !out.is_empty() && used + encoded.len() > byte_budget {
+            let loc = Location::decode(height, &v)?;
+            if !locs.is_empty() && used + u64::from(loc.len) > byte_budget as u64 {
                 break;
             }
-            used += encoded.len();
-            out.push(decode_block(height, encoded)?);
-            if out.len() == max {
+            used += u64::from(loc.len);
+            locs.push((height, loc));
+            if locs.len() == max {
                 break;
             }
+        }
+        // Blocks imported together lie back to back in the file: one read per
+        // contiguous run (usually the whole range).
+        let mut out = Vec::with_capacity(locs.len());
+        let mut run_start = 0;
+        while run_start < locs.len() {
+            let mut run_end = run_start + 1;
+            while run_end < locs.len() && locs[run_end].1.offset == locs[run_end - 1].1.end() {
+                run_end += 1;
+            }
+            let (first_height, first) = locs[run_start];
+            let span = locs[run_end - 1].1.end() - first.offset;
+            let bytes = self.inner.blocks.read(first.offset, span, first_height)?;
+            for (height, loc) in &locs[run_start..run_end] {
+                let at = (loc.offset - first.offset) as usize;
+                out.push(decode_block(*height, &bytes[at..at + loc.len as usize])?);
+            }
+            run_start = run_end;
         }
         Ok(out)
     }
@@ -506,11 +493,16 @@ impl Store {
     /// [`crate::chain::validate::validate_segment`] first. An empty segment is
     /// a no-op.
     pub fn import(&self, blocks: &[Block]) -> Result<BlockRef, StoreError> {
-        let _writer = lock(&self.inner.writer);
+        let mut file_end = lock(&self.inner.writer);
         let tip = self.tip();
+        if blocks.is_empty() {
+            return Ok(tip);
+        }
         let mut batch = sled::Batch::default();
         let mut prev = tip;
         let mut hashes = Vec::with_capacity(blocks.len());
+        let bytes: usize = blocks.iter().map(|b| b.body.len() + 256).sum();
+        let mut buf = Vec::with_capacity(bytes);
         for block in blocks {
             let h = &block.header;
             if h.height != prev.height + 1 || h.parent != prev.hash {
@@ -520,7 +512,17 @@ impl Store {
                 });
             }
             let hash = h.hash();
-            batch.insert(&block_key(h.height)[..], block_value(&hash, block));
+            let at = buf.len();
+            buf = encode_block_into(buf, block);
+            let len = u32::try_from(buf.len() - at).map_err(|_| {
+                StoreError::Corrupt(format!("block at height {} is over 4 GiB", h.height))
+            })?;
+            let loc = Location {
+                hash,
+                offset: *file_end + at as u64,
+                len,
+            };
+            batch.insert(&block_key(h.height)[..], &loc.encode()[..]);
             hashes.push(hash);
             prev = BlockRef {
                 height: h.height,
@@ -528,13 +530,14 @@ impl Store {
                 timestamp_ms: h.timestamp_ms,
             };
         }
-        if blocks.is_empty() {
-            return Ok(tip);
-        }
         let first = tip.height + 1;
         batch.insert(&index_key(first)[..], index_value(&hashes));
         batch.insert(META_TIP, &encode_tip(&prev)[..]);
+        // Bytes first, commit second: a crash in between leaves only bytes
+        // past the committed end, which the next open cuts off.
+        self.inner.blocks.write_at(&buf, *file_end)?;
         self.inner.tree.apply_batch(batch)?;
+        *file_end += buf.len() as u64;
         self.write_index().insert(first, &hashes);
         *lock(&self.inner.tip) = prev;
         Ok(prev)
@@ -542,6 +545,11 @@ impl Store {
 
     /// Removes every block above `height` (and its hash index entry) and makes
     /// the block at `height` the tip, atomically. Rolling back to the tip is a no-op.
+    ///
+    /// The removed blocks' bytes stay in `blocks.dat` (readers that fetched a
+    /// location just before may still read them) until the next open cuts
+    /// them off or, if blocks were imported after them, for good: reorgs are
+    /// bounded by the sync config, so this dead space is too.
     pub fn rollback_to(&self, height: u64) -> Result<BlockRef, StoreError> {
         let _writer = lock(&self.inner.writer);
         let tip = self.tip();
@@ -555,14 +563,13 @@ impl Store {
             return Ok(tip);
         }
         let new_tip = {
-            let v = self.inner.tree.get(block_key(height))?.ok_or_else(|| {
+            let loc = self.location(height)?.ok_or_else(|| {
                 StoreError::Corrupt(format!("no block at height {height} below the tip"))
             })?;
-            let (hash, encoded) = split_block_value(height, &v)?;
-            let block = decode_block(height, encoded)?;
+            let block = self.read_block(height, &loc)?;
             BlockRef {
                 height,
-                hash,
+                hash: loc.hash,
                 timestamp_ms: block.header.timestamp_ms,
             }
         };
@@ -613,8 +620,10 @@ impl Store {
         Ok(new_tip)
     }
 
-    /// Waits until everything written so far is on disk.
+    /// Waits until everything written so far is on disk: the block file
+    /// first, so that sled never holds a durable location whose bytes are not.
     pub fn flush(&self) -> Result<(), StoreError> {
+        self.inner.blocks.sync()?;
         self.inner.db.flush()?;
         Ok(())
     }
@@ -942,22 +951,140 @@ mod tests {
         assert_consistent(&s);
     }
 
+    fn block_file_path(dir: &Path) -> std::path::PathBuf {
+        dir.join(block_file::FILE_NAME)
+    }
+
     #[test]
-    fn prefix_collisions_use_the_side_map() {
-        let mut index = HashIndex::default();
-        let a = Hash([1u8; 32]);
-        let mut b = a;
-        b.0[31] = 2;
-        index.insert(3, &[a]);
-        index.insert(9, &[b]);
-        assert_eq!(index.get(&a), Some(3));
-        assert_eq!(index.get(&b), Some(9));
-        index.remove(9, &[b]);
-        assert_eq!((index.get(&a), index.len()), (Some(3), 1));
-        index.insert(9, &[b]);
-        index.remove(3, &[a]);
-        assert_eq!(index.get(&b), Some(9));
-        assert_eq!(index.get(&a), None);
+    fn uncommitted_bytes_past_the_tip_are_cut_at_open() {
+        let g = Genesis::dev();
+        let dir = tempfile::tempdir().unwrap();
+        let blocks = chain(&g, BlockRef::of(g.block()), 60, 100, 0);
+        let tip = {
+            let s = Store::open(dir.path(), &g).unwrap();
+            let tip = s.import(&blocks[..40]).unwrap();
+            s.flush().unwrap();
+            tip
+        };
+        let committed = std::fs::metadata(block_file_path(dir.path()))
+            .unwrap()
+            .len();
+        // An import whose bytes reached the file but whose batch never committed.
+        {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(block_file_path(dir.path()))
+                .unwrap();
+            f.write_all(&[0xAB; 5000]).unwrap();
+        }
+        let s = Store::open(dir.path(), &g).unwrap();
+        assert_eq!(s.tip(), tip);
+        assert_eq!(
+            std::fs::metadata(block_file_path(dir.path()))
+                .unwrap()
+                .len(),
+            committed
+        );
+        s.import(&blocks[40..]).unwrap();
+        assert_consistent(&s);
+    }
+
+    #[test]
+    fn lost_file_tail_rolls_back_to_the_last_whole_block() {
+        let g = Genesis::dev();
+        let dir = tempfile::tempdir().unwrap();
+        let blocks = chain(&g, BlockRef::of(g.block()), 90, 100, 0);
+        {
+            let s = Store::open(dir.path(), &g).unwrap();
+            for seg in blocks[..60].chunks(30) {
+                s.import(seg).unwrap();
+            }
+            s.flush().unwrap();
+        }
+        // The OS lost the file's last pages while sled's records survived:
+        // cut into the middle of block 50.
+        let loc50 = {
+            let s = Store::open(dir.path(), &g).unwrap();
+            s.location(50).unwrap().unwrap()
+        };
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(block_file_path(dir.path()))
+            .unwrap();
+        f.set_len(loc50.offset + 10).unwrap();
+        drop(f);
+        let s = Store::open(dir.path(), &g).unwrap();
+        assert_eq!(s.tip(), BlockRef::of(&blocks[48]), "resumes at block 49");
+        assert_consistent(&s);
+        // Garbage where the tip's bytes should be walks back the same way.
+        s.import(&blocks[49..70]).unwrap();
+        let loc70 = s.location(70).unwrap().unwrap();
+        s.flush().unwrap();
+        drop(s);
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(block_file_path(dir.path()))
+            .unwrap();
+        use std::os::unix::fs::FileExt;
+        f.write_all_at(&[0u8; 16], loc70.offset + 20).unwrap();
+        drop(f);
+        let s = Store::open(dir.path(), &g).unwrap();
+        assert_eq!(s.tip(), BlockRef::of(&blocks[68]));
+        s.import(&blocks[69..]).unwrap();
+        assert_consistent(&s);
+    }
+
+    #[test]
+    fn ranges_read_across_a_rollback_gap_in_the_file() {
+        let g = Genesis::dev();
+        let dir = tempfile::tempdir().unwrap();
+        let main = chain(&g, BlockRef::of(g.block()), 80, 300, 0);
+        let s = Store::open(dir.path(), &g).unwrap();
+        s.import(&main).unwrap();
+        s.rollback_to(40).unwrap();
+        let fork = chain(&g, BlockRef::of(&main[39]), 30, 300, 3);
+        s.import(&fork).unwrap();
+        // Blocks 1..=40 and 41..=70 now lie in two runs with dead bytes between.
+        assert_ne!(
+            s.location(41).unwrap().unwrap().offset,
+            s.location(40).unwrap().unwrap().end()
+        );
+        let got = s.blocks_range(30, 30, usize::MAX).unwrap();
+        let want: Vec<Block> = main[29..40].iter().chain(&fork[..19]).cloned().collect();
+        assert_eq!(got, want);
+        assert_consistent(&s);
+        let dead_end = std::fs::metadata(block_file_path(dir.path()))
+            .unwrap()
+            .len();
+        // A rollback's bytes past the new tip are cut at the next open.
+        s.rollback_to(50).unwrap();
+        s.flush().unwrap();
+        drop(s);
+        let s = Store::open(dir.path(), &g).unwrap();
+        let end = std::fs::metadata(block_file_path(dir.path()))
+            .unwrap()
+            .len();
+        assert_eq!(end, s.location(50).unwrap().unwrap().end());
+        assert!(end < dead_end);
+        assert_consistent(&s);
+    }
+
+    #[test]
+    fn missing_block_file_is_corruption_not_a_silent_reset() {
+        let g = Genesis::dev();
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path(), &g).unwrap();
+            s.import(&chain(&g, BlockRef::of(g.block()), 10, 100, 0))
+                .unwrap();
+            s.flush().unwrap();
+        }
+        std::fs::remove_file(block_file_path(dir.path())).unwrap();
+        assert!(matches!(
+            Store::open(dir.path(), &g),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 
     #[test]
