@@ -87,24 +87,51 @@ impl SyncEngine {
 
     /// Bytes held by downloaded batches plus the estimated size of the rest.
     pub fn buffered_bytes(&self) -> u64 {
-        self.batches
-            .values()
-            .map(|b| match b.state {
-                BatchState::AwaitingDownload { .. } | BatchState::Downloading { .. } => {
-                    (b.len() as f64 * self.avg_block_bytes) as u64
-                }
-                _ => b.held_bytes(),
-            })
-            .sum()
+        self.batches.values().map(|b| self.expected_bytes(b)).sum()
     }
 
-    /// Sends waiting batches to peers, lowest heights first.
+    /// What a batch holds, or will hold once its next response is in. A
+    /// response is cut at the server's byte budget (the rest becomes a batch
+    /// of its own), so a batch cut for a wrong size guess never counts for
+    /// more than one full response.
+    fn expected_bytes(&self, b: &Batch) -> u64 {
+        match b.state {
+            BatchState::AwaitingDownload { .. } | BatchState::Downloading { .. } => {
+                let one_response = self.config.batch_bytes.max(self.avg_block_bytes as u64);
+                ((b.len() as f64 * self.avg_block_bytes) as u64).min(one_response)
+            }
+            _ => b.held_bytes(),
+        }
+    }
+
+    /// Sends waiting batches to peers, lowest heights first, while the
+    /// lookahead window has room in bytes.
     fn assign(&mut self, now: Instant) {
         let mut downloading = self
             .batches
             .values()
             .filter(|b| matches!(b.state, BatchState::Downloading { .. }))
             .count();
+        // Batches not yet downloaded count at their estimate; a waiting batch
+        // is sent only if the window, counting it as in flight, still fits —
+        // except the lowest batch not yet downloaded: everything held waits
+        // for it, so holding it back would stall the window for good.
+        let mut buffered: u64 = self
+            .batches
+            .values()
+            .filter(|b| !matches!(b.state, BatchState::AwaitingDownload { .. }))
+            .map(|b| self.expected_bytes(b))
+            .sum();
+        let lowest_missing = self
+            .batches
+            .values()
+            .find(|b| {
+                matches!(
+                    b.state,
+                    BatchState::AwaitingDownload { .. } | BatchState::Downloading { .. }
+                )
+            })
+            .map(|b| b.start);
         let starts: Vec<u64> = self.batches.keys().copied().collect();
         for start in starts {
             if downloading >= self.config.max_batches_in_flight {
@@ -118,6 +145,11 @@ impl SyncEngine {
             };
             if not_before.is_some_and(|t| t > now) {
                 continue;
+            }
+            let expected = self.expected_bytes(b);
+            if Some(start) != lowest_missing && buffered + expected > self.config.max_buffered_bytes
+            {
+                break;
             }
             let (end, failed) = (b.end, b.failed.clone());
             let Some(peer) = self.pick_peer(start, end, &failed, None) else {
@@ -155,6 +187,7 @@ impl SyncEngine {
                 self.request_batch(start, extra, now);
             }
             downloading += 1;
+            buffered += expected;
         }
     }
 
@@ -358,7 +391,15 @@ impl SyncEngine {
             Some(a) => a.mul_f64(1.0 - ALPHA) + elapsed.mul_f64(ALPHA),
         });
         let per_block = bytes as f64 / blocks.len() as f64;
-        self.avg_block_bytes = self.avg_block_bytes * (1.0 - ALPHA) + per_block * ALPHA;
+        // The first answer replaces the starting guess outright: with 64 KiB
+        // blocks an average still near the guess would cut batches (and
+        // estimate the window) 100x too small for many rounds.
+        self.avg_block_bytes = if self.stats.blocks_responses == 0 {
+            per_block
+        } else {
+            self.avg_block_bytes * (1.0 - ALPHA) + per_block * ALPHA
+        };
+        self.stats.blocks_responses += 1;
         let got_end = start + blocks.len() as u64 - 1;
         let last = blocks[blocks.len() - 1].hash();
         // A partial answer (byte budget, or the peer's tip) is valid: the

@@ -113,6 +113,8 @@ pub struct Stats {
     pub blocks_imported: u64,
     pub bytes_imported: u64,
     pub bytes_downloaded: u64,
+    /// Non-empty blocks responses received (hedge copies included).
+    pub blocks_responses: u64,
     pub requests_sent: HashMap<&'static str, u64>,
     pub retries: u64,
     pub hedges: u64,
