@@ -1,8 +1,8 @@
 //! The block data file: every stored block's CBOR encoding, appended in
 //! import order, addressed by `(offset, len)` locations that sled holds.
 //!
-//! Owns the file and the 44-byte location records; it must not decide what
-//! is committed (sled's tip does) nor decode blocks.
+//! Owns the file; it must not decide what is committed (sled's tip does)
+//! nor decode blocks.
 //!
 //! Why bodies live outside sled: sled 0.34 copies every value above its blob
 //! threshold through its own blob files and page cache, and writing 1 GiB of
@@ -31,7 +31,7 @@ use crate::chain::Hash;
 pub(super) const FILE_NAME: &str = "blocks.dat";
 
 /// Where one block's encoding lies, with the block's hash next to it so that
-/// `hash_at` needs no file read.
+/// `hash_at` needs no file read (see [`super::segment`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Location {
     pub hash: Hash,
@@ -39,36 +39,9 @@ pub(super) struct Location {
     pub len: u32,
 }
 
-pub(super) const LOCATION_LEN: usize = 32 + 8 + 4;
-
 impl Location {
     pub fn end(&self) -> u64 {
         self.offset + u64::from(self.len)
-    }
-
-    pub fn encode(&self) -> [u8; LOCATION_LEN] {
-        let mut v = [0u8; LOCATION_LEN];
-        v[..32].copy_from_slice(&self.hash.0);
-        v[32..40].copy_from_slice(&self.offset.to_be_bytes());
-        v[40..].copy_from_slice(&self.len.to_be_bytes());
-        v
-    }
-
-    pub fn decode(height: u64, v: &[u8]) -> Result<Location, StoreError> {
-        let bad = || {
-            StoreError::Corrupt(format!(
-                "block record at height {height} is {} bytes, expected {LOCATION_LEN}",
-                v.len()
-            ))
-        };
-        if v.len() != LOCATION_LEN {
-            return Err(bad());
-        }
-        Ok(Location {
-            hash: Hash::from_slice(&v[..32]).ok_or_else(bad)?,
-            offset: u64::from_be_bytes(v[32..40].try_into().map_err(|_| bad())?),
-            len: u32::from_be_bytes(v[40..].try_into().map_err(|_| bad())?),
-        })
     }
 }
 
@@ -124,23 +97,6 @@ impl BlockFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn location_round_trip_and_bad_lengths() {
-        let loc = Location {
-            hash: Hash([9u8; 32]),
-            offset: 1 << 40,
-            len: 65_600,
-        };
-        assert_eq!(Location::decode(3, &loc.encode()).unwrap(), loc);
-        assert_eq!(loc.end(), (1 << 40) + 65_600);
-        for n in [0, 3, 43, 45, 76] {
-            assert!(matches!(
-                Location::decode(3, &vec![1u8; n]),
-                Err(StoreError::Corrupt(_))
-            ));
-        }
-    }
 
     #[test]
     fn reads_past_the_end_are_corruption_not_panics() {

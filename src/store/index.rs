@@ -1,12 +1,12 @@
-//! The in-memory hash → height index and the `i` records it is rebuilt from.
+//! The in-memory hash → height index, rebuilt from the segment records at
+//! open and kept up to date by imports and rollbacks.
 //!
-//! Owns only the encoding of `i` record values and the map over them; it must
-//! not read or write sled (the store does that and hands records in).
+//! Owns only the map; it must not read or write sled (the store does that
+//! and hands hashes in).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use super::StoreError;
 use crate::chain::Hash;
 
 /// The map key of a hash: its first 8 bytes. Block hashes are cryptographic
@@ -87,26 +87,6 @@ impl HashIndex {
     pub(super) fn len(&self) -> usize {
         self.by_prefix.len() + self.collisions.len()
     }
-}
-
-pub(super) fn index_value(hashes: &[Hash]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(hashes.len() * 32);
-    for h in hashes {
-        v.extend_from_slice(&h.0);
-    }
-    v
-}
-
-pub(super) fn decode_index_value(first: u64, v: &[u8]) -> Result<Vec<Hash>, StoreError> {
-    if v.is_empty() || !v.len().is_multiple_of(32) {
-        return Err(StoreError::Corrupt(format!(
-            "hash index record at height {first} is {} bytes",
-            v.len()
-        )));
-    }
-    Ok(v.chunks_exact(32)
-        .map(|c| Hash::from_slice(c).unwrap_or(Hash::ZERO))
-        .collect())
 }
 
 #[cfg(test)]

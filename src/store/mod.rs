@@ -6,7 +6,7 @@
 //! [`crate::chain::validate`]'s job, done by callers before [`Store::import`])
 //! nor know about the network.
 //!
-//! Layout 3: the blocks' CBOR encodings sit in `blocks.dat` (see
+//! Layout 4: the blocks' CBOR encodings sit in `blocks.dat` (see
 //! [`block_file`] for why they are not sled values and how crashes are
 //! handled); one sled tree holds everything else, so that every change (an
 //! import, a rollback) is committed by one atomic `apply_batch`. Keys are
@@ -14,23 +14,23 @@
 //!
 //! | key                        | value                                         |
 //! |----------------------------|-----------------------------------------------|
-//! | `b` ++ height (8 bytes BE) | block hash (32) ++ offset in `blocks.dat` (8 BE) ++ length (4 BE) |
-//! | `i` ++ first height (8 BE) | hashes (32 each) of the blocks from that height, in order |
+//! | `s` ++ first height (8 BE) | segment: offset in `blocks.dat` (8 BE) ++ per block its hash (32) and encoded length (4 BE) |
 //! | `m` ++ `genesis`           | genesis hash (32)                             |
 //! | `m` ++ `tip`               | height (8 BE) ++ hash (32) ++ timestamp (8 BE) |
-//! | `m` ++ `layout`            | layout version (1 byte, currently 3)          |
+//! | `m` ++ `layout`            | layout version (1 byte, currently 4)          |
 //!
-//! Storing the hash next to the location lets `hash_at` work without
-//! touching the file, and big-endian heights make a range scan return blocks
-//! in height order. Blocks are appended in import order, so a range of
-//! heights is usually one contiguous span of the file, read with one `pread`.
-//!
-//! Hash index: each import (and the genesis block) writes ONE `i` record
-//! holding the hashes of its blocks, in the same batch as the blocks and the
-//! tip; the `i` records together cover heights `0..=tip` exactly, without
-//! gaps or overlaps (see [`index`]). Lookups by hash go to an in-memory map
-//! rebuilt from them at open; a hit is verified against the hash in the `b`
-//! record, so a stale entry never answers wrongly.
+//! Each import (and the genesis block) writes one segment record for the
+//! blocks it appended back to back (see [`segment`] for why not one record
+//! per block; a big import is split into records of at most
+//! [`segment::MAX_BLOCKS`] blocks), in the same batch as the tip; the segments together cover
+//! heights `0..=tip` exactly, without gaps or overlaps. A block's location
+//! is found by the last segment starting at or below its height; a range of
+//! heights is usually one contiguous span of the file, read with one
+//! `pread`. Lookups by hash go to an in-memory map (see [`index`]) rebuilt
+//! from the segments at open; a hit is verified against the hash in the
+//! segment, so a stale entry never answers wrongly. A rollback removes the
+//! segments above the new tip and cuts the one that straddles it, in one
+//! batch.
 //!
 //! Stores of earlier layouts are refused with [`StoreError::UnsupportedLayout`]:
 //! nothing was deployed with them, so there is no migration; re-sync into a
@@ -38,6 +38,7 @@
 
 mod block_file;
 mod index;
+mod segment;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -45,11 +46,12 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use crate::chain::{genesis::Genesis, validate::BlockRef, Block, Hash};
 use crate::protocol::limits::MAX_BLOCKS_PER_REQUEST;
 use block_file::{BlockFile, Location};
-use index::{decode_index_value, index_value, HashIndex};
+use index::HashIndex;
+use segment::Segment;
 
 /// sled's page cache. With block bodies in their own file sled holds only
-/// small records (44-byte locations, hash lists, meta), so a small cache
-/// covers the hot part of the tree; its default is 1 GiB.
+/// segment records (36 bytes per block) and meta, so a small cache covers
+/// the hot part of the tree; its default is 1 GiB.
 const CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
@@ -77,21 +79,11 @@ const META_GENESIS: &[u8] = b"mgenesis";
 const META_TIP: &[u8] = b"mtip";
 const META_LAYOUT: &[u8] = b"mlayout";
 const TIP_LEN: usize = 8 + 32 + 8;
-/// Layout 3: block encodings in `blocks.dat`, locations in sled.
-pub const LAYOUT_VERSION: u8 = 3;
+/// Layout 4: block encodings in `blocks.dat`, one segment record per import in sled.
+pub const LAYOUT_VERSION: u8 = 4;
 
-// sled's default log segment size (512 KiB) is kept on purpose: 2 MiB
-// segments cut small-block import CPU by ~25-40% but raised peak RSS about
-// sixfold in layout 2, and sled refuses to open a store with another size.
-
-fn block_key(height: u64) -> [u8; 9] {
-    let mut k = [b'b'; 9];
-    k[1..].copy_from_slice(&height.to_be_bytes());
-    k
-}
-
-fn index_key(first_height: u64) -> [u8; 9] {
-    let mut k = [b'i'; 9];
+fn segment_key(first_height: u64) -> [u8; 9] {
+    let mut k = [b's'; 9];
     k[1..].copy_from_slice(&first_height.to_be_bytes());
     k
 }
@@ -263,14 +255,11 @@ impl Store {
                 // Whatever a half-finished earlier init left in the file goes.
                 blocks.truncate(0)?;
                 blocks.write_at(&encoded, 0)?;
-                let loc = Location {
-                    hash: tip.hash,
-                    offset: 0,
-                    len: encoded.len() as u32,
-                };
                 let mut batch = sled::Batch::default();
-                batch.insert(&block_key(0)[..], &loc.encode()[..]);
-                batch.insert(&index_key(0)[..], &tip.hash.0[..]);
+                batch.insert(
+                    &segment_key(0)[..],
+                    segment::encode(0, &[(tip.hash, encoded.len() as u32)]),
+                );
                 batch.insert(META_GENESIS, &expected.0[..]);
                 batch.insert(META_LAYOUT, &[LAYOUT_VERSION][..]);
                 batch.insert(META_TIP, &encode_tip(&tip)[..]);
@@ -341,28 +330,28 @@ impl Store {
         Ok(())
     }
 
-    /// Builds the in-memory index from the `i` records, checking that they
-    /// cover `0..=tip` exactly and end with the tip's hash.
+    /// Builds the in-memory index from the segment records, checking that
+    /// they cover `0..=tip` exactly and end with the tip's hash.
     fn load_index(tree: &sled::Tree, tip: &BlockRef) -> Result<HashIndex, StoreError> {
         let mut index = HashIndex::default();
         let mut next = 0u64;
         let mut last = None;
-        for item in tree.scan_prefix(b"i") {
+        for item in tree.scan_prefix(b"s") {
             let (k, v) = item?;
             let first = height_from_key(&k)?;
             if first != next {
                 return Err(StoreError::Corrupt(format!(
-                    "hash index record starts at {first}, expected {next}"
+                    "segment record starts at {first}, expected {next}"
                 )));
             }
-            let hashes = decode_index_value(first, &v)?;
+            let hashes = Segment::parse(first, &v)?.hashes();
             index.insert(first, &hashes);
             next = first + hashes.len() as u64;
             last = hashes.last().copied();
         }
         if next != tip.height + 1 || last != Some(tip.hash) {
             return Err(StoreError::Corrupt(format!(
-                "hash index covers heights below {next}, tip is {}",
+                "segment records cover heights below {next}, tip is {}",
                 tip.height
             )));
         }
@@ -377,9 +366,21 @@ impl Store {
         self.inner.index.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The last segment record starting at or below `height`.
+    fn segment_at(tree: &sled::Tree, height: u64) -> Result<Option<(u64, sled::IVec)>, StoreError> {
+        match tree
+            .range(segment_key(0)..=segment_key(height))
+            .next_back()
+            .transpose()?
+        {
+            Some((k, v)) => Ok(Some((height_from_key(&k)?, v))),
+            None => Ok(None),
+        }
+    }
+
     fn location_in(tree: &sled::Tree, height: u64) -> Result<Option<Location>, StoreError> {
-        match tree.get(block_key(height))? {
-            Some(v) => Ok(Some(Location::decode(height, &v)?)),
+        match Self::segment_at(tree, height)? {
+            Some((first, v)) => Ok(Segment::parse(first, &v)?.location(height)),
             None => Ok(None),
         }
     }
@@ -442,27 +443,35 @@ impl Store {
         if max == 0 {
             return Ok(Vec::new());
         }
-        // First the locations (small sled records), then the bytes.
+        // First the locations (from the segment records), then the bytes.
         let mut locs: Vec<(u64, Location)> = Vec::new();
         let mut used = 0u64;
-        let end = block_key(u64::MAX);
-        for (i, item) in self.inner.tree.range(block_key(start)..=end).enumerate() {
-            // Wrapping: `start` comes from a peer and may be u64::MAX.
-            let expected_height = start.wrapping_add(i as u64);
+        let Some((first, _)) = Self::segment_at(&self.inner.tree, start)? else {
+            return Ok(Vec::new());
+        };
+        let mut expected_height = start;
+        'segments: for item in self
+            .inner
+            .tree
+            .range(segment_key(first)..=segment_key(u64::MAX))
+        {
             let (k, v) = item?;
-            let height = height_from_key(&k)?;
-            // A gap means a concurrent rollback removed the rest; what we have is still consecutive.
-            if height != expected_height {
-                break;
-            }
-            let loc = Location::decode(height, &v)?;
-            if !locs.is_empty() && used + u64::from(loc.len) > byte_budget as u64 {
-                break;
-            }
-            used += u64::from(loc.len);
-            locs.push((height, loc));
-            if locs.len() == max {
-                break;
+            let seg = Segment::parse(height_from_key(&k)?, &v)?;
+            for (height, loc) in seg.locations_from(expected_height) {
+                // A gap means a concurrent rollback changed the records;
+                // what we have is still consecutive.
+                if height != expected_height {
+                    break 'segments;
+                }
+                if !locs.is_empty() && used + u64::from(loc.len) > byte_budget as u64 {
+                    break 'segments;
+                }
+                used += u64::from(loc.len);
+                locs.push((height, loc));
+                if locs.len() == max {
+                    break 'segments;
+                }
+                expected_height += 1;
             }
         }
         // Blocks imported together lie back to back in the file: one read per
@@ -498,9 +507,9 @@ impl Store {
         if blocks.is_empty() {
             return Ok(tip);
         }
-        let mut batch = sled::Batch::default();
         let mut prev = tip;
         let mut hashes = Vec::with_capacity(blocks.len());
+        let mut entries = Vec::with_capacity(blocks.len());
         let bytes: usize = blocks.iter().map(|b| b.body.len() + 256).sum();
         let mut buf = Vec::with_capacity(bytes);
         for block in blocks {
@@ -517,12 +526,7 @@ impl Store {
             let len = u32::try_from(buf.len() - at).map_err(|_| {
                 StoreError::Corrupt(format!("block at height {} is over 4 GiB", h.height))
             })?;
-            let loc = Location {
-                hash,
-                offset: *file_end + at as u64,
-                len,
-            };
-            batch.insert(&block_key(h.height)[..], &loc.encode()[..]);
+            entries.push((hash, len));
             hashes.push(hash);
             prev = BlockRef {
                 height: h.height,
@@ -531,7 +535,13 @@ impl Store {
             };
         }
         let first = tip.height + 1;
-        batch.insert(&index_key(first)[..], index_value(&hashes));
+        let mut batch = sled::Batch::default();
+        let mut offset = *file_end;
+        for (i, chunk) in entries.chunks(segment::MAX_BLOCKS).enumerate() {
+            let start = first + (i * segment::MAX_BLOCKS) as u64;
+            batch.insert(&segment_key(start)[..], segment::encode(offset, chunk));
+            offset += chunk.iter().map(|(_, len)| u64::from(*len)).sum::<u64>();
+        }
         batch.insert(META_TIP, &encode_tip(&prev)[..]);
         // Bytes first, commit second: a crash in between leaves only bytes
         // past the committed end, which the next open cuts off.
@@ -543,7 +553,7 @@ impl Store {
         Ok(prev)
     }
 
-    /// Removes every block above `height` (and its hash index entry) and makes
+    /// Removes every block above `height` (and its segment entries) and makes
     /// the block at `height` the tip, atomically. Rolling back to the tip is a no-op.
     ///
     /// The removed blocks' bytes stay in `blocks.dat` (readers that fetched a
@@ -574,37 +584,32 @@ impl Store {
             }
         };
         let mut batch = sled::Batch::default();
-        // Blocks `0..=tip` are consecutive, so their keys are known.
-        for h in height + 1..=tip.height {
-            batch.remove(&block_key(h)[..]);
-        }
-        // The index records overlapping `height + 1..`: the last one starting
-        // at or below `height` (it may straddle) and every one above it.
+        // The segments overlapping `height + 1..`: the last one starting at
+        // or below `height` (it may straddle) and every one above it.
         let mut removed: Vec<(u64, Vec<Hash>)> = Vec::new();
-        let straddling = self
-            .inner
-            .tree
-            .range(index_key(0)..=index_key(height))
-            .next_back()
-            .transpose()?;
+        let straddling = Self::segment_at(&self.inner.tree, height)?;
         let above = self
             .inner
             .tree
-            .range(index_key(height + 1)..=index_key(u64::MAX));
+            .range(segment_key(height + 1)..=segment_key(u64::MAX))
+            .map(|item| -> Result<(u64, sled::IVec), StoreError> {
+                let (k, v) = item?;
+                Ok((height_from_key(&k)?, v))
+            });
         for item in straddling.into_iter().map(Ok).chain(above) {
-            let (k, v) = item?;
-            let first = height_from_key(&k)?;
-            let mut hashes = decode_index_value(first, &v)?;
+            let (first, v) = item?;
+            let seg = Segment::parse(first, &v)?;
+            let mut hashes = seg.hashes();
             if first <= height {
                 // At or below the new tip: keep the part up to `height`.
                 let keep = (height - first + 1) as usize;
                 if keep >= hashes.len() {
                     continue;
                 }
-                batch.insert(&k, index_value(&hashes[..keep]));
+                batch.insert(&segment_key(first)[..], seg.truncated(keep));
                 removed.push((height + 1, hashes.split_off(keep)));
             } else {
-                batch.remove(&k);
+                batch.remove(&segment_key(first)[..]);
                 removed.push((first, hashes));
             }
         }
@@ -677,19 +682,26 @@ mod tests {
             tip.height + 1,
             "in-memory hash index has stale entries"
         );
-        // The on-disk records cover 0..=tip exactly, with the stored hashes.
+        // The segment records cover 0..=tip exactly, with the stored hashes,
+        // and none is over the size cap.
         let mut next = 0u64;
-        for item in store.inner.tree.scan_prefix(b"i") {
+        for item in store.inner.tree.scan_prefix(b"s") {
             let (k, v) = item.unwrap();
             let first = height_from_key(&k).unwrap();
-            assert_eq!(first, next, "gap or overlap in the hash index records");
-            for (i, hash) in decode_index_value(first, &v).unwrap().iter().enumerate() {
+            assert_eq!(first, next, "gap or overlap in the segment records");
+            let seg = Segment::parse(first, &v).unwrap();
+            assert!(seg.len() as usize <= segment::MAX_BLOCKS);
+            for (i, hash) in seg.hashes().iter().enumerate() {
                 assert_eq!(store.hash_at(first + i as u64).unwrap(), Some(*hash));
             }
-            next = first + v.len() as u64 / 32;
+            next = seg.end_height();
         }
-        assert_eq!(next, tip.height + 1, "hash index records end at {next}");
-        assert_eq!(store.inner.tree.scan_prefix(b"h").count(), 0);
+        assert_eq!(next, tip.height + 1, "segment records end at {next}");
+        // Only segments and the three meta records.
+        assert_eq!(
+            store.inner.tree.len() as u64,
+            store.inner.tree.scan_prefix(b"s").count() as u64 + 3
+        );
     }
 
     #[test]
@@ -840,10 +852,17 @@ mod tests {
     fn corrupt_records_are_errors_not_panics() {
         let g = Genesis::dev();
         let s = Store::temporary(&g).unwrap();
-        s.inner.tree.insert(block_key(1), &[1u8; 40][..]).unwrap();
+        // A record of a length no segment can have.
+        s.inner.tree.insert(segment_key(1), &[1u8; 40][..]).unwrap();
         assert!(matches!(s.block(1), Err(StoreError::Corrupt(_))));
-        s.inner.tree.insert(block_key(2), &[1u8; 3][..]).unwrap();
         assert!(matches!(s.hash_at(2), Err(StoreError::Corrupt(_))));
+        // A well-formed record pointing past the end of the file.
+        let bogus = segment::encode(1 << 40, &[(Hash([7; 32]), 100)]);
+        s.inner.tree.insert(segment_key(1), bogus).unwrap();
+        assert_eq!(s.hash_at(1).unwrap(), Some(Hash([7; 32])));
+        assert!(s.block(1).is_err());
+        assert!(s.blocks_range(1, 10, usize::MAX).is_err());
+        s.inner.tree.insert(segment_key(2), &[1u8; 3][..]).unwrap();
         s.write_index().insert(2, &[Hash::ZERO]);
         assert!(matches!(
             s.height_of(&Hash::ZERO),
@@ -889,8 +908,43 @@ mod tests {
         assert_eq!(s.height_of(&fork[5].hash()).unwrap(), None);
     }
 
+    /// The first heights of the segment records, in order.
+    fn segment_firsts(s: &Store) -> Vec<u64> {
+        s.inner
+            .tree
+            .scan_prefix(b"s")
+            .map(|i| height_from_key(&i.unwrap().0).unwrap())
+            .collect()
+    }
+
     #[test]
-    fn rollback_removes_and_truncates_index_records() {
+    fn a_big_import_is_split_into_capped_segment_records() {
+        let g = Genesis::dev();
+        let dir = tempfile::tempdir().unwrap();
+        let n = 2 * segment::MAX_BLOCKS + 10;
+        let blocks = chain(&g, BlockRef::of(g.block()), n, 4, 3);
+        {
+            let s = Store::open(dir.path(), &g).unwrap();
+            s.import(&blocks).unwrap();
+            let firsts = segment_firsts(&s);
+            let m = segment::MAX_BLOCKS as u64;
+            assert_eq!(firsts, vec![0, 1, 1 + m, 1 + 2 * m]);
+            // A range across the record boundaries is still one run of blocks.
+            let got = s.blocks_range(m - 5, 20, usize::MAX).unwrap();
+            assert_eq!(got, blocks[m as usize - 6..m as usize + 14].to_vec());
+            assert_consistent(&s);
+            // Roll back into the middle record: the last one goes.
+            s.rollback_to(m + 100).unwrap();
+            assert_consistent(&s);
+            s.flush().unwrap();
+        }
+        let s = Store::open(dir.path(), &g).unwrap();
+        assert_eq!(s.tip(), BlockRef::of(&blocks[segment::MAX_BLOCKS + 99]));
+        assert_consistent(&s);
+    }
+
+    #[test]
+    fn rollback_removes_and_truncates_segment_records() {
         let g = Genesis::dev();
         let dir = tempfile::tempdir().unwrap();
         let main = chain(&g, BlockRef::of(g.block()), 100, 8, 0);
@@ -904,16 +958,11 @@ mod tests {
             // 55 straddles the record at 41; the one at 81 goes.
             let at55 = s.rollback_to(55).unwrap();
             assert_eq!(at55, BlockRef::of(&main[54]));
-            let firsts: Vec<u64> = s
-                .inner
-                .tree
-                .scan_prefix(b"i")
-                .map(|i| height_from_key(&i.unwrap().0).unwrap())
-                .collect();
+            let firsts = segment_firsts(&s);
             assert_eq!(firsts, vec![0, 1, 41]);
             assert_eq!(
-                s.inner.tree.get(index_key(41)).unwrap().unwrap().len(),
-                15 * 32
+                s.inner.tree.get(segment_key(41)).unwrap().unwrap().len(),
+                8 + 15 * 36
             );
             for b in &main[..55] {
                 assert_eq!(s.height_of(&b.hash()).unwrap(), Some(b.height()));
@@ -924,10 +973,10 @@ mod tests {
             assert_consistent(&s);
             // Rolling back to a record's last height keeps it whole.
             s.rollback_to(40).unwrap();
-            assert_eq!(s.inner.tree.get(index_key(41)).unwrap(), None);
+            assert_eq!(s.inner.tree.get(segment_key(41)).unwrap(), None);
             assert_eq!(
-                s.inner.tree.get(index_key(1)).unwrap().unwrap().len(),
-                40 * 32
+                s.inner.tree.get(segment_key(1)).unwrap().unwrap().len(),
+                8 + 40 * 36
             );
             assert_consistent(&s);
             // Fork re-import on top of the truncated index.
