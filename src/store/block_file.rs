@@ -7,7 +7,7 @@
 //! Why bodies live outside sled: sled 0.34 copies every value above its blob
 //! threshold through its own blob files and page cache, and writing 1 GiB of
 //! 64 KiB values peaked at ~730 MB of RSS whatever its cache size
-//! (`examples/sled_rss.rs`). An append-only file costs one `pwrite` per
+//! (`examples/sled_rss.rs`). An append-only file costs a few `pwrite`s per
 //! import, and the kernel's page cache, not the node's heap, holds what was
 //! read or written recently.
 //!

@@ -45,7 +45,7 @@ pub(super) struct HashIndex {
 }
 
 impl HashIndex {
-    /// Candidate height for `hash`; callers verify it against the `b` record.
+    /// Candidate height for `hash`; callers verify it against the hash in the segment record.
     pub(super) fn get(&self, hash: &Hash) -> Option<u64> {
         self.collisions
             .get(hash)

@@ -232,15 +232,8 @@ impl Store {
                     decode_tip(&tree.get(META_TIP)?.ok_or_else(|| {
                         StoreError::Corrupt("genesis recorded but no tip".into())
                     })?)?;
-                let loc = Self::location_in(&tree, tip.height)?.ok_or_else(|| {
-                    StoreError::Corrupt(format!("no block at tip height {}", tip.height))
-                })?;
-                if loc.hash != tip.hash {
-                    return Err(StoreError::Corrupt(format!(
-                        "tip hash differs from the block at height {}",
-                        tip.height
-                    )));
-                }
+                // That the segments end at this tip, with its hash, is
+                // checked by `load_index` below.
                 tip
             }
             None => {
@@ -378,15 +371,11 @@ impl Store {
         }
     }
 
-    fn location_in(tree: &sled::Tree, height: u64) -> Result<Option<Location>, StoreError> {
-        match Self::segment_at(tree, height)? {
+    fn location(&self, height: u64) -> Result<Option<Location>, StoreError> {
+        match Self::segment_at(&self.inner.tree, height)? {
             Some((first, v)) => Ok(Segment::parse(first, &v)?.location(height)),
             None => Ok(None),
         }
-    }
-
-    fn location(&self, height: u64) -> Result<Option<Location>, StoreError> {
-        Self::location_in(&self.inner.tree, height)
     }
 
     fn read_block(&self, height: u64, loc: &Location) -> Result<Block, StoreError> {
@@ -508,7 +497,6 @@ impl Store {
             return Ok(tip);
         }
         let mut prev = tip;
-        let mut hashes = Vec::with_capacity(blocks.len());
         let mut entries = Vec::with_capacity(blocks.len());
         let bytes: usize = blocks.iter().map(|b| b.body.len() + 256).sum();
         let mut buf = Vec::with_capacity(bytes);
@@ -527,7 +515,6 @@ impl Store {
                 StoreError::Corrupt(format!("block at height {} is over 4 GiB", h.height))
             })?;
             entries.push((hash, len));
-            hashes.push(hash);
             prev = BlockRef {
                 height: h.height,
                 hash,
@@ -548,6 +535,7 @@ impl Store {
         self.inner.blocks.write_at(&buf, *file_end)?;
         self.inner.tree.apply_batch(batch)?;
         *file_end += buf.len() as u64;
+        let hashes: Vec<Hash> = entries.iter().map(|(hash, _)| *hash).collect();
         self.write_index().insert(first, &hashes);
         *lock(&self.inner.tip) = prev;
         Ok(prev)

@@ -40,8 +40,8 @@ pub(super) fn encode(offset: u64, entries: &[(Hash, u32)]) -> Vec<u8> {
 
 /// A parsed view of a segment record starting at height `first`.
 pub(super) struct Segment<'a> {
-    pub first: u64,
-    pub offset: u64,
+    first: u64,
+    offset: u64,
     entries: &'a [u8],
 }
 
