@@ -11,6 +11,8 @@
 //! - `GET /peers`: `{"peers": [`[`PeerBody`]`]}`
 //! - `GET /blocks/{height}`: [`BlockBody`], 404 when the store has no block there
 //! - `POST /sync`: asks the sync engine to poll peers and fetch what is missing (202)
+//! - `POST /sync/reset`: drops in-flight sync work and re-checks our tip with
+//!   the peers; out of a halt, allows the refused reorg once (202)
 //! - `GET /metrics`: Prometheus/OpenMetrics text
 
 use std::collections::HashMap;
@@ -109,7 +111,7 @@ pub struct StatusBody {
     pub peers: usize,
     pub pending_blocks: u64,
     pub batches_in_flight: usize,
-    /// `normal`, `searching`, `rolling_back` or `halted`.
+    /// `normal`, `searching`, `rolling_back`, `halted` or `split`.
     pub mode: String,
     pub stalled: Option<String>,
     /// Listen addresses with `/p2p/<peer id>`, ready for another node's `--bootstrap`.
@@ -128,6 +130,9 @@ pub struct PeerBody {
     /// `verified`, `checking`, `wrong_genesis`, or `connected` (not in the sync peer book).
     pub state: String,
     pub in_flight: u32,
+    /// The height from which it is known to hold another chain than ours
+    /// (it is on another fork: not synced from above it), or null.
+    pub fork_at: Option<u64>,
 }
 
 /// `GET /blocks/{height}`.
@@ -150,6 +155,7 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/peers", get(peers))
         .route("/blocks/{height}", get(block))
         .route("/sync", post(sync_now))
+        .route("/sync/reset", post(sync_reset))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -184,16 +190,6 @@ async fn not_found(uri: Uri) -> HttpError {
 
 async fn method_not_allowed() -> HttpError {
     HttpError::MethodNotAllowed
-}
-
-fn mode_name(mode: &crate::sync::engine::Mode) -> &'static str {
-    use crate::sync::engine::Mode;
-    match mode {
-        Mode::Normal => "normal",
-        Mode::Searching => "searching",
-        Mode::RollingBack => "rolling_back",
-        Mode::Halted(_) => "halted",
-    }
 }
 
 async fn status(State(ctx): State<ApiContext>) -> Json<StatusBody> {
@@ -232,7 +228,7 @@ async fn status(State(ctx): State<ApiContext>) -> Json<StatusBody> {
         body.peers = s.peers;
         body.pending_blocks = s.pending_blocks;
         body.batches_in_flight = s.batches_in_flight;
-        body.mode = mode_name(&s.mode).into();
+        body.mode = s.mode.name().into();
         if let crate::sync::engine::Mode::Halted(reason) = &s.mode {
             body.stalled = Some(reason.clone());
         }
@@ -262,6 +258,7 @@ async fn peers(State(ctx): State<ApiContext>) -> Json<PeersBody> {
                 score: p.score,
                 state: p.state.into(),
                 in_flight: p.in_flight,
+                fork_at: p.forked_at,
             });
         }
     }
@@ -275,6 +272,7 @@ async fn peers(State(ctx): State<ApiContext>) -> Json<PeersBody> {
             score: 0,
             state: "connected".into(),
             in_flight: 0,
+            fork_at: None,
         });
     }
     peers.sort_by(|a, b| a.id.cmp(&b.id));
@@ -323,6 +321,16 @@ async fn sync_now(State(ctx): State<ApiContext>) -> (StatusCode, Json<SyncBody>)
         StatusCode::ACCEPTED,
         Json(SyncBody {
             status: "sync requested",
+        }),
+    )
+}
+
+async fn sync_reset(State(ctx): State<ApiContext>) -> (StatusCode, Json<SyncBody>) {
+    ctx.sync.reset().await;
+    (
+        StatusCode::ACCEPTED,
+        Json(SyncBody {
+            status: "sync reset",
         }),
     )
 }

@@ -51,6 +51,13 @@ pub struct Metrics {
     penalties: Family<Labels, Counter>,
     bans: Family<Labels, Counter>,
     reorgs: Counter,
+    mode: Family<Labels, Gauge>,
+    fork_peers: Gauge,
+    splits: Counter,
+    halts: Counter,
+    polls: Counter,
+    fork_judgments: Counter,
+    checkpoint_rejections: Counter,
     request_duration: HistogramFamily,
     inbound_served: Family<Labels, Counter>,
     inbound_refused: Family<Labels, Counter>,
@@ -77,6 +84,13 @@ impl Metrics {
             penalties: Family::default(),
             bans: Family::default(),
             reorgs: Counter::default(),
+            mode: Family::default(),
+            fork_peers: Gauge::default(),
+            splits: Counter::default(),
+            halts: Counter::default(),
+            polls: Counter::default(),
+            fork_judgments: Counter::default(),
+            checkpoint_rejections: Counter::default(),
             request_duration: Family::new_with_constructor(latency_histogram),
             inbound_served: Family::default(),
             inbound_refused: Family::default(),
@@ -148,6 +162,41 @@ impl Metrics {
         r.register("bans", "Peer bans, by reason", m.bans.clone());
         r.register("reorgs", "Chain reorganisations", m.reorgs.clone());
         r.register(
+            "sync_mode",
+            "1 for the sync engine's current mode (normal, searching, rolling_back, halted, split), 0 for the others",
+            m.mode.clone(),
+        );
+        r.register(
+            "fork_peers",
+            "Connected peers known to hold another chain than ours",
+            m.fork_peers.clone(),
+        );
+        r.register(
+            "splits",
+            "Times the peers were found split with no 2/3 majority",
+            m.splits.clone(),
+        );
+        r.register(
+            "halts",
+            "Reorgs refused for being deeper than max_reorg_depth",
+            m.halts.clone(),
+        );
+        r.register(
+            "chain_polls",
+            "Polls of the peers about a block we hold",
+            m.polls.clone(),
+        );
+        r.register(
+            "fork_judgments",
+            "Times a peer was newly found to hold another chain than ours",
+            m.fork_judgments.clone(),
+        );
+        r.register(
+            "checkpoint_rejections",
+            "Peers or blocks refused for contradicting a checkpoint",
+            m.checkpoint_rejections.clone(),
+        );
+        r.register(
             "request_duration_seconds",
             "Outbound request latency, by protocol and result (ok, error)",
             m.request_duration.clone(),
@@ -189,6 +238,22 @@ impl Metrics {
         advance(&self.retries, st.retries);
         advance(&self.hedges, st.hedges);
         advance(&self.reorgs, st.reorgs);
+        advance(&self.splits, st.splits);
+        advance(&self.halts, st.halts);
+        advance(&self.polls, st.polls);
+        advance(&self.fork_judgments, st.fork_judgments);
+        advance(&self.checkpoint_rejections, st.checkpoint_rejections);
+        let mode = s.mode.name();
+        for name in crate::sync::engine::Mode::NAMES {
+            set(
+                &self.mode.get_or_create(&vec![("mode", name)]),
+                u64::from(name == mode),
+            );
+        }
+        set(
+            &self.fork_peers,
+            snap.peers.iter().filter(|p| p.forked_at.is_some()).count() as u64,
+        );
         for (outcome, n) in [
             ("won", st.votes_won),
             ("lost", st.votes_lost),

@@ -256,45 +256,65 @@ fn run(seed: u64, height: u64) -> (SimNet, Outcome) {
     // A ban lasts longer than the run: nobody is banned twice.
     let distinct: BTreeSet<PeerId> = net.report.bans.iter().map(|(p, _)| *p).collect();
     assert_eq!(distinct.len(), net.report.bans.len(), "{bans_by:?}");
-    // Every forged batch that was judged lost its vote and got its server banned.
-    let forgers_banned: BTreeSet<PeerId> = net
-        .report
-        .bans
-        .iter()
-        .filter(|(p, why)| kinds[p] == "forged" && *why == Penalty::ServedLosingBatch)
-        .map(|(p, _)| *p)
-        .collect();
-    // Only forgers ever lose a vote (a forger with two batches in flight can
-    // lose two before its ban lands).
-    assert!(
+    // Each adversary kind's expected outcome. Provable faults ban: another
+    // genesis always; claiming heights it cannot serve, once it is asked for
+    // them. Holding another valid chain (forged blocks, wrong votes) is being
+    // on another fork: judged, never banned. No honest peer is ever judged
+    // to be on another fork.
+    let banned_for = |k: &str| -> BTreeSet<Penalty> {
         net.report
             .bans
             .iter()
-            .all(|(p, why)| *why != Penalty::ServedLosingBatch || kinds[p] == "forged"),
+            .filter(|(p, _)| kinds[p] == k)
+            .map(|(_, why)| *why)
+            .collect()
+    };
+    let count = |k: &str| kinds.values().filter(|v| **v == k).count();
+    let banned_count = |k: &str| {
+        net.report
+            .bans
+            .iter()
+            .filter(|(p, _)| kinds[p] == k)
+            .count()
+    };
+    assert_eq!(
+        banned_count("wrong_genesis"),
+        count("wrong_genesis"),
         "{bans_by:?}"
     );
-    assert!(forgers_banned.len() as u64 <= stats.votes_lost);
-    // A forger whose batch lost is banned — for that, or already for voting
-    // its chain against the majority while its batch was being checked.
-    let forgers_banned_any = net
-        .report
-        .bans
-        .iter()
-        .filter(|(p, _)| kinds[p] == "forged")
-        .count();
+    assert_eq!(banned_for("wrong_genesis"), [Penalty::WrongGenesis].into());
     assert!(
-        stats.votes_lost == 0 || forgers_banned_any > 0,
+        banned_for("inflate_height").is_subset(&[Penalty::NotDelivered, Penalty::Timeout].into()),
         "{bans_by:?}"
     );
+    for k in ["forged", "wrong_votes", "honest", "slow"] {
+        assert_eq!(banned_count(k), 0, "{k} banned: {bans_by:?}");
+    }
+    let judged = |k: &str| {
+        kinds
+            .iter()
+            .filter(|(p, kind)| {
+                **kind == k
+                    && net
+                        .engine
+                        .peer_book()
+                        .get(p)
+                        .is_some_and(|i| i.forked_at.is_some())
+            })
+            .count()
+    };
+    assert_eq!(judged("honest"), 0, "honest peers judged on another fork");
+    assert_eq!(judged("slow"), 0, "slow peers judged on another fork");
+    // Every forger that served a batch first lost its vote and is known to be
+    // on another fork.
+    assert!(stats.votes_lost <= (judged("forged") + judged("wrong_votes")) as u64 * 4);
     for (p, k) in &kinds {
         let served = net.report.served.get(p).copied().unwrap_or(0);
-        if *k == "forged" && served > 0 && !forgers_banned.contains(p) {
-            // Its answers all came too late (a hedge won): not judged, but
-            // it must not have been rewarded into a better standing.
-            let score = net.engine.peer_book().get(p).map_or(0, |i| i.score);
+        if *k == "forged" && served > 0 {
+            let info = net.engine.peer_book().get(p);
             assert!(
-                score <= 0,
-                "forger {p} served {served} batches, score {score}"
+                info.is_some_and(|i| i.forked_at.is_some()),
+                "forger {p} served {served} batches and was not judged: {info:?}"
             );
         }
     }

@@ -1,6 +1,50 @@
 //! Every tunable of the sync engine, with its default and the reason for it.
 
+use std::fmt;
+use std::str::FromStr;
 use std::time::Duration;
+
+use crate::chain::Hash;
+
+/// A block the operator vouches for (`--checkpoint HEIGHT:HASH`): the node
+/// never imports or keeps a chain with another block at that height, and
+/// disconnects peers whose chain has one (weak subjectivity, as Ethereum
+/// clients' checkpoint sync).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Checkpoint {
+    pub height: u64,
+    pub hash: Hash,
+}
+
+/// Why a `HEIGHT:HASH` checkpoint did not parse.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CheckpointError {
+    #[error("checkpoint {0:?} is not HEIGHT:HASH (a block height, a colon, 64 hex digits)")]
+    Format(String),
+    #[error("checkpoint {0:?}: height 0 is the genesis, which the genesis file already pins")]
+    Genesis(String),
+}
+
+impl FromStr for Checkpoint {
+    type Err = CheckpointError;
+
+    fn from_str(s: &str) -> Result<Checkpoint, CheckpointError> {
+        let bad = || CheckpointError::Format(s.to_string());
+        let (h, hash) = s.trim().split_once(':').ok_or_else(bad)?;
+        let height: u64 = h.trim().parse().map_err(|_| bad())?;
+        let hash = Hash::from_hex(hash.trim()).map_err(|_| bad())?;
+        if height == 0 {
+            return Err(CheckpointError::Genesis(s.to_string()));
+        }
+        Ok(Checkpoint { height, hash })
+    }
+}
+
+impl fmt::Display for Checkpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.height, self.hash)
+    }
+}
 
 /// Tunables of the sync engine. Defaults are chosen for a LAN/testnet of
 /// tens to hundreds of peers; each field documents its default.
@@ -58,8 +102,21 @@ pub struct SyncConfig {
     /// hash while idle (default 30 s).
     pub consistency_interval: Duration,
     /// A reorg deeper than this halts sync with an error instead of rewriting
-    /// history (default 1,000 blocks).
+    /// history (default 1,000 blocks). Blocks taken on one peer's word while
+    /// no other peer could vote on them are not counted: rolling them back
+    /// rewrites nothing anyone vouched for.
     pub max_reorg_depth: u64,
+    /// No stored block is rolled back within this long of the engine's start
+    /// (default 10 s), so that the first peers to connect — possibly a few
+    /// colluding ones — cannot decide before the peer set has formed.
+    pub rollback_settle: Duration,
+    /// When no block has a 2/3 majority (a split), how long the node waits
+    /// before looking again if nothing changes meanwhile (default 10 s,
+    /// doubling per unchanged look, capped at 8x). A peer joining or leaving
+    /// ends the wait at once.
+    pub split_backoff: Duration,
+    /// Blocks the operator vouches for (default none); sorted by height.
+    pub checkpoints: Vec<Checkpoint>,
     /// No imported block for this long while behind raises a stall warning
     /// with its reason (default 15 s).
     pub stall_timeout: Duration,
@@ -94,10 +151,29 @@ impl Default for SyncConfig {
             status_interval: Duration::from_secs(5),
             consistency_interval: Duration::from_secs(30),
             max_reorg_depth: 1000,
+            rollback_settle: Duration::from_secs(10),
+            split_backoff: Duration::from_secs(10),
+            checkpoints: Vec::new(),
             stall_timeout: Duration::from_secs(15),
             ban_duration: Duration::from_secs(600),
             ban_threshold: -100,
             seed: 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_parse_and_print_as_height_colon_hash() {
+        let hex = "ab".repeat(32);
+        let c: Checkpoint = format!("1200:{hex}").parse().unwrap();
+        assert_eq!(c.height, 1200);
+        assert_eq!(c.to_string(), format!("1200:{hex}"));
+        for bad in ["1200", ":abc", "x:ab", "12:abcd", &format!("0:{hex}")] {
+            assert!(bad.parse::<Checkpoint>().is_err(), "{bad}");
         }
     }
 }

@@ -40,6 +40,8 @@ pub struct PeerSnapshot {
     pub latency_ms: Option<f64>,
     pub score: i32,
     pub in_flight: u32,
+    /// From which height it is known to hold another chain than ours.
+    pub forked_at: Option<u64>,
 }
 
 /// What the driver publishes after every step.
@@ -312,7 +314,10 @@ impl Driver {
                 info!("manual sync requested");
                 self.engine.request_sync(now)
             }
-            Command::Reset => self.engine.reset(now),
+            Command::Reset => {
+                info!("sync reset requested");
+                self.engine.reset(now)
+            }
             Command::LocalTip => self.engine.handle_local_tip(now),
             Command::Snapshot(reply) => {
                 let _ = reply.send(self.take_snapshot(now));
@@ -381,6 +386,7 @@ impl Driver {
                 latency_ms: p.latency.map(|l| l.as_secs_f64() * 1e3),
                 score: p.score,
                 in_flight: p.in_flight,
+                forked_at: p.forked_at,
             })
             .collect();
         peers.sort_by_key(|p| p.peer);

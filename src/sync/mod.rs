@@ -1,8 +1,8 @@
 //! The sync engine: keeps the node on the chain the honest majority holds.
 //!
 //! The logic is a set of pure state machines with no I/O and no clock —
-//! [`peer_book`], [`target`], [`batch`] (the scheduler's unit), [`verifier`]
-//! and [`reorg`] — composed by [`engine::SyncEngine`], which takes events and
+//! [`peer_book`], [`target`], [`batch`] (the scheduler's unit), [`verifier`],
+//! [`fork_choice`] (whether we may leave our chain) and [`reorg`] — composed by [`engine::SyncEngine`], which takes events and
 //! time and emits actions. The [`driver`] task is the only part that touches
 //! the network handle and the store: it feeds the engine and executes its
 //! actions. Tests drive the engine directly with scripted peers and simulated
@@ -12,6 +12,7 @@ pub mod batch;
 pub mod config;
 pub mod driver;
 pub mod engine;
+pub mod fork_choice;
 pub mod peer_book;
 mod progress;
 pub mod reorg;
@@ -19,6 +20,6 @@ pub mod sim;
 pub mod target;
 pub mod verifier;
 
-pub use config::SyncConfig;
+pub use config::{Checkpoint, SyncConfig};
 pub use driver::{SyncHandle, SyncSnapshot};
 pub use engine::{Action, Failure, LocalChain, Request, Response, SyncEngine, SyncStatus};

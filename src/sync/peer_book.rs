@@ -23,8 +23,12 @@ pub enum GenesisVerdict {
 }
 
 /// Why a peer is penalized. Penalties distinguish "don't have it" (none),
-/// slowness (small), and invalid data or lies (large, ban).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// slowness (small), and what can be proven against a peer: invalid data, a
+/// claim it cannot back with blocks, another genesis, a chain that contradicts
+/// a checkpoint (large, ban). Being on another fork is none of these: a peer
+/// that serves or votes for a valid chain the majority does not hold is
+/// judged to be on another fork ([`PeerInfo::forked_at`]), never penalized.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Penalty {
     /// A request timed out.
     Timeout,
@@ -34,14 +38,10 @@ pub enum Penalty {
     BadResponse,
     /// Served blocks that fail validation.
     InvalidBlocks,
-    /// Served a batch whose last hash lost the majority vote.
-    ServedLosingBatch,
-    /// Voted for a hash the 2/3 majority rejected.
-    VotedAgainstMajority,
-    /// Reported a tip that the 2/3 majority says is not on the chain.
-    WrongChain,
     /// Runs another genesis.
     WrongGenesis,
+    /// Holds another block than an operator's `--checkpoint` at its height.
+    ContradictsCheckpoint,
 }
 
 impl Penalty {
@@ -51,11 +51,9 @@ impl Penalty {
             Penalty::Timeout => -5,
             Penalty::NotDelivered => -30,
             Penalty::BadResponse => -50,
-            Penalty::VotedAgainstMajority => -40,
-            Penalty::InvalidBlocks
-            | Penalty::ServedLosingBatch
-            | Penalty::WrongChain
-            | Penalty::WrongGenesis => -1000,
+            Penalty::InvalidBlocks | Penalty::WrongGenesis | Penalty::ContradictsCheckpoint => {
+                -1000
+            }
         }
     }
 
@@ -66,10 +64,8 @@ impl Penalty {
             Penalty::NotDelivered => "not_delivered",
             Penalty::BadResponse => "bad_response",
             Penalty::InvalidBlocks => "invalid_blocks",
-            Penalty::ServedLosingBatch => "served_losing_batch",
-            Penalty::VotedAgainstMajority => "voted_against_majority",
-            Penalty::WrongChain => "wrong_chain",
             Penalty::WrongGenesis => "wrong_genesis",
+            Penalty::ContradictsCheckpoint => "contradicts_checkpoint",
         }
     }
 }
@@ -95,6 +91,17 @@ pub struct PeerInfo {
     /// When this connection started (a new peer gets a moment to report in
     /// before sync decisions that its vote could change).
     pub connected_at: Instant,
+    /// The lowest height at which we know its chain holds another block than
+    /// ours (it served, voted or claimed one): it is on another fork from
+    /// there. Not a fault; it only stops us syncing from it, or counting its
+    /// height, at and above that height. Chain polls still ask it, so its
+    /// view counts whenever we reconsider our own chain.
+    pub forked_at: Option<u64>,
+    /// The lowest checkpoint at or below its height that it has not shown to
+    /// hold yet; it is not used for sync until it has.
+    pub unverified_checkpoint: Option<u64>,
+    /// The highest checkpoint height it has shown to hold.
+    pub checkpoints_shown: u64,
 }
 
 impl PeerInfo {
@@ -112,19 +119,34 @@ impl PeerInfo {
             score: 0,
             connected: true,
             connected_at: now,
+            forked_at: None,
+            unverified_checkpoint: None,
+            checkpoints_shown: 0,
         }
     }
 
-    /// Connected, but genesis or height not known yet.
+    /// Connected, but genesis, height or checkpoints not known yet.
     pub fn reporting(&self) -> bool {
         self.connected
             && (self.genesis == GenesisVerdict::Unknown
-                || (self.genesis == GenesisVerdict::Verified && self.height.is_none()))
+                || (self.genesis == GenesisVerdict::Verified
+                    && (self.height.is_none() || self.unverified_checkpoint.is_some())))
     }
 
-    /// Usable for sync: connected and on our genesis.
+    /// Usable for sync: connected, on our genesis, past our checkpoints.
     pub fn usable(&self) -> bool {
-        self.connected && self.genesis == GenesisVerdict::Verified
+        self.connected
+            && self.genesis == GenesisVerdict::Verified
+            && self.unverified_checkpoint.is_none()
+    }
+
+    /// The height up to which it holds our chain, as far as we know: its
+    /// reported height, below the point where it is known to fork from us.
+    pub fn height_on_our_chain(&self) -> Option<u64> {
+        match (self.height, self.forked_at) {
+            (Some(h), Some(f)) => Some(h.min(f.saturating_sub(1))),
+            (h, _) => h,
+        }
     }
 }
 
@@ -295,10 +317,39 @@ impl PeerBook {
         }
     }
 
-    /// Our chain changed under the checked tips (a rollback): check them again.
-    pub fn recheck_tips(&mut self) {
+    /// Records that `peer` holds another block than ours at `height`.
+    /// Returns true if this is news (it was not known to fork at or below it).
+    pub fn mark_forked(&mut self, peer: &PeerId, height: u64) -> bool {
+        let Some(p) = self.peers.get_mut(peer) else {
+            return false;
+        };
+        if p.forked_at.is_some_and(|f| f <= height) {
+            return false;
+        }
+        p.forked_at = Some(height);
+        true
+    }
+
+    /// `peer` holds our block at `height`: blocks are hash-linked, so it
+    /// holds ours at every height below too. Returns true if that clears a fork.
+    pub fn mark_agrees(&mut self, peer: &PeerId, height: u64) -> bool {
+        match self.peers.get_mut(peer) {
+            Some(p) if p.forked_at.is_some_and(|f| f <= height) => {
+                p.forked_at = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Our chain changed under the checked tips (a rollback to `height`):
+    /// check them again, and forget forks judged against blocks we dropped.
+    pub fn recheck_tips(&mut self, height: u64) {
         for p in self.peers.values_mut() {
             p.tip_checked = false;
+            if p.forked_at.is_some_and(|f| f > height) {
+                p.forked_at = None;
+            }
         }
     }
 
@@ -347,12 +398,12 @@ mod tests {
         let ban = book
             .penalize(
                 &liar,
-                Penalty::ServedLosingBatch,
+                Penalty::InvalidBlocks,
                 -100,
                 Duration::from_secs(60),
                 now,
             )
-            .expect("a lie bans");
+            .expect("invalid data bans");
         assert_eq!(ban.until, now + Duration::from_secs(60));
         assert!(book.is_banned(&liar, now));
         assert!(
@@ -375,15 +426,15 @@ mod tests {
         let liar = PeerId::random();
         book.connected(liar, now);
         let ban_for = Duration::from_secs(60);
-        let first = book.penalize(&liar, Penalty::ServedLosingBatch, -100, ban_for, now);
+        let first = book.penalize(&liar, Penalty::InvalidBlocks, -100, ban_for, now);
         assert!(first.is_some());
         let later = now + Duration::from_millis(5);
         assert!(book
-            .penalize(&liar, Penalty::ServedLosingBatch, -100, ban_for, later)
+            .penalize(&liar, Penalty::InvalidBlocks, -100, ban_for, later)
             .is_none());
         assert_eq!(
             book.ban_of(&liar),
-            Some((now + ban_for, Penalty::ServedLosingBatch))
+            Some((now + ban_for, Penalty::InvalidBlocks))
         );
     }
 
@@ -427,5 +478,38 @@ mod tests {
             Some(499),
             "capping never raises"
         );
+    }
+
+    #[test]
+    fn fork_judgments_follow_the_hash_links() {
+        let now = Instant::now();
+        let mut book = PeerBook::new();
+        let p = PeerId::random();
+        book.connected(p, now);
+        book.set_genesis(&p, GenesisVerdict::Verified);
+        book.set_height(&p, 1000, Hash::ZERO, now);
+        assert!(book.mark_forked(&p, 800));
+        assert!(!book.mark_forked(&p, 900), "already known to fork lower");
+        assert_eq!(book.get(&p).unwrap().height_on_our_chain(), Some(799));
+        assert!(book.mark_forked(&p, 700), "a lower fork point is news");
+        assert!(
+            !book.mark_agrees(&p, 600),
+            "agreeing below the fork says nothing"
+        );
+        assert!(
+            book.mark_agrees(&p, 750),
+            "agreeing at or above it clears it"
+        );
+        assert_eq!(book.get(&p).unwrap().height_on_our_chain(), Some(1000));
+        book.mark_forked(&p, 500);
+        book.recheck_tips(400);
+        assert_eq!(
+            book.get(&p).unwrap().forked_at,
+            None,
+            "a judgment against blocks we rolled back is void"
+        );
+        book.mark_forked(&p, 300);
+        book.recheck_tips(400);
+        assert_eq!(book.get(&p).unwrap().forked_at, Some(300));
     }
 }

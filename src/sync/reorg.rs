@@ -18,8 +18,9 @@ pub enum SearchStep {
     Probe(u64),
     /// The highest common height: roll back to it.
     Found(u64),
-    /// The fork is deeper than the allowed bound: halt instead of rewriting history.
-    TooDeep { depth_at_least: u64 },
+    /// The chains disagree at `floor`, the lowest common height allowed:
+    /// halt instead of rewriting history.
+    TooDeep { floor: u64 },
     /// The reference peers stopped answering: give up for now.
     NoAnswers,
 }
@@ -39,22 +40,30 @@ pub struct AncestorSearch {
 }
 
 impl AncestorSearch {
-    /// Starts a search: we disagree at `diverged`; a rollback may remove at
-    /// most `max_depth` blocks.
+    /// Starts a search: we disagree at `diverged`; the common ancestor may be
+    /// no lower than `floor` (the rollback bound) or the search ends in
+    /// [`SearchStep::TooDeep`]; every honest chain holds our block at
+    /// `known_common` (the genesis, or a checkpoint), so the search never
+    /// probes below it.
     pub fn new(
         diverged: u64,
-        max_depth: u64,
+        floor: u64,
+        known_common: u64,
         reference: Vec<PeerId>,
     ) -> (AncestorSearch, SearchStep) {
-        let floor = diverged.saturating_sub(max_depth + 1);
+        let lo = known_common.min(diverged.saturating_sub(1));
         let mut s = AncestorSearch {
-            lo: 0,
+            lo,
             hi: diverged,
-            floor_check: (floor > 0).then_some(floor),
+            floor_check: (floor > lo).then_some(floor),
             reference,
             probe: None,
             answers: HashMap::new(),
         };
+        if floor >= diverged {
+            // We already disagree at or above the floor.
+            return (s, SearchStep::TooDeep { floor });
+        }
         let step = match s.floor_check {
             // First make sure the fork is not deeper than allowed.
             Some(f) => SearchStep::Probe(f),
@@ -113,9 +122,7 @@ impl AncestorSearch {
         let agree = ours == Some(theirs);
         if self.floor_check.take().is_some() {
             if !agree {
-                return SearchStep::TooDeep {
-                    depth_at_least: self.hi - h,
-                };
+                return SearchStep::TooDeep { floor: h };
             }
             self.lo = h;
         } else if agree {
@@ -143,7 +150,8 @@ impl AncestorSearch {
 mod tests {
     use super::*;
 
-    /// Drives a search where our chain and theirs agree up to `fork` (exclusive above).
+    /// Drives a search where our chain and theirs agree up to `fork`
+    /// (exclusive above), our tip at `diverged`.
     fn run(diverged: u64, fork: u64, max_depth: u64) -> (SearchStep, usize) {
         let peers: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
         let theirs = |h: u64| Hash::digest(&h.to_be_bytes());
@@ -154,7 +162,8 @@ mod tests {
                 Hash::digest(&(h + 1_000_000).to_be_bytes())
             }
         };
-        let (mut s, mut step) = AncestorSearch::new(diverged, max_depth, peers.clone());
+        let floor = diverged.saturating_sub(max_depth);
+        let (mut s, mut step) = AncestorSearch::new(diverged, floor, 0, peers.clone());
         let mut probes = 0;
         while let SearchStep::Probe(h) = step {
             probes += 1;
@@ -180,13 +189,46 @@ mod tests {
     #[test]
     fn a_fork_deeper_than_the_bound_halts() {
         let (step, _) = run(10_000, 100, 1000);
-        assert!(matches!(step, SearchStep::TooDeep { .. }), "{step:?}");
+        assert_eq!(step, SearchStep::TooDeep { floor: 9_000 });
+        // Exactly at the bound is allowed; one block more is not.
+        assert_eq!(run(10_000, 9_000, 1000).0, SearchStep::Found(9_000));
+        assert!(matches!(
+            run(10_000, 8_999, 1000).0,
+            SearchStep::TooDeep { .. }
+        ));
+        assert!(matches!(
+            AncestorSearch::new(10, 10, 0, vec![PeerId::random()]).1,
+            SearchStep::TooDeep { floor: 10 }
+        ));
+    }
+
+    #[test]
+    fn a_checkpoint_bounds_the_search_from_below() {
+        let peers: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
+        // Common up to 9,990 and a checkpoint at 9,900: probes stay above it.
+        let (mut s, mut step) = AncestorSearch::new(10_000, 9_000, 9_900, peers.clone());
+        let mut probes = 0;
+        while let SearchStep::Probe(h) = step {
+            assert!(h > 9_900, "probed {h} below the checkpoint");
+            probes += 1;
+            for p in &peers {
+                s.record(*p, Some(Hash::digest(&h.to_be_bytes())));
+            }
+            let ours = if h <= 9_990 {
+                Hash::digest(&h.to_be_bytes())
+            } else {
+                Hash::ZERO
+            };
+            step = s.resolve(Some(ours));
+        }
+        assert_eq!(step, SearchStep::Found(9_990));
+        assert!(probes <= 7, "{probes}");
     }
 
     #[test]
     fn silence_gives_up() {
         let peers: Vec<PeerId> = (0..2).map(|_| PeerId::random()).collect();
-        let (mut s, step) = AncestorSearch::new(50, 1000, peers.clone());
+        let (mut s, step) = AncestorSearch::new(50, 0, 0, peers.clone());
         assert!(matches!(step, SearchStep::Probe(_)));
         for p in &peers {
             s.record(*p, None);

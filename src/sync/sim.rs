@@ -214,14 +214,30 @@ impl SimNet {
         id
     }
 
+    /// Disconnects `peer` now (it may be added back with [`SimNet::reconnect`]).
+    pub fn disconnect(&mut self, peer: PeerId) {
+        self.at(Duration::ZERO, Event::Disconnect { peer });
+    }
+
+    /// Connects a peer that was disconnected.
+    pub fn reconnect(&mut self, peer: PeerId) {
+        self.at(Duration::ZERO, Event::Reconnect { peer });
+    }
+
     /// Our tip.
     pub fn tip(&self) -> BlockRef {
         SharedChain(self.local.clone()).tip()
     }
 
     /// Runs until `done` holds or `limit` of simulated time passes; returns whether it held.
+    ///
+    /// # Panics
+    ///
+    /// If the engine asks to be woken again and again without time passing
+    /// (a spin: on a real node, a core at 100%).
     pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&SimNet) -> bool) -> bool {
         let end = self.now + limit;
+        let mut same_instant = 0u32;
         loop {
             self.pump();
             if done(self) {
@@ -239,6 +255,16 @@ impl SimNet {
             if next > end {
                 self.now = end;
                 return done(self);
+            }
+            if next <= self.now {
+                same_instant += 1;
+                assert!(
+                    same_instant < 100_000,
+                    "the engine spins: woken 100,000 times at one instant ({:?})",
+                    self.engine.status(self.now)
+                );
+            } else {
+                same_instant = 0;
             }
             self.now = self.now.max(next);
             self.report.steps += 1;

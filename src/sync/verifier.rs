@@ -7,11 +7,12 @@
 //! asks `vote_quorum` other peers; if every non-abstaining answer agrees, the
 //! batch is accepted. Any dissent escalates to a second round with up to
 //! `vote_escalation` more peers; then a hash needs at least 2/3 of all
-//! non-abstaining votes (server included) to win. If the served hash wins, the
-//! dissenters are penalized; if another hash wins, the server and the peers
-//! that backed it are blamed; with no 2/3 winner nobody is blamed and the
-//! batch is fetched again elsewhere. A peer that does not hold the height yet
-//! abstains ("don't have it" is not a lie).
+//! non-abstaining votes (server included) to win. The decision names the
+//! dissenters (if the served hash wins) or the server's backers (if another
+//! wins); the engine takes them to be on another fork there, which is not an
+//! offence. With no 2/3 winner the batch is not taken: the engine reports a
+//! split. A peer that does not hold the height yet abstains ("don't have it"
+//! is not a lie).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
@@ -95,6 +96,23 @@ impl Vote {
             .filter(|(_, h)| h.as_ref() == Some(hash))
             .map(|(p, _)| *p)
             .collect()
+    }
+
+    /// Every hash voted for (the server's included) with its voters,
+    /// largest group first: the sides of a split.
+    pub fn sides(&self) -> Vec<(Hash, Vec<PeerId>)> {
+        let mut by_hash: BTreeMap<Hash, Vec<PeerId>> = BTreeMap::new();
+        if let Some(s) = self.server {
+            by_hash.entry(self.served).or_default().push(s);
+        }
+        for (p, h) in &self.answers {
+            if let Some(h) = h {
+                by_hash.entry(*h).or_default().push(*p);
+            }
+        }
+        let mut sides: Vec<(Hash, Vec<PeerId>)> = by_hash.into_iter().collect();
+        sides.sort_by_key(|s| std::cmp::Reverse(s.1.len()));
+        sides
     }
 
     pub fn is_pending(&self, peer: &PeerId) -> bool {

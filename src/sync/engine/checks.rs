@@ -1,19 +1,18 @@
-//! The checking half of the engine: genesis verification, heights, the
-//! majority votes on batches and on our own tip, and the fork search.
+//! The checking half of the engine: genesis verification, heights and
+//! checkpoints of each peer, and the majority votes on downloaded batches.
+//! Whether to *leave* a chain we hold is not decided here but in [`super::forks`].
 
 use std::time::Instant;
 
 use libp2p::PeerId;
 
-use super::{Failure, Mode, Outstanding, Purpose, Request, Response, SyncEngine, VoteKey};
-use crate::chain::{BlockRef, Hash};
-use crate::sync::batch::BatchState;
+use super::{Action, Failure, Mode, Outstanding, Purpose, Request, Response, SyncEngine};
+use crate::chain::{Block, Hash};
+use crate::sync::batch::{BatchId, BatchState};
+use crate::sync::config::Checkpoint;
+use crate::sync::fork_choice::Side;
 use crate::sync::peer_book::{GenesisVerdict, Penalty};
-use crate::sync::reorg::{AncestorSearch, SearchStep};
 use crate::sync::verifier::{Decision, Step, Vote};
-
-/// Reference peers asked at each step of a fork search.
-const PROBE_PEERS: usize = 3;
 
 impl SyncEngine {
     pub(super) fn on_response(&mut self, out: Outstanding, resp: Response, now: Instant) {
@@ -23,23 +22,41 @@ impl SyncEngine {
             (Purpose::Height, Response::Height { height, tip }) => {
                 self.book
                     .record_latency(&peer, now.saturating_duration_since(out.sent));
+                let first = self.book.get(&peer).is_some_and(|p| p.height.is_none());
                 self.book.set_height(&peer, height, tip, now);
                 self.note_peer_height(height, now);
+                self.check_checkpoints(peer, now);
+                if first && self.book.get(&peer).is_some_and(|p| p.usable()) {
+                    self.balance_changed("a peer joined", now);
+                }
                 self.check_claims(now);
             }
             (Purpose::Download { batch, start }, Response::Blocks(blocks)) => {
                 self.on_blocks(out, batch, start, blocks, now)
             }
-            (Purpose::Vote { key }, Response::BlockHash { height, hash }) => {
-                let hash = self.check_hash_answer(peer, key_height(self, key), height, hash, now);
-                if let Some(v) = self.votes.get_mut(&key) {
+            (Purpose::Vote { batch }, Response::BlockHash { height, hash }) => {
+                let asked = self.votes.get(&batch).map(|v| v.height);
+                let hash = self.check_hash_answer(peer, asked, height, hash, now);
+                if let Some(v) = self.votes.get_mut(&batch) {
                     v.record(peer, hash);
                 }
-                self.advance_vote(key, now);
+                self.advance_vote(batch, now);
             }
             (Purpose::Probe { height: asked }, Response::BlockHash { height, hash }) => {
                 let hash = self.check_hash_answer(peer, Some(asked), height, hash, now);
                 self.on_probe_answer(peer, asked, hash, now);
+            }
+            (Purpose::Poll { height: asked }, Response::BlockHash { height, hash }) => {
+                let hash = self.check_hash_answer(peer, Some(asked), height, hash, now);
+                self.on_poll_answer(peer, asked, hash, now);
+            }
+            (Purpose::Checkpoint { height: asked }, Response::BlockHash { height, hash }) => {
+                let hash = self.check_hash_answer(peer, Some(asked), height, hash, now);
+                self.on_checkpoint_answer(peer, asked, hash, now);
+            }
+            (Purpose::Recheck { height: asked }, Response::BlockHash { height, hash }) => {
+                let hash = self.check_hash_answer(peer, Some(asked), height, hash, now);
+                self.on_recheck_answer(peer, asked, hash);
             }
             (purpose, _) => {
                 tracing::debug!(%peer, ?purpose, "answer of the wrong kind");
@@ -71,25 +88,27 @@ impl SyncEngine {
 
     pub(super) fn on_failure(&mut self, out: Outstanding, failure: Failure, now: Instant) {
         let peer = out.peer;
+        if failure == Failure::Timeout && !matches!(out.purpose, Purpose::Download { .. }) {
+            self.penalize(&peer, Penalty::Timeout, now);
+        }
         match out.purpose {
             Purpose::Download { batch, start } => {
                 self.on_download_failed(out, batch, start, failure, now)
             }
-            Purpose::Vote { key } => {
-                if failure == Failure::Timeout {
-                    self.penalize(&peer, Penalty::Timeout, now);
-                }
-                if let Some(v) = self.votes.get_mut(&key) {
+            Purpose::Vote { batch } => {
+                if let Some(v) = self.votes.get_mut(&batch) {
                     v.record(peer, None);
                 }
-                self.advance_vote(key, now);
+                self.advance_vote(batch, now);
             }
             Purpose::Probe { height } => self.on_probe_answer(peer, height, None, now),
-            Purpose::Genesis | Purpose::Height => {
-                if failure == Failure::Timeout {
-                    self.penalize(&peer, Penalty::Timeout, now);
-                }
-            }
+            Purpose::Poll { height } => self.on_poll_answer(peer, height, None, now),
+            // The peer stays unusable until it shows the checkpoint; its next
+            // height report asks again.
+            Purpose::Checkpoint { .. }
+            | Purpose::Recheck { .. }
+            | Purpose::Genesis
+            | Purpose::Height => {}
         }
     }
 
@@ -117,26 +136,155 @@ impl SyncEngine {
         self.penalize(&peer, Penalty::WrongGenesis, now);
     }
 
-    /// Starts a vote on the hash at `height`; `server` is the peer that
-    /// served it (`None` for our own hash).
-    pub(super) fn start_vote(
+    // ----- checkpoints -----
+
+    /// At start: a stored chain that contradicts a checkpoint is not kept.
+    /// The operator's checkpoint outranks any vote, so this rollback needs none.
+    pub(super) fn enforce_checkpoints_on_store(&mut self) {
+        let tip = self.stored.height;
+        let bad = self
+            .config
+            .checkpoints
+            .iter()
+            .find(|c| c.height <= tip && self.local.hash_at(c.height) != Some(c.hash))
+            .copied();
+        if let Some(c) = bad {
+            tracing::error!(
+                checkpoint = %c,
+                ours = ?self.local.hash_at(c.height),
+                "our stored chain contradicts a checkpoint; rolling back below it"
+            );
+            self.mode = Mode::RollingBack;
+            self.confirmed = self.confirmed.min(c.height - 1);
+            self.actions.push_back(Action::Rollback {
+                height: c.height - 1,
+            });
+        }
+    }
+
+    /// The highest checkpoint at or below `height` (our chain holds it there:
+    /// the store was checked at start and every import since).
+    pub(super) fn checkpoint_below(&self, height: u64) -> u64 {
+        self.config
+            .checkpoints
+            .iter()
+            .map(|c| c.height)
+            .filter(|h| *h <= height)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// A peer must show every checkpoint at or below its height before it is
+    /// used: asks it for the lowest one it has not shown yet.
+    pub(super) fn check_checkpoints(&mut self, peer: PeerId, now: Instant) {
+        let Some(p) = self.book.get(&peer) else {
+            return;
+        };
+        let Some(height) = p.height else {
+            return;
+        };
+        let shown = p.checkpoints_shown;
+        let next = self
+            .config
+            .checkpoints
+            .iter()
+            .map(|c| c.height)
+            .find(|h| *h > shown && *h <= height);
+        if let Some(p) = self.book.get_mut(&peer) {
+            p.unverified_checkpoint = next;
+        }
+        let asking = self
+            .requests
+            .values()
+            .any(|r| r.peer == peer && matches!(r.purpose, Purpose::Checkpoint { .. }));
+        if let (Some(h), false) = (next, asking) {
+            self.send(
+                peer,
+                Request::BlockHash { height: h },
+                Purpose::Checkpoint { height: h },
+                now,
+            );
+        }
+    }
+
+    fn on_checkpoint_answer(
         &mut self,
-        key: VoteKey,
+        peer: PeerId,
         height: u64,
-        served: Hash,
-        server: Option<PeerId>,
+        hash: Option<Hash>,
         now: Instant,
     ) {
-        let voters = self.pick_voters(height, server, &[], self.config.vote_quorum);
+        let Some(cp) = self
+            .config
+            .checkpoints
+            .iter()
+            .find(|c| c.height == height)
+            .copied()
+        else {
+            return;
+        };
+        match hash {
+            Some(h) if h == cp.hash => {
+                if let Some(p) = self.book.get_mut(&peer) {
+                    p.checkpoints_shown = p.checkpoints_shown.max(height);
+                }
+                self.check_checkpoints(peer, now);
+                if self.book.get(&peer).is_some_and(|p| p.usable()) {
+                    self.balance_changed("a peer joined", now);
+                    self.check_claims(now);
+                }
+            }
+            Some(theirs) => {
+                tracing::warn!(%peer, checkpoint = %cp, %theirs,
+                    "peer's chain contradicts a checkpoint; disconnecting it");
+                self.stats.checkpoint_rejections += 1;
+                self.penalize(&peer, Penalty::ContradictsCheckpoint, now);
+            }
+            None => {
+                // It claimed the height and then did not hold it (its height
+                // is capped below the checkpoint now).
+                self.penalize(&peer, Penalty::NotDelivered, now);
+                self.check_checkpoints(peer, now);
+            }
+        }
+    }
+
+    /// The first checkpoint a downloaded segment contradicts, if any.
+    pub(super) fn contradicted_checkpoint(&self, blocks: &[Block]) -> Option<Checkpoint> {
+        let (first, last) = (blocks.first()?.height(), blocks.last()?.height());
+        self.config
+            .checkpoints
+            .iter()
+            .filter(|c| c.height >= first && c.height <= last)
+            .find(|c| {
+                blocks
+                    .get((c.height - first) as usize)
+                    .is_none_or(|b| b.hash() != c.hash)
+            })
+            .copied()
+    }
+
+    // ----- batch votes -----
+
+    /// Starts a vote on the last hash of a downloaded batch, served by `server`.
+    pub(super) fn start_vote(
+        &mut self,
+        batch: BatchId,
+        height: u64,
+        served: Hash,
+        server: PeerId,
+        now: Instant,
+    ) {
+        let voters = self.pick_voters(height, Some(server), &[], self.config.vote_quorum);
         let quorum = self.config.vote_quorum;
-        if voters.len() < quorum && !self.warned_small_quorum && key != VoteKey::Consistency {
+        if voters.len() < quorum && !self.warned_small_quorum {
             let at_most = self.targets.is_some_and(|t| height <= t.safe);
             if at_most {
                 self.warned_small_quorum = true;
                 tracing::info!(
                     voters = voters.len(),
                     quorum,
-                    "fewer peers than the vote quorum: syncing from what we have"
+                    "fewer peers than the vote quorum: extending our chain from what we have (never leaving it)"
                 );
             }
         }
@@ -144,27 +292,27 @@ impl SyncEngine {
             self.send(
                 *v,
                 Request::BlockHash { height },
-                Purpose::Vote { key },
+                Purpose::Vote { batch },
                 now,
             );
         }
         self.votes.insert(
-            key,
+            batch,
             Vote::new(
                 height,
                 served,
-                server,
+                Some(server),
                 voters,
                 now + self.config.vote_timeout,
             ),
         );
-        self.advance_vote(key, now);
+        self.advance_vote(batch, now);
     }
 
     /// Voters still silent at a vote's deadline abstain, so one slow voter
     /// cannot hold a batch back longer than `vote_timeout`.
     pub(super) fn expire_votes(&mut self, now: Instant) {
-        let due: Vec<VoteKey> = self
+        let due: Vec<BatchId> = self
             .votes
             .iter()
             .filter(|(_, v)| v.deadline <= now)
@@ -185,8 +333,9 @@ impl SyncEngine {
         }
     }
 
-    /// Up to `n` usable peers that hold `height` and were not asked yet,
-    /// best score first, ties broken at random.
+    /// Up to `n` usable peers that hold `height` of our chain (not known to
+    /// fork below it) and were not asked yet, best score first, ties broken
+    /// at random.
     fn pick_voters(
         &mut self,
         height: u64,
@@ -200,7 +349,7 @@ impl SyncEngine {
             .filter(|(p, info)| {
                 Some(**p) != server
                     && !asked.contains(p)
-                    && info.height.is_some_and(|h| h >= height)
+                    && info.height_on_our_chain().is_some_and(|h| h >= height)
             })
             .map(|(p, info)| (info.score, 0, *p))
             .collect();
@@ -211,8 +360,8 @@ impl SyncEngine {
         c.into_iter().take(n).map(|(_, _, p)| p).collect()
     }
 
-    pub(super) fn advance_vote(&mut self, key: VoteKey, now: Instant) {
-        let Some(vote) = self.votes.get(&key) else {
+    pub(super) fn advance_vote(&mut self, batch: BatchId, now: Instant) {
+        let Some(vote) = self.votes.get(&batch) else {
             return;
         };
         if vote.step(false) == Step::Wait {
@@ -226,11 +375,10 @@ impl SyncEngine {
         } else {
             Vec::new()
         };
-        let Some(vote) = self.votes.get(&key) else {
+        let Some(vote) = self.votes.get(&batch) else {
             return;
         };
-        let step = vote.step(!more.is_empty());
-        match step {
+        match vote.step(!more.is_empty()) {
             Step::Wait => {}
             Step::Escalate => {
                 tracing::debug!(
@@ -242,29 +390,31 @@ impl SyncEngine {
                     self.send(
                         *p,
                         Request::BlockHash { height },
-                        Purpose::Vote { key },
+                        Purpose::Vote { batch },
                         now,
                     );
                 }
-                if let Some(v) = self.votes.get_mut(&key) {
+                if let Some(v) = self.votes.get_mut(&batch) {
                     v.escalate(more, now + self.config.vote_timeout);
                 }
             }
             Step::Decided(d) => {
-                if let Some(vote) = self.votes.remove(&key) {
-                    self.apply_decision(key, vote, d, now);
+                if let Some(vote) = self.votes.remove(&batch) {
+                    self.apply_decision(batch, vote, d, now);
                 }
             }
         }
     }
 
-    fn apply_decision(&mut self, key: VoteKey, vote: Vote, decision: Decision, now: Instant) {
-        match (key, decision) {
-            (VoteKey::Batch(batch), Decision::Accepted { dissenters, voters }) => {
+    /// Acts on a batch vote. Losing it is no offence: the server and whoever
+    /// backed it hold another chain there, and are not asked for it again.
+    fn apply_decision(&mut self, batch: BatchId, vote: Vote, decision: Decision, now: Instant) {
+        match decision {
+            Decision::Accepted { dissenters, voters } => {
                 self.stats.votes_won += 1;
+                self.split_rounds = 0;
                 for p in dissenters {
-                    tracing::info!(peer = %p, height = vote.height, "peer voted against the majority");
-                    self.penalize(&p, Penalty::VotedAgainstMajority, now);
+                    self.judge_forked(p, vote.height, "voted for another block");
                 }
                 if voters > 0 {
                     self.confirmed = self.confirmed.max(vote.height);
@@ -282,199 +432,33 @@ impl SyncEngine {
                 self.promote(batch);
                 self.try_import(now);
             }
-            (VoteKey::Batch(batch), Decision::Rejected { winner, backers }) => {
+            Decision::Rejected { winner, backers } => {
                 self.stats.votes_lost += 1;
-                tracing::warn!(height = vote.height, peer = ?vote.server, majority = %winner,
-                    "batch lost the majority vote; blaming the peer that served it");
+                tracing::info!(height = vote.height, peer = ?vote.server, majority = %winner,
+                    "batch lost the majority vote: its server is on another fork; fetching it elsewhere");
                 self.reject_batch(batch, "lost vote", false, now);
-                if let Some(s) = vote.server {
-                    self.penalize(&s, Penalty::ServedLosingBatch, now);
-                }
-                for p in backers {
-                    self.penalize(&p, Penalty::VotedAgainstMajority, now);
-                }
-            }
-            (VoteKey::Batch(batch), Decision::Inconclusive) => {
-                self.stats.votes_inconclusive += 1;
-                tracing::info!(
-                    height = vote.height,
-                    "vote inconclusive (no 2/3 majority); refetching elsewhere"
-                );
-                self.reject_batch(batch, "inconclusive vote", true, now);
-            }
-            (VoteKey::Consistency, Decision::Rejected { winner, .. }) => {
-                let reference: Vec<PeerId> = vote
-                    .supporters(&winner)
-                    .into_iter()
-                    .take(PROBE_PEERS)
-                    .collect();
-                tracing::warn!(height = vote.height, ours = %vote.served, majority = %winner,
-                    "the majority holds another block at our tip height; searching for the fork point");
-                self.start_search(vote.height, reference, now);
-            }
-            (VoteKey::Claim(peer), Decision::Rejected { .. }) => {
-                tracing::warn!(%peer, height = vote.height, claimed = %vote.served,
-                    "peer claims a tip the majority says is not on the chain");
-                self.penalize(&peer, Penalty::WrongChain, now);
-            }
-            (VoteKey::Claim(peer), Decision::Accepted { voters, .. }) if voters >= 2 => {
-                let reference: Vec<PeerId> = vote
-                    .supporters(&vote.served)
-                    .into_iter()
-                    .take(PROBE_PEERS)
-                    .collect();
-                tracing::warn!(%peer, height = vote.height, "the majority holds another block than ours at a height we hold; searching for the fork point");
-                self.start_search(vote.height, reference, now);
-            }
-            (VoteKey::Claim(_), _) | (VoteKey::Consistency, _) => {
-                tracing::debug!(height = vote.height, "our tip agrees with the peers");
-            }
-        }
-    }
-
-    /// Compares peers' reported tips at heights we hold with our own blocks;
-    /// a mismatch is put to a vote (with the peer as the one that "served"
-    /// its claim), so a peer on a forged chain is found out even if it never
-    /// served us a batch, and a node on a minority fork finds out it is.
-    pub(super) fn check_claims(&mut self, now: Instant) {
-        if self.mode != Mode::Normal {
-            return;
-        }
-        let due: Vec<(PeerId, u64, Hash)> = self
-            .book
-            .usable()
-            .filter(|(_, p)| !p.tip_checked)
-            .filter_map(|(id, p)| match (p.height, p.tip) {
-                (Some(h), Some(t)) if h > 0 && h <= self.stored.height => Some((*id, h, t)),
-                _ => None,
-            })
-            .collect();
-        for (peer, height, tip) in due {
-            if let Some(p) = self.book.get_mut(&peer) {
-                p.tip_checked = true;
-            }
-            let key = VoteKey::Claim(peer);
-            if self.votes.contains_key(&key) {
-                continue;
-            }
-            if self.local.hash_at(height).is_some_and(|ours| ours != tip) {
-                self.start_vote(key, height, tip, Some(peer), now);
-            }
-        }
-    }
-
-    /// Asks peers whether they hold our tip (idle only: batches carry their own votes).
-    pub(super) fn check_consistency(&mut self, now: Instant) {
-        if self.mode != Mode::Normal
-            || self.votes.contains_key(&VoteKey::Consistency)
-            || self
-                .batches
-                .values()
-                .any(|b| !matches!(b.state, BatchState::Importing { .. }))
-            || self.stored.height == 0
-        {
-            return;
-        }
-        let tip = self.stored;
-        self.start_vote(VoteKey::Consistency, tip.height, tip.hash, None, now);
-    }
-
-    fn start_search(&mut self, diverged: u64, reference: Vec<PeerId>, now: Instant) {
-        if reference.is_empty() {
-            return;
-        }
-        self.batches.clear();
-        self.votes.retain(|k, _| *k == VoteKey::Consistency);
-        self.mode = Mode::Searching;
-        let unconfirmed = diverged.saturating_sub(self.confirmed);
-        let (search, step) = AncestorSearch::new(
-            diverged,
-            self.config.max_reorg_depth.saturating_add(unconfirmed),
-            reference,
-        );
-        self.search = Some(search);
-        self.follow_search(step, now);
-    }
-
-    fn follow_search(&mut self, step: SearchStep, now: Instant) {
-        match step {
-            SearchStep::Probe(h) => {
-                let peers: Vec<PeerId> = self
-                    .search
-                    .as_ref()
-                    .map(|s| s.reference().to_vec())
-                    .unwrap_or_default();
-                for p in peers {
-                    self.send(
+                for p in vote.server.into_iter().chain(backers) {
+                    self.judge_forked(
                         p,
-                        Request::BlockHash { height: h },
-                        Purpose::Probe { height: h },
-                        now,
+                        vote.height,
+                        "served or backed a block the majority does not hold",
                     );
                 }
             }
-            SearchStep::Found(h) => {
-                self.search = None;
-                let depth = self.stored.height - h;
-                tracing::warn!(common = h, depth, "fork point found; rolling back");
-                self.stats.reorgs += 1;
-                self.mode = Mode::RollingBack;
-                self.actions
-                    .push_back(super::Action::Rollback { height: h });
-            }
-            SearchStep::TooDeep { depth_at_least } => {
-                self.search = None;
-                let why = format!(
-                    "the majority chain forks from ours at least {depth_at_least} blocks below our tip, deeper than max_reorg_depth={}; refusing to rewrite history (inspect, then reset)",
-                    self.config.max_reorg_depth
-                );
-                tracing::error!("{why}");
-                self.mode = Mode::Halted(why);
-            }
-            SearchStep::NoAnswers => {
-                tracing::warn!("fork search: reference peers stopped answering; resuming");
-                self.search = None;
-                self.mode = Mode::Normal;
+            Decision::Inconclusive => {
+                self.stats.votes_inconclusive += 1;
+                let sides: Vec<Side> = vote
+                    .sides()
+                    .into_iter()
+                    .map(|(hash, holders)| Side {
+                        hash,
+                        holders,
+                        ours: false,
+                    })
+                    .collect();
+                self.reject_batch(batch, "inconclusive vote", true, now);
+                self.enter_split(vote.height, sides, super::SplitOrigin::Batch, now);
             }
         }
     }
-
-    fn on_probe_answer(&mut self, peer: PeerId, height: u64, hash: Option<Hash>, now: Instant) {
-        let Some(s) = self.search.as_mut() else {
-            return;
-        };
-        if s.probing() != Some(height) {
-            return;
-        }
-        s.record(peer, hash);
-        if !s.probe_complete() {
-            return;
-        }
-        let ours = self.local.hash_at(height);
-        let step = match self.search.as_mut() {
-            Some(s) => s.resolve(ours),
-            None => return,
-        };
-        self.follow_search(step, now);
-    }
-
-    pub(super) fn on_rolled_back(&mut self, result: Result<BlockRef, String>, now: Instant) {
-        match result {
-            Ok(tip) => {
-                tracing::warn!(height = tip.height, tip = %tip.hash, "rolled back to the common ancestor; re-syncing")
-            }
-            Err(e) => tracing::error!(error = %e, "rollback failed"),
-        }
-        self.mode = Mode::Normal;
-        self.batches.clear();
-        self.resync_from_store();
-        self.confirmed = self.confirmed.min(self.stored.height);
-        self.book.recheck_tips();
-        self.last_progress = now;
-    }
-}
-
-/// The height a vote is about (to check answers against).
-fn key_height(engine: &SyncEngine, key: VoteKey) -> Option<u64> {
-    engine.votes.get(&key).map(|v| v.height)
 }

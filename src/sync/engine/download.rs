@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 
-use super::{Action, Failure, Mode, Outstanding, Purpose, Request, SyncEngine, VoteKey};
+use super::{Action, Failure, Mode, Outstanding, Purpose, Request, SyncEngine};
 use crate::chain::{Block, BlockRef, ValidationError};
 use crate::sync::batch::{Attempt, Batch, BatchId, BatchState, Live, Outcome};
 use crate::sync::peer_book::Penalty;
@@ -24,7 +24,7 @@ impl SyncEngine {
     /// Plans batches up to the target and sends whatever can be sent now.
     pub(super) fn schedule(&mut self, now: Instant) {
         self.recompute_targets();
-        if self.mode != Mode::Normal {
+        if !self.may_extend() {
             return;
         }
         if self.batches.is_empty() {
@@ -207,14 +207,14 @@ impl SyncEngine {
             .usable()
             .filter(|(p, info)| {
                 info.in_flight < max
-                    && info.height.is_some_and(|h| h >= start)
+                    && info.height_on_our_chain().is_some_and(|h| h >= start)
                     && !exclude.contains(p)
                     && Some(**p) != also_exclude
             })
             .map(|(p, info)| {
                 (
                     *p,
-                    info.height.unwrap_or(0) >= end,
+                    info.height_on_our_chain().unwrap_or(0) >= end,
                     info.score,
                     info.in_flight,
                     info.latency.map_or(u128::MAX / 2, |l| l.as_micros()),
@@ -385,6 +385,13 @@ impl SyncEngine {
             self.fail_attempt(start, peer, "wrong heights");
             return;
         }
+        if let Some(c) = self.contradicted_checkpoint(&blocks) {
+            tracing::warn!(%peer, checkpoint = %c, "peer served blocks that contradict a checkpoint");
+            self.stats.checkpoint_rejections += 1;
+            self.penalize(&peer, Penalty::ContradictsCheckpoint, now);
+            self.fail_attempt(start, peer, "contradicts checkpoint");
+            return;
+        }
         let elapsed = now.saturating_duration_since(out.sent);
         self.avg_download = Some(match self.avg_download {
             None => elapsed,
@@ -432,7 +439,7 @@ impl SyncEngine {
         }
         self.book.reward(&peer);
         self.actions.push_back(Action::Validate { batch, blocks });
-        self.start_vote(VoteKey::Batch(batch), got_end, last, Some(peer), now);
+        self.start_vote(batch, got_end, last, peer, now);
     }
 
     /// The served attempt is void: fetch the batch again elsewhere.
@@ -473,7 +480,7 @@ impl SyncEngine {
             self.stats.retries += 1;
             b.retry(server, backoff_until);
         }
-        self.votes.remove(&VoteKey::Batch(batch));
+        self.votes.remove(&batch);
     }
 
     /// Result of segment validation.
@@ -574,12 +581,15 @@ impl SyncEngine {
         if self.accepted == self.stored {
             // It won its vote, yet does not extend our own tip: the majority
             // holds another chain below our tip. Check and find where we forked.
-            tracing::warn!(height = self.stored.height, peer = %server,
-                "majority chain does not extend our tip; checking for a fork");
-            self.batches.clear();
-            self.votes.retain(|k, _| *k == VoteKey::Consistency);
-            self.scheduled_to = self.accepted.height;
-            self.check_consistency(now);
+            // It validated (and won its vote, if anyone could vote), yet does
+            // not extend our tip: its server holds another block at our tip
+            // height. Ask everyone whether ours is still the majority's.
+            let h = self.stored.height;
+            self.judge_forked(server, h, "served blocks that do not extend our tip");
+            tracing::info!(height = h, peer = %server,
+                "a peer's chain does not extend our tip; polling the peers about our block");
+            self.drop_work(true);
+            self.request_poll(h, now);
         } else {
             // Two verified batches disagree: refetch the later one elsewhere.
             tracing::warn!(start, peer = %server, "batch does not link to the one before it; refetching");
@@ -609,9 +619,7 @@ impl SyncEngine {
             }
             Err(e) => {
                 tracing::error!(error = %e, "import failed; restarting sync from the stored tip");
-                self.batches.clear();
-                self.votes.retain(|k, _| *k == VoteKey::Consistency);
-                self.resync_from_store();
+                self.drop_work(false);
             }
         }
     }
@@ -628,18 +636,42 @@ impl SyncEngine {
         }
     }
 
-    /// Why no block was imported for `stall_timeout` while behind, if so.
+    /// When `check_stall` next has something to say.
+    pub(super) fn next_stall_check(&self) -> Instant {
+        let after_progress = self.last_progress + self.config.stall_timeout;
+        match self.last_stall_warning {
+            Some(w) => (w + self.config.stall_timeout).max(after_progress),
+            None => after_progress,
+        }
+    }
+
+    /// Why sync is not progressing, if it is not: halted, split, no peers
+    /// left (at once: these are states), or no block imported for
+    /// `stall_timeout` while behind.
     pub(super) fn stall_reason(&self, now: Instant) -> Option<String> {
-        if let Mode::Halted(why) = &self.mode {
-            return Some(format!("halted: {why}"));
+        match &self.mode {
+            Mode::Halted(why) => return Some(format!("halted: {why}")),
+            Mode::Split { height, sides } => {
+                return Some(format!(
+                    "split: no 2/3 majority at #{height}: {}",
+                    super::forks::describe_sides(sides)
+                ))
+            }
+            _ => {}
+        }
+        let usable = self.book.usable().count();
+        let had_peers = self.stats.first_peer_connected_at.is_some() || !self.batches.is_empty();
+        if usable == 0 && had_peers {
+            return Some(if self.book.is_empty() {
+                "no peers".into()
+            } else {
+                "no usable peers (connected ones are still reporting in or on another genesis)"
+                    .into()
+            });
         }
         let behind = self.targets.is_some_and(|t| self.stored.height < t.safe);
         if !behind || now < self.last_progress + self.config.stall_timeout {
             return None;
-        }
-        let usable = self.book.usable().count();
-        if usable == 0 {
-            return Some("no usable peers".into());
         }
         let first = self.batches.values().next();
         Some(match first {

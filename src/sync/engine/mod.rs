@@ -8,9 +8,14 @@
 //! carries out its actions and feeds back their results. It reads the local
 //! chain through [`LocalChain`] (a synchronous lookup) and never writes it:
 //! writes are `Import` and `Rollback` actions.
+//!
+//! Its halves: [`checks`] (genesis, heights, checkpoints, batch votes),
+//! [`download`] (the fetch scheduler and in-order import) and [`forks`]
+//! (chain polls, fork judgments, splits, the fork search and rollback).
 
 mod checks;
 mod download;
+mod forks;
 mod types;
 
 pub use types::{Action, Failure, LocalChain, Mode, Request, Response, Stats, SyncStatus};
@@ -23,6 +28,7 @@ use libp2p::PeerId;
 use crate::chain::{BlockRef, Hash, ValidationError};
 use crate::sync::batch::{Batch, BatchId, BatchState, ReqId};
 use crate::sync::config::SyncConfig;
+use crate::sync::fork_choice::ChainPoll;
 use crate::sync::peer_book::{GenesisVerdict, PeerBook, Penalty};
 use crate::sync::reorg::AncestorSearch;
 use crate::sync::target::{self, Targets};
@@ -33,18 +39,38 @@ use crate::sync::verifier::Vote;
 enum Purpose {
     Genesis,
     Height,
-    Download { batch: BatchId, start: u64 },
-    Vote { key: VoteKey },
-    Probe { height: u64 },
+    Download {
+        batch: BatchId,
+        start: u64,
+    },
+    /// A vote on a downloaded batch's last hash.
+    Vote {
+        batch: BatchId,
+    },
+    /// A step of the fork-point search.
+    Probe {
+        height: u64,
+    },
+    /// A chain poll: does the peer hold our block at `height`?
+    Poll {
+        height: u64,
+    },
+    /// Does the peer hold the checkpoint at `height`?
+    Checkpoint {
+        height: u64,
+    },
+    /// A peer judged to be on another fork announced a new tip: is it back on ours?
+    Recheck {
+        height: u64,
+    },
 }
 
-/// Which vote: a batch's, or the periodic check of our own tip.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum VoteKey {
-    Batch(BatchId),
-    Consistency,
-    /// A peer reported a tip at a height we hold that is not our block there.
-    Claim(PeerId),
+/// Where a split was found: in a batch vote (above our chain) or in a poll
+/// about a block we hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SplitOrigin {
+    Batch,
+    Chain,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -67,7 +93,23 @@ pub struct SyncEngine {
     /// Keyed by start height; never overlapping.
     batches: BTreeMap<u64, Batch>,
     next_batch: BatchId,
-    votes: HashMap<VoteKey, Vote>,
+    votes: HashMap<BatchId, Vote>,
+    /// The chain poll in progress (one at a time).
+    poll: Option<ChainPoll>,
+    /// The height of the next poll wanted, and not before when (polls that
+    /// would move us wait for the peer set to settle).
+    poll_wanted: Option<u64>,
+    poll_not_before: Option<Instant>,
+    /// While split: where the split was found, when to look again, and how
+    /// many unchanged looks so far (drives the backoff).
+    split_origin: Option<SplitOrigin>,
+    split_until: Option<Instant>,
+    split_rounds: u32,
+    /// Set by a reset out of a halt: the operator allows the next fork search
+    /// to roll back past `max_reorg_depth`, once.
+    allow_deep_reorg: bool,
+    /// When the engine started: no rollback before `rollback_settle` after it.
+    started: Instant,
     /// What the store has confirmed.
     stored: BlockRef,
     /// The end of the last batch handed to the store (>= stored).
@@ -108,7 +150,7 @@ impl SyncEngine {
     ) -> Self {
         let tip = local.tip();
         let rng = config.seed ^ 0x9e37_79b9_7f4a_7c15;
-        SyncEngine {
+        let mut engine = SyncEngine {
             next_status: now + config.status_interval,
             next_consistency: now + config.consistency_interval,
             config,
@@ -120,6 +162,14 @@ impl SyncEngine {
             batches: BTreeMap::new(),
             next_batch: 1,
             votes: HashMap::new(),
+            poll: None,
+            poll_wanted: None,
+            poll_not_before: None,
+            split_origin: None,
+            split_until: None,
+            split_rounds: 0,
+            allow_deep_reorg: false,
+            started: now,
             stored: tip,
             accepted: tip,
             scheduled_to: tip.height,
@@ -136,7 +186,9 @@ impl SyncEngine {
             rng,
             stats: Stats::default(),
             clock: now,
-        }
+        };
+        engine.enforce_checkpoints_on_store();
+        engine
     }
 
     pub fn config(&self) -> &SyncConfig {
@@ -199,43 +251,38 @@ impl SyncEngine {
     }
 
     /// The earliest instant at which `handle_timeout` has something to do.
+    /// Only instants after the latest input count: a deadline already passed
+    /// has been acted on (or waits for an event, not for time), and
+    /// returning it would make the driver spin.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut t = self.next_status.min(self.next_consistency);
-        for r in self.requests.values() {
-            t = t.min(r.deadline);
-        }
+        let mut due: Vec<Instant> = vec![self.next_status, self.next_consistency];
+        due.extend(self.requests.values().map(|r| r.deadline));
         for b in self.batches.values() {
             match &b.state {
                 BatchState::AwaitingDownload {
                     not_before: Some(nb),
-                } => t = t.min(*nb),
+                } => due.push(*nb),
                 BatchState::Downloading {
                     live,
                     hedged: false,
-                } => {
-                    if let Some(l) = live.first() {
-                        t = t.min(l.sent + self.hedge_delay());
-                    }
-                }
+                } => due.extend(live.first().map(|l| l.sent + self.hedge_delay())),
                 _ => {}
             }
         }
-        if self.is_syncing() {
-            t = t.min(self.last_progress + self.config.stall_timeout);
+        if self.is_syncing() || self.mode != Mode::Normal {
+            due.push(self.next_stall_check());
         }
         for (_, p) in self.book.iter() {
-            let grace_end = p.connected_at + self.config.verify_grace;
-            if p.reporting() && grace_end > self.clock {
-                t = t.min(grace_end);
+            if p.reporting() {
+                due.push(p.connected_at + self.config.verify_grace);
             }
         }
-        for v in self.votes.values() {
-            t = t.min(v.deadline);
-        }
-        if let Some(b) = self.book.next_ban_expiry() {
-            t = t.min(b);
-        }
-        Some(t)
+        due.extend(self.votes.values().map(|v| v.deadline));
+        due.extend(self.poll.as_ref().map(|p| p.deadline));
+        due.extend(self.poll_not_before);
+        due.extend(self.split_until);
+        due.extend(self.book.next_ban_expiry());
+        due.into_iter().filter(|t| *t > self.clock).min()
     }
 
     // ----- inputs -----
@@ -265,7 +312,9 @@ impl SyncEngine {
             p.connected = false;
         }
         self.fail_requests_of(&peer, now);
-        self.book.disconnected(&peer);
+        if self.book.disconnected(&peer).is_some() {
+            self.balance_changed("a peer left", now);
+        }
         self.schedule(now);
     }
 
@@ -275,6 +324,8 @@ impl SyncEngine {
         if self.book.get(&peer).is_some_and(|p| p.usable()) {
             self.book.set_height(&peer, height, tip, now);
             self.note_peer_height(height, now);
+            self.check_checkpoints(peer, now);
+            self.check_claims(now);
             self.schedule(now);
         }
     }
@@ -358,6 +409,10 @@ impl SyncEngine {
             self.check_consistency(now);
         }
         self.expire_votes(now);
+        self.expire_poll(now);
+        if self.split_until.is_some_and(|t| t <= now) {
+            self.leave_split("time to look again", now);
+        }
         self.hedge(now);
         self.check_stall(now);
         self.schedule(now);
@@ -368,17 +423,36 @@ impl SyncEngine {
     pub fn request_sync(&mut self, now: Instant) {
         self.clock = self.clock.max(now);
         self.refresh_heights(now);
+        self.balance_changed("manual sync", now);
         self.schedule(now);
     }
 
-    /// Drops every batch, vote and search and starts over from the stored tip;
-    /// also clears a halt. Peers and bans are kept.
+    /// Drops every batch, vote, poll and search and starts over from the
+    /// stored tip, then asks the peers about our tip again. Peers and bans
+    /// are kept. Out of a halt, this is the operator's word that the majority
+    /// may be followed: the next fork search may roll back past
+    /// `max_reorg_depth`, once.
     pub fn reset(&mut self, now: Instant) {
         self.clock = self.clock.max(now);
-        tracing::info!("sync reset: dropping {} batches", self.batches.len());
-        self.batches.clear();
-        self.votes.clear();
+        let halted = matches!(self.mode, Mode::Halted(_));
+        tracing::info!(
+            batches = self.batches.len(),
+            halted,
+            "sync reset: dropping in-flight work"
+        );
+        if halted {
+            tracing::warn!(
+                "reset out of a halt: the next fork search may roll back past max_reorg_depth"
+            );
+        }
+        self.allow_deep_reorg = halted;
+        self.drop_work(false);
         self.search = None;
+        self.poll = None;
+        self.poll_not_before = None;
+        self.split_origin = None;
+        self.split_until = None;
+        self.split_rounds = 0;
         self.mode = Mode::Normal;
         self.requests
             .retain(|_, r| matches!(r.purpose, Purpose::Genesis | Purpose::Height));
@@ -389,7 +463,29 @@ impl SyncEngine {
         }
         self.resync_from_store();
         self.last_progress = now;
+        self.last_stall_warning = None;
+        self.book.recheck_tips(self.stored.height);
+        if self.stored.height > 0 {
+            self.request_poll(self.stored.height, now);
+        }
         self.schedule(now);
+    }
+
+    /// Drops every batch (but, with `keep_importing`, those the store is
+    /// writing: their results are still to come) and every batch vote.
+    fn drop_work(&mut self, keep_importing: bool) {
+        self.batches
+            .retain(|_, b| keep_importing && matches!(b.state, BatchState::Importing { .. }));
+        self.votes.clear();
+        self.scheduled_to = self
+            .batches
+            .values()
+            .next_back()
+            .map_or(self.accepted.height, |b| b.end)
+            .max(self.accepted.height);
+        if !keep_importing {
+            self.resync_from_store();
+        }
     }
 
     // ----- plumbing shared by the submodules -----
@@ -499,8 +595,15 @@ impl SyncEngine {
         self.scheduled_to = tip.height;
     }
 
+    /// Targets from the heights peers hold of *our* chain: a peer known to be
+    /// on another fork counts only below its fork point, so a longer fork
+    /// next to us is not something to sync to.
     fn recompute_targets(&mut self) {
-        self.targets = target::compute(self.book.usable().filter_map(|(_, p)| p.height));
+        self.targets = target::compute(
+            self.book
+                .usable()
+                .filter_map(|(_, p)| p.height_on_our_chain()),
+        );
     }
 
     fn verified_count(&self) -> usize {
@@ -523,3 +626,6 @@ impl SyncEngine {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fork_tests;

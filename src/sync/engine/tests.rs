@@ -111,7 +111,7 @@ fn a_slow_honest_peer_is_never_banned() {
 }
 
 #[test]
-fn a_forged_batch_loses_the_vote_and_its_server_is_banned() {
+fn a_forged_batch_loses_the_vote_and_its_server_is_judged_on_another_fork_not_banned() {
     let chain = Arc::new(sim::unsigned_chain(3_000, 64, 1));
     let forged = Arc::new(sim::unsigned_chain(3_000, 64, 2));
     let mut n = net(&chain[..1], SyncConfig::default());
@@ -132,19 +132,16 @@ fn a_forged_batch_loses_the_vote_and_its_server_is_banned() {
             .map(|b| (b.start, b.end, b.state_name(), b.history.clone()))
             .collect::<Vec<_>>()
     );
-    assert!(
-        n.report
-            .bans
-            .contains(&(forger, Penalty::ServedLosingBatch)),
-        "{:?}",
-        n.report.bans
-    );
+    // Valid blocks of another chain are a fork, not a lie: nobody is banned,
+    // and the forger is not asked for those heights again.
+    assert!(n.report.bans.is_empty(), "{:?}", n.report.bans);
     assert!(n.engine.stats().votes_lost >= 1);
-    assert!(banned_honest(&n).is_empty());
+    let fork_at = n.engine.peer_book().get(&forger).and_then(|p| p.forked_at);
+    assert!(fork_at.is_some_and(|h| h <= 3_000), "{fork_at:?}");
 }
 
 #[test]
-fn a_wrong_voter_is_outvoted_and_penalized() {
+fn a_wrong_voter_is_outvoted_and_not_asked_again() {
     let chain = Arc::new(sim::unsigned_chain(20_000, 64, 1));
     let mut n = net(&chain[..1], SyncConfig::default());
     for _ in 0..4 {
@@ -152,15 +149,11 @@ fn a_wrong_voter_is_outvoted_and_penalized() {
     }
     let voter = n.add_peer(Behavior::WrongVotes, 5 * MS, chain.clone());
     assert!(n.run_until(Duration::from_secs(60), |n| synced_to(n, &chain)));
-    let info_failures = n.engine.peer_book().get(&voter).map(|p| {
-        p.failures
-            .get(&Penalty::VotedAgainstMajority)
-            .copied()
-            .unwrap_or(0)
-    });
-    let banned = n.report.bans.iter().any(|(p, _)| *p == voter);
-    assert!(banned || info_failures.unwrap_or(0) > 0);
-    assert!(banned_honest(&n).is_empty());
+    // Its first dissent shows it holds another block there: from then on it
+    // neither serves nor votes at those heights, so it cannot slow sync down.
+    let fork_at = n.engine.peer_book().get(&voter).and_then(|p| p.forked_at);
+    assert!(fork_at.is_some(), "the wrong voter was never judged");
+    assert!(n.report.bans.is_empty(), "{:?}", n.report.bans);
 }
 
 #[test]
@@ -406,13 +399,12 @@ fn blocks_taken_from_a_lone_liar_are_rolled_back_once_honest_peers_arrive() {
     assert!(n.run_until(Duration::from_secs(60), |n| synced_to(n, &chain)));
     assert!(!matches!(n.engine.mode(), Mode::Halted(_)));
     assert_eq!(n.engine.stats().reorgs, 1);
-    let banned = n.run_until(Duration::from_secs(30), |n| {
-        n.report.bans.iter().any(|(p, _)| *p == forger)
-    });
-    assert!(
-        banned,
-        "{:?} {:?}",
-        n.report.bans,
-        n.engine.peer_book().get(&forger)
-    );
+    // The forger holds a valid chain: it is on another fork, not banned, and
+    // known as such once its chain is compared with ours again.
+    assert!(n.run_until(Duration::from_secs(30), |n| n
+        .engine
+        .peer_book()
+        .get(&forger)
+        .is_some_and(|p| p.forked_at.is_some())));
+    assert!(n.report.bans.is_empty(), "{:?}", n.report.bans);
 }

@@ -9,6 +9,7 @@ use libp2p::PeerId;
 
 use crate::chain::{Block, BlockRef, Hash};
 use crate::sync::batch::{BatchId, ReqId};
+use crate::sync::fork_choice::Side;
 use crate::sync::peer_book::Penalty;
 
 /// Read access to the local chain.
@@ -105,6 +106,25 @@ pub enum Mode {
     RollingBack,
     /// A reorg deeper than allowed: sync stopped until reset.
     Halted(String),
+    /// No block at `height` has a 2/3 majority: nothing is fetched until the
+    /// balance changes (a peer joins or leaves) or a backoff passes.
+    Split { height: u64, sides: Vec<Side> },
+}
+
+impl Mode {
+    /// Stable name for status and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mode::Normal => "normal",
+            Mode::Searching => "searching",
+            Mode::RollingBack => "rolling_back",
+            Mode::Halted(_) => "halted",
+            Mode::Split { .. } => "split",
+        }
+    }
+
+    /// Every mode's name (for metrics that show all of them).
+    pub const NAMES: [&'static str; 5] = ["normal", "searching", "rolling_back", "halted", "split"];
 }
 
 /// Counters since start (monotonic), for metrics and benchmarks.
@@ -124,6 +144,16 @@ pub struct Stats {
     pub penalties: HashMap<&'static str, u64>,
     pub bans: HashMap<&'static str, u64>,
     pub reorgs: u64,
+    /// Chain polls run (is our chain still the majority's?).
+    pub polls: u64,
+    /// Times the node found the peers split with no 2/3 majority.
+    pub splits: u64,
+    /// Times the node refused a reorg deeper than `max_reorg_depth`.
+    pub halts: u64,
+    /// Times a peer was newly judged to be on another fork.
+    pub fork_judgments: u64,
+    /// Peers or blocks refused for contradicting a checkpoint.
+    pub checkpoint_rejections: u64,
     /// When the first peer connected (the `now` of that input).
     pub first_peer_connected_at: Option<Instant>,
     /// When a peer first reported (or announced) a height above our stored tip.
