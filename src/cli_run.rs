@@ -9,7 +9,7 @@ use concord::chain::{AuthorityKey, Genesis};
 use concord::config::{FileConfig, NetSection, SyncSection};
 use concord::net::{keys, NetConfig};
 use concord::node::{self, NodeConfig};
-use concord::sync::SyncConfig;
+use concord::sync::{Checkpoint, SyncConfig};
 use libp2p::{multiaddr::Protocol, Multiaddr};
 
 #[derive(Args, Debug)]
@@ -54,6 +54,11 @@ pub struct RunArgs {
     /// Log format; the level comes from RUST_LOG (default `info`) [default: text].
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// A block you vouch for, HEIGHT:HASH (repeatable): the node never keeps a
+    /// chain with another block at that height and disconnects peers whose chain
+    /// has one. Breaks a split; protects a fresh node from an eclipse.
+    #[arg(long, value_name = "HEIGHT:HASH")]
+    pub checkpoint: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -124,6 +129,7 @@ fn effective(args: &RunArgs, file: FileConfig) -> FileConfig {
                 .or(file.log_format)
                 .unwrap_or_else(|| "text".into()),
         ),
+        checkpoint: Some(list(&args.checkpoint, file.checkpoint, &[])),
         net: NetSection::from_values(&net),
         sync: SyncSection::from_values(&sync),
     }
@@ -218,6 +224,28 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Ok(a) => a,
         Err(e) => return usage_error(e),
     };
+    let checkpoints: Result<Vec<Checkpoint>, _> = eff
+        .checkpoint
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c.parse::<Checkpoint>())
+        .collect();
+    let mut checkpoints = match checkpoints {
+        Ok(c) => c,
+        Err(e) => return usage_error(format!("invalid --checkpoint: {e}")),
+    };
+    checkpoints.sort();
+    if let Some(w) = checkpoints
+        .windows(2)
+        .find(|w| w[0].height == w[1].height && w[0].hash != w[1].hash)
+    {
+        return usage_error(format!(
+            "invalid --checkpoint: two different blocks at height {}",
+            w[0].height
+        ));
+    }
+    checkpoints.dedup();
     let log_format = match eff.log_format.as_deref() {
         None => LogFormat::Text,
         Some(name) => match LogFormat::from_str(name, true) {
@@ -245,6 +273,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     eff.net.apply(&mut net);
     let mut sync = SyncConfig::default();
     eff.sync.apply(&mut sync);
+    sync.checkpoints = checkpoints;
     let config = NodeConfig {
         data_dir: eff.data_dir.unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
         genesis,

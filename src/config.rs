@@ -58,6 +58,9 @@ pub struct FileConfig {
     /// `text` or `json`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<String>,
+    /// `HEIGHT:HASH` blocks the operator vouches for (see [`crate::sync::Checkpoint`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Vec<String>>,
     #[serde(default)]
     pub net: NetSection,
     #[serde(default)]
@@ -173,6 +176,8 @@ section! {
             consistency_interval_ms => consistency_interval,
             stall_timeout_ms => stall_timeout,
             ban_duration_ms => ban_duration,
+            rollback_settle_ms => rollback_settle,
+            split_backoff_ms => split_backoff,
         }
     }
 }

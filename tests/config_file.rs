@@ -89,6 +89,29 @@ vote_timeout_ms = 1500
     .unwrap();
     assert_eq!(c, example, "concord.example.toml must list the defaults");
 
+    // Checkpoints: the flag wins over the file; a malformed one is one line, exit 2.
+    let hash = "ab".repeat(32);
+    std::fs::write(&path, format!("checkpoint = [\"10:{hash}\"]\n")).unwrap();
+    let c = print_config(&["--config", &file]);
+    assert_eq!(
+        c["checkpoint"][0].as_str(),
+        Some(format!("10:{hash}").as_str())
+    );
+    let c = print_config(&["--config", &file, "--checkpoint", &format!("20:{hash}")]);
+    let cps = c["checkpoint"].as_array().unwrap();
+    assert_eq!(cps.len(), 1);
+    assert_eq!(cps[0].as_str(), Some(format!("20:{hash}").as_str()));
+    for bad in ["12", "x:ab", "0:ab", &format!("5:{hash}x")] {
+        let out = Command::new(BIN)
+            .args(["run", "--checkpoint", bad, "--print-config"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with("error: invalid --checkpoint"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+
     // Mistakes are one-line errors.
     std::fs::write(&path, "[sync]\nbatch_blockz = 1\n").unwrap();
     let out = Command::new(BIN)
