@@ -41,6 +41,7 @@ const PEER_FIELDS: &[&str] = &[
     "score",
     "state",
     "in_flight",
+    "fork_at",
 ];
 const BLOCK_FIELDS: &[&str] = &[
     "height",
@@ -135,6 +136,16 @@ fn api_shapes_errors_and_status_command() {
     let (code, body) = http(&api, "POST", "/sync");
     assert_eq!(code, 202, "{body}");
     fresh.wait_for_line(&["manual sync requested"], DEADLINE);
+    assert_json_error(&api, "GET", "/sync/reset", 405);
+    let (code, body) = http(&api, "POST", "/sync/reset");
+    assert_eq!(code, 202, "{body}");
+    fresh.wait_for_line(&["sync reset requested"], DEADLINE);
+    // After a reset the node is still synced and on the same tip.
+    let after = common::wait_until(DEADLINE, "the reset node to report synced", || {
+        let s = get_json(&api, "/status");
+        (s["height"] == 300 && s["syncing"] == false && s["mode"] == "normal").then_some(s)
+    });
+    assert_eq!(after["tip"], status["tip"]);
 
     // `concord status`: summary, JSON, unreachable node.
     let out = Command::new(BIN)

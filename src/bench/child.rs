@@ -40,6 +40,8 @@ pub struct ChildReport {
     pub retries: u64,
     pub hedges: u64,
     pub banned: usize,
+    /// Peers judged to hold another chain (the lying seeder's forged chain).
+    pub fork_peers: usize,
     /// Payload bytes received on the node's TCP sockets (`ss -ti`
     /// `bytes_received`: noise + yamux framing and every protocol included).
     pub tcp_bytes_received: Option<u64>,
@@ -109,6 +111,7 @@ async fn sync_once(args: ChildArgs) -> anyhow::Result<ChildReport> {
         report.retries = st.retries;
         report.hedges = st.hedges;
         report.banned = s.banned.len();
+        report.fork_peers = s.peers.iter().filter(|p| p.forked_at.is_some()).count();
     }
     let _ = tokio::time::timeout(Duration::from_secs(10), node.stop()).await;
     Ok(report)

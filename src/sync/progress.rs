@@ -39,7 +39,9 @@ impl Progress {
 
     pub(crate) fn imported(&mut self, engine: &SyncEngine, tip: &BlockRef) {
         let status = engine.status(Instant::now());
-        let syncing = status.target.is_some_and(|t| tip.height < t);
+        // No target means no peer to compare with: that is not "synced"
+        // (with no peers the node cannot know), so the state carries over.
+        let syncing = status.target.map_or(self.was_syncing, |t| tip.height < t);
         if self.was_syncing && !syncing {
             info!(
                 height = tip.height,
