@@ -8,7 +8,7 @@ use libp2p::PeerId;
 
 use super::{Action, Failure, Mode, Outstanding, Purpose, Request, Response, SyncEngine};
 use crate::chain::{Block, Hash};
-use crate::sync::batch::{BatchId, BatchState};
+use crate::sync::batch::BatchId;
 use crate::sync::config::Checkpoint;
 use crate::sync::fork_choice::Side;
 use crate::sync::peer_book::{GenesisVerdict, Penalty};
@@ -424,13 +424,7 @@ impl SyncEngine {
                         "no other peer holds this height yet: accepted on validation alone"
                     );
                 }
-                if let Some(b) = self.batches.values_mut().find(|b| b.id == batch) {
-                    if let BatchState::Checking { voted, .. } = &mut b.state {
-                        *voted = true;
-                    }
-                }
-                self.promote(batch);
-                self.try_import(now);
+                self.mark_voted(batch, now);
             }
             Decision::Rejected { winner, backers } => {
                 self.stats.votes_lost += 1;

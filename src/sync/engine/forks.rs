@@ -99,7 +99,7 @@ impl SyncEngine {
         let busy = self
             .batches
             .values()
-            .any(|b| !matches!(b.state, BatchState::Importing { .. }));
+            .any(|b| !matches!(b.state(), BatchState::Importing { .. }));
         if self.mode != Mode::Normal || busy || self.stored.height == 0 {
             return;
         }
@@ -331,8 +331,10 @@ impl SyncEngine {
             Some(SplitOrigin::Chain) => self.request_poll(height, now),
             _ => {
                 for b in self.batches.values_mut() {
-                    if let BatchState::AwaitingDownload { not_before } = &mut b.state {
-                        *not_before = None;
+                    if matches!(b.state(), BatchState::AwaitingDownload { .. }) {
+                        if let Err(e) = b.clear_backoff() {
+                            super::bug(e);
+                        }
                     }
                 }
             }

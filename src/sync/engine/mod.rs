@@ -9,13 +9,16 @@
 //! chain through [`LocalChain`] (a synchronous lookup) and never writes it:
 //! writes are `Import` and `Rollback` actions.
 //!
-//! Its halves: [`checks`] (genesis, heights, checkpoints, batch votes),
-//! [`download`] (the fetch scheduler and in-order import) and [`forks`]
-//! (chain polls, fork judgments, splits, the fork search and rollback).
+//! Its parts: [`checks`] (genesis, heights, checkpoints, batch votes),
+//! [`schedule`] (batches to the best peers, hedges, retries), [`import`]
+//! (downloaded blocks to the store, in order), [`forks`] (chain polls, fork
+//! judgments, splits, the fork search and rollback) and [`status`].
 
 mod checks;
-mod download;
 mod forks;
+mod import;
+mod schedule;
+mod status;
 mod types;
 
 pub use types::{Action, Failure, LocalChain, Mode, Request, Response, Stats, SyncStatus};
@@ -217,74 +220,6 @@ impl SyncEngine {
         self.actions.pop_front()
     }
 
-    /// Whether sync is behind the safe target (the sketch's `is_syncing`).
-    pub fn is_syncing(&self) -> bool {
-        self.targets.is_some_and(|t| self.stored.height < t.safe) || !self.batches.is_empty()
-    }
-
-    /// Blocks planned but not yet in the store (the sketch's pending-block count).
-    pub fn pending_blocks(&self) -> u64 {
-        self.batches
-            .values()
-            .filter(|b| !matches!(b.state, BatchState::Importing { .. }))
-            .map(Batch::len)
-            .sum()
-    }
-
-    pub fn status(&self, now: Instant) -> SyncStatus {
-        SyncStatus {
-            height: self.stored.height,
-            tip: self.stored.hash,
-            target: self.targets.map(|t| t.safe),
-            best: self.targets.map(|t| t.best),
-            syncing: self.is_syncing(),
-            pending_blocks: self.pending_blocks(),
-            peers: self.book.usable().count(),
-            batches_in_flight: self
-                .batches
-                .values()
-                .filter(|b| matches!(b.state, BatchState::Downloading { .. }))
-                .count(),
-            mode: self.mode.clone(),
-            stalled: self.stall_reason(now),
-        }
-    }
-
-    /// The earliest instant at which `handle_timeout` has something to do.
-    /// Only instants after the latest input count: a deadline already passed
-    /// has been acted on (or waits for an event, not for time), and
-    /// returning it would make the driver spin.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut due: Vec<Instant> = vec![self.next_status, self.next_consistency];
-        due.extend(self.requests.values().map(|r| r.deadline));
-        for b in self.batches.values() {
-            match &b.state {
-                BatchState::AwaitingDownload {
-                    not_before: Some(nb),
-                } => due.push(*nb),
-                BatchState::Downloading {
-                    live,
-                    hedged: false,
-                } => due.extend(live.first().map(|l| l.sent + self.hedge_delay())),
-                _ => {}
-            }
-        }
-        if self.is_syncing() || self.mode != Mode::Normal {
-            due.push(self.next_stall_check());
-        }
-        for (_, p) in self.book.iter() {
-            if p.reporting() {
-                due.push(p.connected_at + self.config.verify_grace);
-            }
-        }
-        due.extend(self.votes.values().map(|v| v.deadline));
-        due.extend(self.poll.as_ref().map(|p| p.deadline));
-        due.extend(self.poll_not_before);
-        due.extend(self.split_until);
-        due.extend(self.book.next_ban_expiry());
-        due.into_iter().filter(|t| *t > self.clock).min()
-    }
-
     // ----- inputs -----
 
     /// A connection to `peer` opened: ask which network it is on.
@@ -475,13 +410,13 @@ impl SyncEngine {
     /// writing: their results are still to come) and every batch vote.
     fn drop_work(&mut self, keep_importing: bool) {
         self.batches
-            .retain(|_, b| keep_importing && matches!(b.state, BatchState::Importing { .. }));
+            .retain(|_, b| keep_importing && matches!(b.state(), BatchState::Importing { .. }));
         self.votes.clear();
         self.scheduled_to = self
             .batches
             .values()
             .next_back()
-            .map_or(self.accepted.height, |b| b.end)
+            .map_or(self.accepted.height, |b| b.end())
             .max(self.accepted.height);
         if !keep_importing {
             self.resync_from_store();
@@ -622,6 +557,16 @@ impl SyncEngine {
         self.rng = x;
         x.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
+}
+
+/// A batch transition the engine asked for in a state that does not allow
+/// it: an engine bug. Debug builds (and so every test) stop on it; a release
+/// node logs it and carries on, the batch left as it was.
+fn bug(e: crate::sync::batch::WrongState) {
+    if cfg!(debug_assertions) {
+        panic!("sync engine bug: {e}");
+    }
+    tracing::error!(error = %e, "sync engine bug: wrong batch transition");
 }
 
 #[cfg(test)]

@@ -129,7 +129,7 @@ fn a_forged_batch_loses_the_vote_and_its_server_is_judged_on_another_fork_not_ba
         n.engine.stats(),
         n.engine
             .batches()
-            .map(|b| (b.start, b.end, b.state_name(), b.history.clone()))
+            .map(|b| (b.start(), b.end(), b.state_name(), b.history().to_vec()))
             .collect::<Vec<_>>()
     );
     // Valid blocks of another chain are a fork, not a lie: nobody is banned,

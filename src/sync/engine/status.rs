@@ -1,0 +1,140 @@
+//! What the engine reports about itself: status, the pending-block count,
+//! why it is stalled, and when it next wants to be woken.
+
+use std::time::Instant;
+
+use super::{Mode, SyncEngine, SyncStatus};
+use crate::sync::batch::{Batch, BatchState};
+
+impl SyncEngine {
+    /// Whether sync is behind the safe target (the sketch's `is_syncing`).
+    pub fn is_syncing(&self) -> bool {
+        self.targets.is_some_and(|t| self.stored.height < t.safe) || !self.batches.is_empty()
+    }
+
+    /// Blocks planned but not yet in the store (the sketch's pending-block count).
+    pub fn pending_blocks(&self) -> u64 {
+        self.batches
+            .values()
+            .filter(|b| !matches!(b.state(), BatchState::Importing { .. }))
+            .map(Batch::len)
+            .sum()
+    }
+
+    pub fn status(&self, now: Instant) -> SyncStatus {
+        SyncStatus {
+            height: self.stored.height,
+            tip: self.stored.hash,
+            target: self.targets.map(|t| t.safe),
+            best: self.targets.map(|t| t.best),
+            syncing: self.is_syncing(),
+            pending_blocks: self.pending_blocks(),
+            peers: self.book.usable().count(),
+            batches_in_flight: self
+                .batches
+                .values()
+                .filter(|b| matches!(b.state(), BatchState::Downloading { .. }))
+                .count(),
+            mode: self.mode.clone(),
+            stalled: self.stall_reason(now),
+        }
+    }
+
+    /// The earliest instant at which `handle_timeout` has something to do.
+    /// Only instants after the latest input count: a deadline already passed
+    /// has been acted on (or waits for an event, not for time), and
+    /// returning it would make the driver spin.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut due: Vec<Instant> = vec![self.next_status, self.next_consistency];
+        due.extend(self.requests.values().map(|r| r.deadline));
+        for b in self.batches.values() {
+            match b.state() {
+                BatchState::AwaitingDownload {
+                    not_before: Some(nb),
+                } => due.push(*nb),
+                BatchState::Downloading {
+                    live,
+                    hedged: false,
+                } => due.extend(live.first().map(|l| l.sent + self.hedge_delay())),
+                _ => {}
+            }
+        }
+        if self.is_syncing() || self.mode != Mode::Normal {
+            due.push(self.next_stall_check());
+        }
+        for (_, p) in self.book.iter() {
+            if p.reporting() {
+                due.push(p.connected_at + self.config.verify_grace);
+            }
+        }
+        due.extend(self.votes.values().map(|v| v.deadline));
+        due.extend(self.poll.as_ref().map(|p| p.deadline));
+        due.extend(self.poll_not_before);
+        due.extend(self.split_until);
+        due.extend(self.book.next_ban_expiry());
+        due.into_iter().filter(|t| *t > self.clock).min()
+    }
+
+    pub(super) fn check_stall(&mut self, now: Instant) {
+        if let Some(reason) = self.stall_reason(now) {
+            let due = self
+                .last_stall_warning
+                .is_none_or(|t| now >= t + self.config.stall_timeout);
+            if due {
+                self.last_stall_warning = Some(now);
+                tracing::warn!(height = self.stored.height, target = ?self.targets.map(|t| t.safe), %reason, "sync stalled");
+            }
+        }
+    }
+
+    /// When `check_stall` next has something to say.
+    pub(super) fn next_stall_check(&self) -> Instant {
+        let after_progress = self.last_progress + self.config.stall_timeout;
+        match self.last_stall_warning {
+            Some(w) => (w + self.config.stall_timeout).max(after_progress),
+            None => after_progress,
+        }
+    }
+
+    /// Why sync is not progressing, if it is not: halted, split, no peers
+    /// left (at once: these are states), or no block imported for
+    /// `stall_timeout` while behind.
+    pub(super) fn stall_reason(&self, now: Instant) -> Option<String> {
+        match &self.mode {
+            Mode::Halted(why) => return Some(format!("halted: {why}")),
+            Mode::Split { height, sides } => {
+                return Some(format!(
+                    "split: no 2/3 majority at #{height}: {}",
+                    super::forks::describe_sides(sides)
+                ))
+            }
+            _ => {}
+        }
+        let usable = self.book.usable().count();
+        let had_peers = self.stats.first_peer_connected_at.is_some() || !self.batches.is_empty();
+        if usable == 0 && had_peers {
+            return Some(if self.book.is_empty() {
+                "no peers".into()
+            } else {
+                "no usable peers (connected ones are still reporting in or on another genesis)"
+                    .into()
+            });
+        }
+        let behind = self.targets.is_some_and(|t| self.stored.height < t.safe);
+        if !behind || now < self.last_progress + self.config.stall_timeout {
+            return None;
+        }
+        let first = self.batches.values().next();
+        Some(match first {
+            None => "no batch planned".into(),
+            Some(b) => format!(
+                "first batch {}..={} is {} after {} attempts ({} peers usable)",
+                b.start(),
+                b.end(),
+                b.state_name(),
+                b.history().len(),
+                usable
+            ),
+        })
+    }
+}
