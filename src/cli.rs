@@ -15,8 +15,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
 use concord::chain::generate::ChainGenerator;
-use concord::chain::{AuthorityKey, Genesis, PublicKey};
-use concord::protocol::limits::MAX_BODY_SIZE;
+use concord::chain::{AuthorityKey, Genesis, PublicKey, MAX_BODY_SIZE};
 use concord::store::Store;
 
 /// Concord: a libp2p node that keeps a blockchain synchronized across a peer-to-peer network.
