@@ -15,6 +15,7 @@ pub mod engine;
 pub mod peer_book;
 mod progress;
 pub mod reorg;
+#[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod target;
 pub mod verifier;
