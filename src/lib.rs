@@ -12,10 +12,8 @@
 //! - [`node`]: assembles a running node from a config.
 //! - [`metrics`]: Concord's Prometheus metrics (libp2p's own are registered next to them).
 //! - [`api`]: the HTTP API (status, peers, blocks, manual sync, metrics).
-//! - [`bench`]: the `concord bench` harness (never used by a running node).
 
 pub mod api;
-pub mod bench;
 pub mod chain;
 pub mod config;
 pub mod metrics;

@@ -128,27 +128,8 @@ pub struct EventLoop {
     p2p_metrics: libp2p::metrics::Metrics,
     /// Concord's: inbound requests served and refused.
     metrics: Arc<Metrics>,
-    /// Bench/test-only serving throttle ([`NetConfig::serve_rate_limit`]).
-    throttle: Option<Throttle>,
-}
-
-/// A shared bytes/s limit on blocks responses: each response reserves its
-/// share of time after the previous one and is held back until then.
-#[derive(Clone)]
-struct Throttle {
-    bytes_per_sec: u64,
-    next_free: Arc<std::sync::Mutex<Instant>>,
-}
-
-impl Throttle {
-    /// When a response of `bytes` may go out.
-    fn reserve(&self, bytes: u64) -> Instant {
-        let cost = Duration::from_secs_f64(bytes as f64 / self.bytes_per_sec.max(1) as f64);
-        let mut next = self.next_free.lock().unwrap_or_else(|e| e.into_inner());
-        let start = (*next).max(Instant::now());
-        *next = start + cost;
-        *next
-    }
+    #[cfg(feature = "bench")]
+    throttle: Option<super::throttle::Throttle>,
 }
 
 /// Most `/concord/blocks/1` store reads in flight at once.
@@ -206,10 +187,8 @@ impl EventLoop {
             bans: HashMap::new(),
             peer_addrs: HashMap::new(),
             block_readers: Arc::new(Semaphore::new(BLOCK_READERS)),
-            throttle: config.serve_rate_limit.map(|bytes_per_sec| Throttle {
-                bytes_per_sec,
-                next_free: Arc::new(std::sync::Mutex::new(Instant::now())),
-            }),
+            #[cfg(feature = "bench")]
+            throttle: config.serve_rate_limit.map(super::throttle::Throttle::new),
             config,
             p2p_metrics,
             metrics,
@@ -589,6 +568,7 @@ impl EventLoop {
                     let store = self.store.clone();
                     let served = self.served_tx.clone();
                     let readers = self.block_readers.clone();
+                    #[cfg(feature = "bench")]
                     let throttle = self.throttle.clone();
                     tokio::spawn(async move {
                         // At most BLOCK_READERS ranges (~4 MiB each) are read
@@ -603,11 +583,12 @@ impl EventLoop {
                         .await;
                         match read {
                             Ok(Ok(blocks)) => {
+                                #[cfg(feature = "bench")]
                                 if let Some(t) = throttle {
                                     // Approximate encoded size: body plus ~190 B of header.
                                     let bytes =
                                         blocks.iter().map(|b| b.body.len() as u64 + 190).sum();
-                                    tokio::time::sleep_until(t.reserve(bytes)).await;
+                                    t.wait(bytes).await;
                                 }
                                 trace!(%peer, start = request.start, n = blocks.len(), "serving blocks");
                                 let _ = served.send((peer, channel, BlocksResponse { blocks }));

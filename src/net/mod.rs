@@ -34,6 +34,8 @@ mod client;
 mod codec;
 mod event_loop;
 pub mod keys;
+#[cfg(feature = "bench")]
+mod throttle;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -130,9 +132,11 @@ pub struct NetConfig {
     /// Capacity of the [`NetEvent`] channel. The event loop never waits on it:
     /// when it is full, events are dropped with a WARN log. Default: 1024.
     pub event_channel_capacity: usize,
-    /// BENCHMARKS AND TESTS ONLY: serve `/concord/blocks/1` responses at no
-    /// more than this many bytes per second (of encoded blocks), to play a
-    /// slow seeder. Default: `None` (no limit; never set it in production).
+    /// Serve `/concord/blocks/1` responses at no more than this many bytes per
+    /// second (of encoded blocks), to play a slow seeder. Only with the `bench`
+    /// feature (the benchmark and tests): a node binary cannot throttle itself.
+    /// Default: `None` (no limit).
+    #[cfg(feature = "bench")]
     pub serve_rate_limit: Option<u64>,
 }
 
@@ -152,6 +156,7 @@ impl Default for NetConfig {
             target_peers: 8,
             kad_bootstrap_interval: Duration::from_secs(30),
             event_channel_capacity: 1024,
+            #[cfg(feature = "bench")]
             serve_rate_limit: None,
         }
     }

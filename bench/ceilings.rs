@@ -15,12 +15,12 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{noise, tcp, yamux, Multiaddr, StreamProtocol, SwarmBuilder};
 use serde::Serialize;
 
-use super::chains::ChainInfo;
-use crate::chain::validate::validate_segment;
-use crate::chain::{Block, BlockRef, Genesis};
-use crate::protocol::limits::RESPONSE_BYTE_BUDGET;
-use crate::store::Store;
-use crate::sync::SyncConfig;
+use crate::chains::ChainInfo;
+use concord::chain::validate::validate_segment;
+use concord::chain::{Block, BlockRef, Genesis};
+use concord::protocol::limits::RESPONSE_BYTE_BUDGET;
+use concord::store::Store;
+use concord::sync::SyncConfig;
 
 /// A measured rate.
 #[derive(Clone, Copy, Debug, Serialize)]
