@@ -4,7 +4,14 @@
 //! Owns user-facing wording and exit codes. It must not hold chain or store
 //! logic: each subcommand only wires library calls together. To add a
 //! subcommand, add a variant to [`Command`], an `Args` struct and a match arm
-//! in [`run`].
+//! in [`run`](fn@run) (a subcommand with more than a screen of code gets its own file
+//! here, as [`run`](mod@run) and [`status`] have).
+//!
+//! The benchmark's command line is not here: it belongs to the `concord-bench`
+//! binary (`bench/main.rs`), which the node does not contain.
+
+mod run;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,11 +40,11 @@ pub enum Command {
     /// Write a genesis file (TOML) for a new network.
     Genesis(GenesisArgs),
     /// Run a node: serve the chain, discover peers, optionally produce blocks.
-    Run(crate::cli_run::RunArgs),
+    Run(run::RunArgs),
     /// Print this node's peer id (creates the node key if absent).
-    Key(crate::cli_run::KeyArgs),
+    Key(run::KeyArgs),
     /// Show a running node's status (asks its HTTP API).
-    Status(crate::cli_status::StatusArgs),
+    Status(status::StatusArgs),
 }
 
 #[derive(Args, Debug)]
@@ -100,9 +107,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Generate(args) => generate(args),
         Command::Genesis(args) => genesis(args),
-        Command::Run(args) => crate::cli_run::run(args),
-        Command::Key(args) => crate::cli_run::key(args),
-        Command::Status(args) => crate::cli_status::status(args),
+        Command::Run(args) => run::run(args),
+        Command::Key(args) => run::key(args),
+        Command::Status(args) => status::status(args),
     }
 }
 
