@@ -8,15 +8,12 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use libp2p::{
-    identify,
-    identity::Keypair,
-    kad, mdns,
-    metrics::{Recorder, Registry},
+    identify, kad, mdns,
+    metrics::Recorder,
     multiaddr::Protocol,
-    noise,
     request_response::{self, InboundFailure, OutboundFailure, OutboundRequestId, ResponseChannel},
     swarm::{dial_opts::DialOpts, dial_opts::PeerCondition, ConnectionId, SwarmEvent},
-    tcp, yamux, Multiaddr, PeerId, Swarm, SwarmBuilder,
+    Multiaddr, PeerId, Swarm,
 };
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -38,37 +35,6 @@ use crate::store::Store;
 type Reply<T> = oneshot::Sender<Result<T, RequestError>>;
 type Pending<T> = HashMap<OutboundRequestId, Reply<T>>;
 type RrEvent<Req, Resp> = request_response::Event<Inbound<Req>, Resp>;
-
-/// Builds the swarm: TCP (+QUIC with the `quic` feature) with noise and
-/// yamux, DNS resolution, and the Concord behaviour.
-/// Bandwidth per transport protocol and direction goes to `registry`.
-pub(crate) fn build_swarm(
-    key: Keypair,
-    config: &NetConfig,
-    registry: &mut Registry,
-) -> Result<Swarm<Behaviour>, NetError> {
-    let behaviour = Behaviour::new(&key, config).map_err(NetError::Mdns)?;
-    let idle = config.idle_connection_timeout;
-    let builder = SwarmBuilder::with_existing_identity(key)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .map_err(|e| NetError::Transport(e.to_string()))?;
-    #[cfg(feature = "quic")]
-    let builder = builder.with_quic();
-    let swarm = builder
-        .with_dns()
-        .map_err(|e| NetError::Transport(format!("DNS resolver: {e}")))?
-        .with_bandwidth_metrics(registry)
-        .with_behaviour(move |_| Ok::<_, Box<dyn std::error::Error + Send + Sync>>(behaviour))
-        .map_err(|e| NetError::Transport(e.to_string()))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
-        .build();
-    Ok(swarm)
-}
 
 /// Splits `/p2p/<id>` off the end of an address.
 pub(crate) fn split_peer_id(addr: &Multiaddr) -> (Multiaddr, Option<PeerId>) {

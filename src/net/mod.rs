@@ -36,6 +36,7 @@ mod event_loop;
 pub mod keys;
 #[cfg(feature = "bench")]
 mod throttle;
+mod transport;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +47,7 @@ use tokio::sync::mpsc;
 pub use behaviour::{IDENTIFY_PROTOCOL_VERSION, KAD_PROTOCOL};
 pub use client::Client;
 pub use event_loop::EventLoop;
+pub use transport::build_swarm;
 
 use crate::chain::Hash;
 use crate::metrics::Metrics;
@@ -202,7 +204,8 @@ pub fn new_with_metrics(
     metrics: Arc<Metrics>,
 ) -> Result<(Client, mpsc::Receiver<NetEvent>, EventLoop), NetError> {
     let local_peer_id = key.public().to_peer_id();
-    let swarm = event_loop::build_swarm(key, &config, registry)?;
+    let behaviour = behaviour::Behaviour::new(&key, &config).map_err(NetError::Mdns)?;
+    let swarm = build_swarm(key, behaviour, config.idle_connection_timeout, registry)?;
     let p2p_metrics = libp2p::metrics::Metrics::new(registry);
     let (command_tx, command_rx) = mpsc::channel(256);
     let (event_tx, event_rx) = mpsc::channel(config.event_channel_capacity.max(1));
