@@ -11,6 +11,13 @@
 //! Use [`new`] to build the three parts, spawn [`EventLoop::run`], keep the
 //! [`Client`] and read the [`NetEvent`] receiver.
 //!
+//! Files: `transport.rs` (the transport stack, [`build_swarm`], also used by
+//! the benchmark), `behaviour.rs` (the composed behaviour), `codec.rs`,
+//! `client.rs`, `keys.rs`, and `event_loop/`: the loop and its commands
+//! (`mod.rs`), inbound serving through one generic path (`serve.rs`) and
+//! discovery (`discovery.rs`). `throttle.rs` exists only with the `bench`
+//! feature.
+//!
 //! Discovery: bootstrap addresses are dialed at start and added to Kademlia
 //! (protocol `/concord/kad/1.0.0`, always in server mode). Identify feeds the
 //! listen addresses of every peer into Kademlia; a periodic Kademlia bootstrap
