@@ -1,21 +1,35 @@
 //! Concord: a libp2p node that keeps a blockchain synchronized across a
 //! peer-to-peer network.
 //!
-//! Layout (each module's doc says what it owns and what it must not touch):
-//! - [`chain`]: blocks, genesis, validation, generation — pure.
-//! - [`store`]: the sled-backed chain store.
-//! - [`protocol`]: wire messages, protocol names, limits.
-//! - [`net`]: the libp2p swarm, its event loop and the cloneable [`net::Client`] handle.
+//! Layout, lowest layer first (each module's doc says what it owns and what
+//! it must not touch). A module uses the ones above it, with one known
+//! exception: [`metrics`] reads the sync snapshot while `net` and `sync`
+//! count into it (issue 11 tracks taking that type out of `metrics`).
+//! - [`chain`]: blocks, genesis, the validation rules (including the body
+//!   size limit), generation. Pure; imports nothing else of Concord.
+//! - [`protocol`]: wire messages, protocol names, wire limits. Imports only `chain`.
+//! - [`store`]: the chain store (`blocks.dat` + sled). No validation, no network.
+//! - [`net`]: the libp2p swarm and the cloneable [`net::Client`] handle.
+//!   `net/transport.rs` is the one transport stack; `net/event_loop/` is the
+//!   loop and its commands (`mod.rs`), inbound serving (`serve.rs`) and
+//!   discovery (`discovery.rs`). Decides nothing about sync.
 //! - [`sync`]: the sync engine: pure state machines (peer book, target,
-//!   scheduler, verifier) and the driver task that connects them to the network.
-//! - [`config`]: the config file format (`concord run --config`).
-//! - [`node`]: assembles a running node from a config.
+//!   scheduler, verifier) and the driver task that connects them to the
+//!   network and the store.
 //! - [`metrics`]: Concord's Prometheus metrics (libp2p's own are registered next to them).
+//! - [`config`]: the config file format (`concord run --config`).
 //! - [`api`]: the HTTP API (status, peers, blocks, manual sync, metrics).
-//! - [`bench`]: the `concord bench` harness (never used by a running node).
+//! - [`node`]: assembles a running node from a config.
+//!
+//! Outside the library: the `concord` binary (`src/main.rs`, commands in
+//! `src/cli/`) only wires library calls together. Test and bench code is
+//! not in a node: `sync::sim` (the simulated network) exists only under
+//! `cfg(test)` or the `sim` feature, and the benchmark harness is the
+//! `concord-bench` binary (`bench/`), built only with the `bench` feature,
+//! which also adds the one hook it needs here (`NetConfig::serve_rate_limit`).
+//! `cargo test` turns both features on (see Cargo.toml).
 
 pub mod api;
-pub mod bench;
 pub mod chain;
 pub mod config;
 pub mod metrics;

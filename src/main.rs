@@ -1,11 +1,10 @@
 //! The `concord` binary: parses the command line and reports errors.
 //!
 //! Owns only process concerns (exit code, the one-line error report); the
-//! commands live in [`cli`] and [`cli_run`] (`run`, `key`), [`cli_status`] (`status`), everything else in the `concord` library.
+//! commands live in [`cli`] (`run` and `key` in `cli::run`, `status` in
+//! `cli::status`), everything else in the `concord` library.
 
 mod cli;
-mod cli_run;
-mod cli_status;
 
 use std::process::ExitCode;
 

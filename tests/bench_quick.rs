@@ -1,24 +1,25 @@
-//! `concord bench --quick` (the CI mode) runs end to end and its JSON report
+//! `concord-bench --quick` (the CI mode) runs end to end and its JSON report
 //! has every figure for every scenario, and every scenario converged on the
 //! seeders' tip. Speed is not asserted.
 
-mod common;
-
 use std::process::Command;
+
+/// Built for this test because the self dev-dependency turns on `bench`.
+const BENCH_BIN: &str = env!("CARGO_BIN_EXE_concord-bench");
 
 #[test]
 fn quick_bench_reports_every_figure_and_every_scenario_converges() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("bench.json");
-    let run = Command::new(common::BIN)
-        .args(["bench", "--quick", "--out"])
+    let run = Command::new(BENCH_BIN)
+        .args(["--quick", "--out"])
         .arg(&out)
         .arg("--chains-dir")
         .arg(tmp.path().join("chains"))
         .arg("--work-dir")
         .arg(tmp.path().join("work"))
         .output()
-        .expect("run concord bench --quick");
+        .expect("run concord-bench --quick");
     assert!(
         run.status.success(),
         "bench failed: {}",

@@ -10,4 +10,4 @@ pub mod validate;
 
 pub use genesis::{AuthorityKey, Genesis};
 pub use types::{Block, BlockHeader, Hash, PublicKey, Signature};
-pub use validate::{BlockRef, ValidationError};
+pub use validate::{BlockRef, ValidationError, MAX_BODY_SIZE};

@@ -20,7 +20,10 @@
 use ed25519_dalek::VerifyingKey;
 
 use crate::chain::{genesis::Genesis, Block, Hash};
-use crate::protocol::limits::MAX_BODY_SIZE;
+
+/// Largest block body a valid block may carry (1 MiB). A consensus rule, so it
+/// lives with the other rules; the wire limits in `protocol` are derived from it.
+pub const MAX_BODY_SIZE: usize = 1024 * 1024;
 
 /// What a new block is checked against: the block before it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -11,6 +11,13 @@
 //! Use [`new`] to build the three parts, spawn [`EventLoop::run`], keep the
 //! [`Client`] and read the [`NetEvent`] receiver.
 //!
+//! Files: `transport.rs` (the transport stack, [`build_swarm`], also used by
+//! the benchmark), `behaviour.rs` (the composed behaviour), `codec.rs`,
+//! `client.rs`, `keys.rs`, and `event_loop/`: the loop and its commands
+//! (`mod.rs`), inbound serving through one generic path (`serve.rs`) and
+//! discovery (`discovery.rs`). `throttle.rs` exists only with the `bench`
+//! feature.
+//!
 //! Discovery: bootstrap addresses are dialed at start and added to Kademlia
 //! (protocol `/concord/kad/1.0.0`, always in server mode). Identify feeds the
 //! listen addresses of every peer into Kademlia; a periodic Kademlia bootstrap
@@ -34,6 +41,9 @@ mod client;
 mod codec;
 mod event_loop;
 pub mod keys;
+#[cfg(feature = "bench")]
+mod throttle;
+mod transport;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +54,7 @@ use tokio::sync::mpsc;
 pub use behaviour::{IDENTIFY_PROTOCOL_VERSION, KAD_PROTOCOL};
 pub use client::Client;
 pub use event_loop::EventLoop;
+pub use transport::build_swarm;
 
 use crate::chain::Hash;
 use crate::metrics::Metrics;
@@ -130,9 +141,11 @@ pub struct NetConfig {
     /// Capacity of the [`NetEvent`] channel. The event loop never waits on it:
     /// when it is full, events are dropped with a WARN log. Default: 1024.
     pub event_channel_capacity: usize,
-    /// BENCHMARKS AND TESTS ONLY: serve `/concord/blocks/1` responses at no
-    /// more than this many bytes per second (of encoded blocks), to play a
-    /// slow seeder. Default: `None` (no limit; never set it in production).
+    /// Serve `/concord/blocks/1` responses at no more than this many bytes per
+    /// second (of encoded blocks), to play a slow seeder. Only with the `bench`
+    /// feature (the benchmark and tests): a node binary cannot throttle itself.
+    /// Default: `None` (no limit).
+    #[cfg(feature = "bench")]
     pub serve_rate_limit: Option<u64>,
 }
 
@@ -152,6 +165,7 @@ impl Default for NetConfig {
             target_peers: 8,
             kad_bootstrap_interval: Duration::from_secs(30),
             event_channel_capacity: 1024,
+            #[cfg(feature = "bench")]
             serve_rate_limit: None,
         }
     }
@@ -197,7 +211,8 @@ pub fn new_with_metrics(
     metrics: Arc<Metrics>,
 ) -> Result<(Client, mpsc::Receiver<NetEvent>, EventLoop), NetError> {
     let local_peer_id = key.public().to_peer_id();
-    let swarm = event_loop::build_swarm(key, &config, registry)?;
+    let behaviour = behaviour::Behaviour::new(&key, &config).map_err(NetError::Mdns)?;
+    let swarm = build_swarm(key, behaviour, config.idle_connection_timeout, registry)?;
     let p2p_metrics = libp2p::metrics::Metrics::new(registry);
     let (command_tx, command_rx) = mpsc::channel(256);
     let (event_tx, event_rx) = mpsc::channel(config.event_channel_capacity.max(1));

@@ -2,11 +2,13 @@
 //!
 //! Each protocol is a libp2p request-response protocol using the CBOR codec
 //! (one request, one response per stream). This module owns the message shapes
-//! and every size/count limit; the specs in `protocols/*.md` describe the same
+//! and every wire size/count limit (the block body limit is a chain rule,
+//! re-exported in [`limits`] so the list is complete); the specs in `protocols/*.md` describe the same
 //! things for implementers in other languages, and `tests/protocol_vectors.rs`
 //! checks the hex test vectors there against these types.
 //!
-//! It must not touch the swarm or the store: serving requests is
+//! It may import [`crate::chain`] (blocks, hashes, the body rule) and nothing
+//! else of Concord. It must not touch the swarm or the store: serving requests is
 //! [`crate::net`]'s job, deciding what to ask is [`crate::sync`]'s.
 
 use serde::{Deserialize, Serialize};
@@ -29,8 +31,9 @@ pub const ANNOUNCE_PROTOCOL: &str = "/concord/announce/1";
 /// Hard limits of the wire protocols. These are protocol constants (a peer in
 /// another language must know them), not tunables: see `protocols/*.md`.
 pub mod limits {
-    /// Largest block body a valid block may carry (1 MiB).
-    pub const MAX_BODY_SIZE: usize = 1024 * 1024;
+    /// Re-exported so a peer implementer finds every limit in one place; the
+    /// rule itself belongs to the chain (a block is invalid, not just unsendable).
+    pub use crate::chain::MAX_BODY_SIZE;
     /// Largest encoded block: body plus header fields plus CBOR framing.
     pub const MAX_BLOCK_WIRE_SIZE: usize = MAX_BODY_SIZE + 256;
     /// Most blocks a `/concord/blocks/1` request may ask for; a larger `count`

@@ -16,6 +16,7 @@ pub mod fork_choice;
 pub mod peer_book;
 mod progress;
 pub mod reorg;
+#[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod target;
 pub mod verifier;

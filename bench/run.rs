@@ -1,17 +1,12 @@
-//! `concord bench`: sync throughput against the machine's own ceilings,
-//! measured in one run.
+//! The benchmark run: every scenario and ceiling in order, and the report.
 //!
-//! Owns the benchmark harness only; nothing here runs in a normal node. It
-//! generates (and caches) chains, starts seeders in-process on 127.0.0.1,
-//! runs each scenario's syncing node as a child process (`concord
-//! bench-sync`, see [`child`]) so its peak RSS and TCP bytes are its own,
-//! measures the ceilings ([`ceilings`]) and tip latency ([`tip`]), and
-//! writes a table (stdout) and a JSON report. BENCHMARKS.md defines every figure.
-
-pub mod ceilings;
-pub mod chains;
-pub mod child;
-pub mod tip;
+//! It generates (and caches) chains, starts seeders in-process on 127.0.0.1,
+//! runs each scenario's syncing node as a child process (`concord-bench
+//! sync-child`, see [`crate::child`]) so its peak RSS and TCP bytes are its
+//! own, measures the ceilings ([`crate::ceilings`]) and tip latency
+//! ([`crate::tip`]), and writes a table (stdout) and a JSON report.
+//! BENCHMARKS.md defines every figure. Must not change what it measures
+//! without BENCHMARKS.md saying so: its figures are compared across runs.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -21,13 +16,13 @@ use anyhow::Context;
 use libp2p::Multiaddr;
 use serde::Serialize;
 
-use self::ceilings::Rate;
-use self::chains::{ChainInfo, ChainSpec};
-use self::child::ChildReport;
-use self::tip::{start_node, TipLatency};
-use crate::chain::Genesis;
-use crate::node::RunningNode;
-use crate::protocol::limits::RESPONSE_BYTE_BUDGET;
+use crate::ceilings::{self, Rate};
+use crate::chains::{self, ChainInfo, ChainSpec};
+use crate::child::ChildReport;
+use crate::tip::{self, start_node, TipLatency};
+use concord::chain::Genesis;
+use concord::node::RunningNode;
+use concord::protocol::limits::RESPONSE_BYTE_BUDGET;
 
 /// How to run the benchmark.
 #[derive(Clone, Debug)]
@@ -38,7 +33,8 @@ pub struct BenchOptions {
     pub chains_dir: PathBuf,
     /// Scratch space (seeder copies, synced stores); removed at the end.
     pub work_dir: PathBuf,
-    /// The `concord` binary, to run each syncing node as `concord bench-sync`.
+    /// The `concord-bench` binary, to run each syncing node as
+    /// `concord-bench sync-child`.
     pub exe: PathBuf,
 }
 
@@ -268,7 +264,7 @@ impl Ctx<'_> {
         let _ = std::fs::remove_dir_all(&data);
         let timeout = if self.opts.quick { 120 } else { 900 };
         let mut cmd = Command::new(&self.opts.exe);
-        cmd.arg("bench-sync")
+        cmd.arg(crate::SYNC_CHILD)
             .arg("--data-dir")
             .arg(&data)
             .args(["--height", &self.info.height.to_string()])
@@ -281,13 +277,13 @@ impl Ctx<'_> {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .context("cannot start the bench-sync child")?;
+            .context("cannot start the sync child")?;
         let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await??;
         let _ = std::fs::remove_dir_all(&data);
         let text = String::from_utf8_lossy(&out.stdout);
         let line = text.lines().last().unwrap_or_default();
         let c: ChildReport = serde_json::from_str(line)
-            .with_context(|| format!("bench-sync child said {text:?} ({})", out.status))?;
+            .with_context(|| format!("sync child said {text:?} ({})", out.status))?;
         let blocks = self.info.height;
         let bytes = self.info.encoded_bytes;
         let converged = c.converged && c.tip == self.info.tip && c.height == blocks;

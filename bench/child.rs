@@ -1,5 +1,5 @@
 //! The syncing node of one scenario, run in its own process
-//! (`concord bench-sync`, hidden) so that its peak RSS and its TCP bytes are
+//! (`concord-bench sync-child`, hidden) so that its peak RSS and its TCP bytes are
 //! its own. It starts a fresh node, waits until it holds the expected tip,
 //! and prints one JSON line of [`ChildReport`] on stdout.
 
@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::chain::{Genesis, Hash};
-use crate::net::NetConfig;
-use crate::node::{self, NodeConfig};
-use crate::sync::SyncConfig;
+use concord::chain::{Genesis, Hash};
+use concord::net::NetConfig;
+use concord::node::{self, NodeConfig};
+use concord::sync::SyncConfig;
 
 /// What the parent asks of the child.
 pub struct ChildArgs {

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::chain::generate::ChainGenerator;
-use crate::chain::{AuthorityKey, Genesis, Hash};
-use crate::store::Store;
+use concord::chain::generate::ChainGenerator;
+use concord::chain::{AuthorityKey, Genesis, Hash};
+use concord::store::Store;
 
 /// Which chain to generate.
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -48,7 +48,7 @@ pub fn ensure(cache: &Path, genesis: &Genesis, spec: ChainSpec) -> anyhow::Resul
         spec.blocks,
         spec.body_bytes,
         spec.seed,
-        crate::store::LAYOUT_VERSION
+        concord::store::LAYOUT_VERSION
     );
     let dir = cache.join(&name);
     if let Ok(text) = fs::read_to_string(dir.join(META)) {

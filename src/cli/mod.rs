@@ -4,7 +4,14 @@
 //! Owns user-facing wording and exit codes. It must not hold chain or store
 //! logic: each subcommand only wires library calls together. To add a
 //! subcommand, add a variant to [`Command`], an `Args` struct and a match arm
-//! in [`run`].
+//! in [`run`](fn@run) (a subcommand with more than a screen of code gets its own file
+//! here, as [`run`](mod@run) and [`status`] have).
+//!
+//! The benchmark's command line is not here: it belongs to the `concord-bench`
+//! binary (`bench/main.rs`), which the node does not contain.
+
+mod run;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,8 +22,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
 use concord::chain::generate::ChainGenerator;
-use concord::chain::{AuthorityKey, Genesis, PublicKey};
-use concord::protocol::limits::MAX_BODY_SIZE;
+use concord::chain::{AuthorityKey, Genesis, PublicKey, MAX_BODY_SIZE};
 use concord::store::Store;
 
 /// Concord: a libp2p node that keeps a blockchain synchronized across a peer-to-peer network.
@@ -34,54 +40,11 @@ pub enum Command {
     /// Write a genesis file (TOML) for a new network.
     Genesis(GenesisArgs),
     /// Run a node: serve the chain, discover peers, optionally produce blocks.
-    Run(crate::cli_run::RunArgs),
+    Run(run::RunArgs),
     /// Print this node's peer id (creates the node key if absent).
-    Key(crate::cli_run::KeyArgs),
+    Key(run::KeyArgs),
     /// Show a running node's status (asks its HTTP API).
-    Status(crate::cli_status::StatusArgs),
-    /// Benchmark sync throughput against this machine's own ceilings (table + JSON).
-    Bench(BenchArgs),
-    /// Internal: the syncing node of one `bench` scenario (prints one JSON line).
-    #[command(hide = true)]
-    BenchSync(BenchSyncArgs),
-}
-
-#[derive(Args, Debug)]
-#[command(
-    long_about = "Benchmark sync throughput against this machine's own ceilings.\n\n\
-    Generates (and caches) a small-block and a large-block chain, measures the local import \
-    and raw transport ceilings, syncs a fresh node (a child process) from 1 and 3 seeders, \
-    with a 10x slower seeder and with a lying seeder, then measures tip latency in a local \
-    network. Everything binds 127.0.0.1. Prints a Markdown table and writes JSON. \
-    See BENCHMARKS.md for the definition of every figure."
-)]
-pub struct BenchArgs {
-    /// A few thousand blocks and a 3-node tip test: for CI, well under a minute.
-    #[arg(long)]
-    pub quick: bool,
-    /// Write the JSON report here.
-    #[arg(long, value_name = "PATH", default_value = "target/bench.json")]
-    pub out: PathBuf,
-    /// Cache of generated chains, keyed by their parameters.
-    #[arg(long, value_name = "DIR", default_value = "target/bench-chains")]
-    pub chains_dir: PathBuf,
-    /// Scratch directory (removed at the end).
-    #[arg(long, value_name = "DIR", default_value = "target/bench-work")]
-    pub work_dir: PathBuf,
-}
-
-#[derive(Args, Debug)]
-pub struct BenchSyncArgs {
-    #[arg(long)]
-    pub data_dir: PathBuf,
-    #[arg(long)]
-    pub bootstrap: Vec<String>,
-    #[arg(long)]
-    pub height: u64,
-    #[arg(long)]
-    pub tip: String,
-    #[arg(long, default_value_t = 600)]
-    pub timeout_secs: u64,
+    Status(status::StatusArgs),
 }
 
 #[derive(Args, Debug)]
@@ -144,11 +107,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Generate(args) => generate(args),
         Command::Genesis(args) => genesis(args),
-        Command::Run(args) => crate::cli_run::run(args),
-        Command::Key(args) => crate::cli_run::key(args),
-        Command::Bench(args) => bench(args),
-        Command::BenchSync(args) => bench_sync(args),
-        Command::Status(args) => crate::cli_status::status(args),
+        Command::Run(args) => run::run(args),
+        Command::Key(args) => run::key(args),
+        Command::Status(args) => status::status(args),
     }
 }
 
@@ -264,43 +225,5 @@ fn genesis(args: GenesisArgs) -> anyhow::Result<ExitCode> {
         None => print!("{text}"),
     }
     eprintln!("genesis hash {}", genesis.hash());
-    Ok(ExitCode::SUCCESS)
-}
-
-fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    let opts = concord::bench::BenchOptions {
-        quick: args.quick,
-        chains_dir: args.chains_dir,
-        work_dir: args.work_dir,
-        exe: std::env::current_exe().context("cannot find the concord binary")?,
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let report = runtime.block_on(concord::bench::run(&opts))?;
-    print!("{}", concord::bench::table(&report));
-    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&args.out, serde_json::to_string_pretty(&report)?)
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
-    eprintln!("bench: JSON report written to {}", args.out.display());
-    Ok(ExitCode::SUCCESS)
-}
-
-fn bench_sync(args: BenchSyncArgs) -> anyhow::Result<ExitCode> {
-    let bootstrap = args
-        .bootstrap
-        .iter()
-        .map(|a| a.parse())
-        .collect::<Result<Vec<_>, _>>()?;
-    let report = concord::bench::child::run(concord::bench::child::ChildArgs {
-        data_dir: args.data_dir,
-        bootstrap,
-        height: args.height,
-        tip: concord::chain::Hash::from_hex(&args.tip)?,
-        timeout: std::time::Duration::from_secs(args.timeout_secs),
-    })?;
-    println!("{}", serde_json::to_string(&report)?);
     Ok(ExitCode::SUCCESS)
 }

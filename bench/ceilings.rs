@@ -12,15 +12,15 @@ use std::time::{Duration, Instant};
 use futures::prelude::*;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{noise, tcp, yamux, Multiaddr, StreamProtocol, SwarmBuilder};
+use libp2p::{identity::Keypair, metrics::Registry, Multiaddr, StreamProtocol};
 use serde::Serialize;
 
-use super::chains::ChainInfo;
-use crate::chain::validate::validate_segment;
-use crate::chain::{Block, BlockRef, Genesis};
-use crate::protocol::limits::RESPONSE_BYTE_BUDGET;
-use crate::store::Store;
-use crate::sync::SyncConfig;
+use crate::chains::ChainInfo;
+use concord::chain::validate::validate_segment;
+use concord::chain::{Block, BlockRef, Genesis};
+use concord::protocol::limits::RESPONSE_BYTE_BUDGET;
+use concord::store::Store;
+use concord::sync::SyncConfig;
 
 /// A measured rate.
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -155,23 +155,23 @@ impl request_response::Codec for RawCodec {
 
 type RawSwarm = libp2p::Swarm<request_response::Behaviour<RawCodec>>;
 
-/// The same transport stack as the node (`net::event_loop::build_swarm`).
+/// The node's own transport stack ([`concord::net::build_swarm`]), so the
+/// ceiling is the one sync runs on; its bandwidth metrics go to a registry
+/// nobody reads.
 fn raw_swarm() -> anyhow::Result<RawSwarm> {
     let behaviour = request_response::Behaviour::with_codec(
         RawCodec,
         [(RAW_PROTOCOL, ProtocolSupport::Full)],
         request_response::Config::default().with_request_timeout(Duration::from_secs(60)),
     );
-    Ok(SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )?
-        .with_behaviour(|_| behaviour)?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build())
+    let key = Keypair::generate_ed25519();
+    let idle = Duration::from_secs(60);
+    Ok(concord::net::build_swarm(
+        key,
+        behaviour,
+        idle,
+        &mut Registry::default(),
+    )?)
 }
 
 /// Raw transport ceiling: moves `volume` bytes from one swarm to another over

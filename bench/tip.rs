@@ -12,10 +12,10 @@ use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
 use serde::Serialize;
 
-use crate::chain::{AuthorityKey, Genesis};
-use crate::net::NetConfig;
-use crate::node::{self, NodeConfig, RunningNode};
-use crate::sync::SyncConfig;
+use concord::chain::{AuthorityKey, Genesis};
+use concord::net::NetConfig;
+use concord::node::{self, NodeConfig, RunningNode};
+use concord::sync::SyncConfig;
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct TipLatency {

@@ -1,0 +1,360 @@
+//! The event loop: owns the [`Swarm`], runs the one `select!` loop, executes
+//! the [`Command`]s of the [`super::Client`]s, keeps the connection
+//! bookkeeping (dials in progress, remote addresses, bans) and reports
+//! [`NetEvent`]s.
+//!
+//! Two rooms hang off it, each an `impl EventLoop` of its own: [`serve`]
+//! (every request-response event: answering peers, and the answers to our
+//! requests) and [`discovery`] (dialing, Kademlia, mDNS, identify). This file
+//! only routes events to them; it must not grow protocol answers or
+//! discovery policy of its own.
+
+mod discovery;
+mod serve;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::{
+    metrics::Recorder,
+    multiaddr::Protocol,
+    swarm::{dial_opts::DialOpts, ConnectionId, SwarmEvent},
+    Multiaddr, PeerId, Swarm,
+};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::time::{Instant, MissedTickBehavior};
+use tracing::{debug, info, trace, warn};
+
+use self::serve::{PendingReplies, Reply, Served, Server, BLOCK_READERS};
+use super::behaviour::{Behaviour, BehaviourEvent};
+use super::client::Command;
+use super::codec::Inbound;
+use super::{NetConfig, NetError, NetEvent, RequestError};
+use crate::chain::Hash;
+use crate::metrics::Metrics;
+use crate::protocol::{
+    AnnounceRequest, BlockHashRequest, BlocksRequest, GenesisRequest, HeightRequest,
+};
+use crate::store::Store;
+
+/// Sends [`NetEvent`]s without ever waiting: the loop must keep serving peers
+/// even if nobody reads events, so a full channel drops the event (WARN).
+/// Events are hints for the sync engine, which also polls peers itself.
+struct EventSink(mpsc::Sender<NetEvent>);
+
+impl EventSink {
+    fn emit(&self, event: NetEvent) {
+        match self.0.try_send(event) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(event)) => {
+                warn!(?event, "net event channel full, dropping event")
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                trace!("net event receiver dropped")
+            }
+        }
+    }
+}
+
+/// Owns the swarm. Spawn [`EventLoop::run`]; it returns when a
+/// [`super::Client::shutdown`] arrives or every `Client` is dropped.
+pub struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    events: EventSink,
+    config: NetConfig,
+    server: Server,
+    /// Responses computed off the loop come back here to be sent.
+    served_tx: mpsc::UnboundedSender<Served>,
+    served_rx: mpsc::UnboundedReceiver<Served>,
+    pending: PendingReplies,
+    pending_dials: HashMap<ConnectionId, Reply<()>>,
+    bans: HashMap<PeerId, Instant>,
+    /// Remote address of every established connection, per peer.
+    peer_addrs: HashMap<PeerId, HashMap<ConnectionId, Multiaddr>>,
+    /// libp2p's own metrics (identify, Kademlia, ping, swarm events).
+    p2p_metrics: libp2p::metrics::Metrics,
+    /// Concord's: inbound requests served and refused.
+    metrics: Arc<Metrics>,
+}
+
+impl EventLoop {
+    pub(crate) fn new(
+        mut swarm: Swarm<Behaviour>,
+        commands: mpsc::Receiver<Command>,
+        events: mpsc::Sender<NetEvent>,
+        store: Store,
+        genesis: Hash,
+        config: NetConfig,
+        (p2p_metrics, metrics): (libp2p::metrics::Metrics, Arc<Metrics>),
+    ) -> Result<EventLoop, NetError> {
+        info!(peer_id = %swarm.local_peer_id(), "local peer id");
+        for addr in &config.listen_addrs {
+            swarm
+                .listen_on(addr.clone())
+                .map_err(|e| NetError::Listen {
+                    addr: addr.clone(),
+                    reason: e.to_string(),
+                })?;
+        }
+        discovery::dial_bootstrap(&mut swarm, &config.bootstrap);
+        let (served_tx, served_rx) = mpsc::unbounded_channel();
+        let server = Server {
+            store,
+            genesis,
+            block_readers: Arc::new(Semaphore::new(BLOCK_READERS)),
+            #[cfg(feature = "bench")]
+            throttle: config.serve_rate_limit.map(super::throttle::Throttle::new),
+        };
+        Ok(EventLoop {
+            swarm,
+            commands,
+            events: EventSink(events),
+            server,
+            served_tx,
+            served_rx,
+            pending: PendingReplies::default(),
+            pending_dials: HashMap::new(),
+            bans: HashMap::new(),
+            peer_addrs: HashMap::new(),
+            config,
+            p2p_metrics,
+            metrics,
+        })
+    }
+
+    /// Runs until shutdown. Never panics on anything a peer sends.
+    pub async fn run(mut self) {
+        let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
+        housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut discovery = tokio::time::interval(self.config.kad_bootstrap_interval);
+        discovery.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                command = self.commands.recv() => match command {
+                    Some(Command::Shutdown { reply }) => {
+                        info!("network shutting down");
+                        let _ = reply.send(());
+                        break;
+                    }
+                    Some(command) => self.on_command(command),
+                    None => {
+                        debug!("all clients dropped, network stopping");
+                        break;
+                    }
+                },
+                Some(send) = self.served_rx.recv() => send(&mut self.swarm, &self.metrics),
+                _ = housekeeping.tick() => self.expire_bans(),
+                _ = discovery.tick() => self.on_discovery_tick(),
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Height { peer, reply } => self.request(peer, HeightRequest {}, reply),
+            Command::Genesis { peer, reply } => self.request(peer, GenesisRequest {}, reply),
+            Command::BlockHash {
+                peer,
+                height,
+                reply,
+            } => self.request(peer, BlockHashRequest { height }, reply),
+            Command::Blocks {
+                peer,
+                start,
+                count,
+                reply,
+            } => self.request(peer, BlocksRequest { start, count }, reply),
+            Command::Announce { height, tip, reply } => {
+                let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+                debug!(height, %tip, peers = peers.len(), "announcing tip");
+                for peer in peers {
+                    self.swarm
+                        .behaviour_mut()
+                        .announce
+                        .send_request(&peer, Inbound::Valid(AnnounceRequest { height, tip }));
+                }
+                let _ = reply.send(());
+            }
+            Command::Ban {
+                peer,
+                duration,
+                reply,
+            } => {
+                info!(%peer, ?duration, "banning peer");
+                let b = self.swarm.behaviour_mut();
+                b.blocked.block_peer(peer);
+                b.kad.remove_peer(&peer);
+                let _ = self.swarm.disconnect_peer_id(peer);
+                self.bans.insert(peer, Instant::now() + duration);
+                let _ = reply.send(());
+            }
+            Command::Dial { addr, reply } => {
+                let opts = DialOpts::from(addr.clone());
+                let connection_id = opts.connection_id();
+                match self.swarm.dial(opts) {
+                    Ok(()) => {
+                        debug!(%addr, "dialing");
+                        self.pending_dials.insert(connection_id, reply);
+                    }
+                    Err(e) => {
+                        warn!(%addr, error = %e, "dial failed");
+                        let _ = reply.send(Err(RequestError::Unreachable));
+                    }
+                }
+            }
+            Command::ListenAddrs { reply } => {
+                let _ = reply.send(self.swarm.listeners().cloned().collect());
+            }
+            Command::ConnectedPeers { reply } => {
+                let _ = reply.send(self.swarm.connected_peers().copied().collect());
+            }
+            Command::PeerAddresses { reply } => {
+                let addrs = self
+                    .peer_addrs
+                    .iter()
+                    .map(|(peer, conns)| {
+                        let mut list: Vec<Multiaddr> = conns.values().cloned().collect();
+                        list.sort();
+                        list.dedup();
+                        (*peer, list)
+                    })
+                    .collect();
+                let _ = reply.send(addrs);
+            }
+            Command::Shutdown { reply } => {
+                // Handled in `run`; kept for exhaustiveness.
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    fn expire_bans(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<PeerId> = self
+            .bans
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in expired {
+            self.bans.remove(&peer);
+            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+            info!(%peer, "ban expired");
+        }
+    }
+
+    // ------------------------------------------------------------ swarm events
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        self.p2p_metrics.record(&event);
+        match event {
+            SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let full = address
+                    .clone()
+                    .with(Protocol::P2p(*self.swarm.local_peer_id()));
+                info!(address = %full, "listening");
+                self.events.emit(NetEvent::NewListenAddr { addr: address });
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                info!(%address, "listen address expired")
+            }
+            SwarmEvent::ListenerError { error, .. } => warn!(%error, "listener error"),
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                if let Some(reply) = self.pending_dials.remove(&connection_id) {
+                    let _ = reply.send(Ok(()));
+                }
+                let addr = endpoint.get_remote_address().clone();
+                self.peer_addrs
+                    .entry(peer_id)
+                    .or_default()
+                    .insert(connection_id, addr.clone());
+                if num_established.get() == 1 {
+                    info!(peer = %peer_id, %addr, dialer = endpoint.is_dialer(), "peer connected");
+                    self.events.emit(NetEvent::PeerConnected {
+                        peer: peer_id,
+                        addr,
+                    });
+                } else {
+                    debug!(peer = %peer_id, %addr, n = num_established.get(), "additional connection");
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                num_established,
+                cause,
+                endpoint,
+                ..
+            } => {
+                if let Some(conns) = self.peer_addrs.get_mut(&peer_id) {
+                    conns.remove(&connection_id);
+                    if conns.is_empty() {
+                        self.peer_addrs.remove(&peer_id);
+                    }
+                }
+                if num_established == 0 {
+                    let addr = endpoint.get_remote_address();
+                    match cause {
+                        Some(cause) => info!(peer = %peer_id, %addr, %cause, "peer disconnected"),
+                        None => info!(peer = %peer_id, %addr, "peer disconnected"),
+                    }
+                    self.events
+                        .emit(NetEvent::PeerDisconnected { peer: peer_id });
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                peer_id,
+                error,
+            } => {
+                if let Some(reply) = self.pending_dials.remove(&connection_id) {
+                    warn!(peer = ?peer_id, %error, "dial failed");
+                    let _ = reply.send(Err(RequestError::Unreachable));
+                } else {
+                    debug!(peer = ?peer_id, %error, "outgoing connection failed");
+                }
+            }
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                ..
+            } => {
+                debug!(%send_back_addr, %error, "incoming connection failed");
+            }
+            other => trace!(event = ?other, "swarm event"),
+        }
+    }
+
+    fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Limits(never) => match never {},
+            BehaviourEvent::Blocked(never) => match never {},
+            BehaviourEvent::Identify(event) => self.on_identify(event),
+            BehaviourEvent::Ping(event) => {
+                self.p2p_metrics.record(&event);
+                match event.result {
+                    Ok(rtt) => trace!(peer = %event.peer, ?rtt, "ping"),
+                    Err(e) => debug!(peer = %event.peer, error = %e, "ping failed"),
+                }
+            }
+            BehaviourEvent::Kad(event) => self.on_kad(event),
+            BehaviourEvent::Mdns(event) => self.on_mdns(event),
+            BehaviourEvent::Height(event) => self.on_request_response::<HeightRequest>(event),
+            BehaviourEvent::Genesis(event) => self.on_request_response::<GenesisRequest>(event),
+            BehaviourEvent::BlockHash(event) => self.on_request_response::<BlockHashRequest>(event),
+            BehaviourEvent::Blocks(event) => self.on_request_response::<BlocksRequest>(event),
+            BehaviourEvent::Announce(event) => self.on_request_response::<AnnounceRequest>(event),
+        }
+    }
+}

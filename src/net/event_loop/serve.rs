@@ -1,0 +1,353 @@
+//! Inbound serving: the one path every Concord request-response event takes,
+//! and what each of the five protocols answers.
+//!
+//! Owns: answering valid requests (cheap store reads on the loop, blocks
+//! ranges off it, at most [`BLOCK_READERS`] at once), refusing what a peer got
+//! wrong (counted, reported as [`NetEvent::BadRequest`]), counting what was
+//! served. libp2p delivers the responses to our own requests on the same
+//! event, so handing those to the waiting caller is here too. Must not touch
+//! connections, bans or discovery, and decides nothing about sync: an
+//! announced tip is only reported.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use libp2p::request_response::{
+    self, InboundFailure, OutboundFailure, OutboundRequestId, ResponseChannel,
+};
+use libp2p::{PeerId, Swarm};
+use serde::{de::DeserializeOwned, Serialize};
+use tokio::sync::{oneshot, Semaphore};
+use tracing::{debug, trace, warn};
+
+use super::{EventLoop, EventSink};
+use crate::chain::Hash;
+use crate::metrics::Metrics;
+use crate::net::behaviour::{Behaviour, Rr};
+use crate::net::codec::Inbound;
+use crate::net::{NetEvent, RequestError};
+use crate::protocol::{
+    limits, AnnounceRequest, AnnounceResponse, BlockHashRequest, BlockHashResponse, BlocksRequest,
+    BlocksResponse, GenesisRequest, GenesisResponse, HeightRequest, HeightResponse,
+    ANNOUNCE_PROTOCOL, BLOCKS_PROTOCOL, BLOCK_HASH_PROTOCOL, GENESIS_PROTOCOL, HEIGHT_PROTOCOL,
+};
+use crate::store::Store;
+
+/// Most `/concord/blocks/1` store reads in flight at once.
+pub(super) const BLOCK_READERS: usize = 8;
+
+pub(super) type Reply<T> = oneshot::Sender<Result<T, RequestError>>;
+type Pending<T> = HashMap<OutboundRequestId, Reply<T>>;
+type RrEvent<Req, Resp> = request_response::Event<Inbound<Req>, Resp>;
+
+/// A response computed off the loop: the loop runs it to send the response.
+pub(super) type Served = Box<dyn FnOnce(&mut Swarm<Behaviour>, &Metrics) + Send>;
+
+/// Callers waiting for the responses to our own requests, per protocol.
+#[derive(Default)]
+pub(super) struct PendingReplies {
+    height: Pending<HeightResponse>,
+    genesis: Pending<GenesisResponse>,
+    block_hash: Pending<BlockHashResponse>,
+    blocks: Pending<BlocksResponse>,
+    /// Announce answers are ignored; the map only exists for the generic path.
+    announce: Pending<AnnounceResponse>,
+}
+
+/// What serving reads: the store, the genesis we answer, and the limits on
+/// off-loop reads.
+pub(super) struct Server {
+    pub(super) store: Store,
+    pub(super) genesis: Hash,
+    /// Limits concurrent blocks-range reads (memory and blocking threads).
+    pub(super) block_readers: Arc<Semaphore>,
+    #[cfg(feature = "bench")]
+    pub(super) throttle: Option<crate::net::throttle::Throttle>,
+}
+
+/// How a valid request is answered.
+pub(super) enum Answer<Resp> {
+    /// Computed on the loop: a point read at most.
+    Now(Resp),
+    /// Computed off the loop; `None` means no answer (logged by the work).
+    Later(BoxFuture<'static, Option<Resp>>),
+    /// No answer: dropping the channel closes the stream (logged already).
+    Nothing,
+}
+
+/// One Concord protocol as the serving path sees it, implemented on its
+/// request type.
+pub(super) trait Protocol: Sized + Send + Serialize + DeserializeOwned + 'static {
+    type Response: Send + Serialize + DeserializeOwned + 'static;
+    const NAME: &'static str;
+    fn behaviour(b: &mut Behaviour) -> &mut Rr<Self, Self::Response>;
+    fn pending(p: &mut PendingReplies) -> &mut Pending<Self::Response>;
+    fn answer(self, peer: PeerId, server: &Server, events: &EventSink) -> Answer<Self::Response>;
+}
+
+impl Protocol for HeightRequest {
+    type Response = HeightResponse;
+    const NAME: &'static str = HEIGHT_PROTOCOL;
+    fn behaviour(b: &mut Behaviour) -> &mut Rr<Self, Self::Response> {
+        &mut b.height
+    }
+    fn pending(p: &mut PendingReplies) -> &mut Pending<Self::Response> {
+        &mut p.height
+    }
+    fn answer(self, _: PeerId, server: &Server, _: &EventSink) -> Answer<HeightResponse> {
+        let tip = server.store.tip();
+        Answer::Now(HeightResponse {
+            height: tip.height,
+            tip: tip.hash,
+        })
+    }
+}
+
+impl Protocol for GenesisRequest {
+    type Response = GenesisResponse;
+    const NAME: &'static str = GENESIS_PROTOCOL;
+    fn behaviour(b: &mut Behaviour) -> &mut Rr<Self, Self::Response> {
+        &mut b.genesis
+    }
+    fn pending(p: &mut PendingReplies) -> &mut Pending<Self::Response> {
+        &mut p.genesis
+    }
+    fn answer(self, _: PeerId, server: &Server, _: &EventSink) -> Answer<GenesisResponse> {
+        Answer::Now(GenesisResponse {
+            genesis: server.genesis,
+        })
+    }
+}
+
+impl Protocol for BlockHashRequest {
+    type Response = BlockHashResponse;
+    const NAME: &'static str = BLOCK_HASH_PROTOCOL;
+    fn behaviour(b: &mut Behaviour) -> &mut Rr<Self, Self::Response> {
+        &mut b.block_hash
+    }
+    fn pending(p: &mut PendingReplies) -> &mut Pending<Self::Response> {
+        &mut p.block_hash
+    }
+    fn answer(self, peer: PeerId, server: &Server, _: &EventSink) -> Answer<BlockHashResponse> {
+        // A point read of a 32-byte value: cheap enough for the loop.
+        match server.store.hash_at(self.height) {
+            Ok(hash) => Answer::Now(BlockHashResponse {
+                height: self.height,
+                hash,
+            }),
+            Err(e) => {
+                warn!(%peer, protocol = Self::NAME, error = %e, "store read failed");
+                Answer::Nothing
+            }
+        }
+    }
+}
+
+impl Protocol for BlocksRequest {
+    type Response = BlocksResponse;
+    const NAME: &'static str = BLOCKS_PROTOCOL;
+    fn behaviour(b: &mut Behaviour) -> &mut Rr<Self, Self::Response> {
+        &mut b.blocks
+    }
+    fn pending(p: &mut PendingReplies) -> &mut Pending<Self::Response> {
+        &mut p.blocks
+    }
+    fn answer(self, peer: PeerId, server: &Server, _: &EventSink) -> Answer<BlocksResponse> {
+        let count = self.count.min(limits::MAX_BLOCKS_PER_REQUEST);
+        let start = self.start;
+        let store = server.store.clone();
+        let readers = server.block_readers.clone();
+        #[cfg(feature = "bench")]
+        let throttle = server.throttle.clone();
+        Answer::Later(Box::pin(async move {
+            // At most BLOCK_READERS ranges (~4 MiB each) are read at once,
+            // whatever the number of peers asking.
+            let _permit = readers.acquire_owned().await.ok()?;
+            // Reading up to 4 MiB from the store must not stall the loop.
+            let read = tokio::task::spawn_blocking(move || {
+                store.blocks_range(start, count, limits::RESPONSE_BYTE_BUDGET)
+            })
+            .await;
+            match read {
+                Ok(Ok(blocks)) => {
+                    #[cfg(feature = "bench")]
+                    if let Some(t) = throttle {
+                        // Approximate encoded size: body plus ~190 B of header.
+                        let bytes = blocks.iter().map(|b| b.body.len() as u64 + 190).sum();
+                        t.wait(bytes).await;
+                    }
+                    trace!(%peer, start, n = blocks.len(), "serving blocks");
+                    Some(BlocksResponse { blocks })
+                }
+                Ok(Err(e)) => {
+                    warn!(%peer, protocol = Self::NAME, error = %e, "store read failed");
+                    None
+                }
+                Err(e) => {
+                    warn!(%peer, protocol = Self::NAME, error = %e, "store read task failed");
+                    None
+                }
+            }
+        }))
+    }
+}
+
+impl Protocol for AnnounceRequest {
+    type Response = AnnounceResponse;
+    const NAME: &'static str = ANNOUNCE_PROTOCOL;
+    fn behaviour(b: &mut Behaviour) -> &mut Rr<Self, Self::Response> {
+        &mut b.announce
+    }
+    fn pending(p: &mut PendingReplies) -> &mut Pending<Self::Response> {
+        &mut p.announce
+    }
+    fn answer(self, peer: PeerId, _: &Server, events: &EventSink) -> Answer<AnnounceResponse> {
+        debug!(%peer, height = self.height, tip = %self.tip, "tip announced");
+        events.emit(NetEvent::TipAnnounced {
+            peer,
+            height: self.height,
+            tip: self.tip,
+        });
+        Answer::Now(AnnounceResponse {})
+    }
+}
+
+impl EventLoop {
+    /// Sends a request of protocol `P` and remembers who waits for the answer.
+    pub(super) fn request<P: Protocol>(
+        &mut self,
+        peer: PeerId,
+        request: P,
+        reply: Reply<P::Response>,
+    ) {
+        let id =
+            P::behaviour(self.swarm.behaviour_mut()).send_request(&peer, Inbound::Valid(request));
+        P::pending(&mut self.pending).insert(id, reply);
+    }
+
+    /// Every request-response event of protocol `P`, in both directions.
+    pub(super) fn on_request_response<P: Protocol>(&mut self, event: RrEvent<P, P::Response>) {
+        use request_response::{Event, Message};
+        let protocol = P::NAME;
+        match event {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => match request {
+                Inbound::Valid(request) => self.serve(peer, request, channel),
+                Inbound::Invalid(error) => {
+                    warn!(%peer, protocol, %error, "bad request");
+                    // `channel` is dropped: the stream closes without a response.
+                    self.refused(peer, protocol, error);
+                }
+            },
+            Event::Message {
+                peer,
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => match P::pending(&mut self.pending).remove(&request_id) {
+                Some(reply) => {
+                    let _ = reply.send(Ok(response));
+                }
+                None => trace!(%peer, protocol, "response without a waiting caller"),
+            },
+            Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                debug!(%peer, protocol, %error, "outbound request failed");
+                if let Some(reply) = P::pending(&mut self.pending).remove(&request_id) {
+                    let _ = reply.send(Err(map_outbound(error)));
+                }
+            }
+            Event::InboundFailure { peer, error, .. } => match error {
+                InboundFailure::Io(e) => {
+                    let error = format!("stream error: {e}");
+                    warn!(%peer, protocol, %error, "bad request");
+                    self.refused(peer, protocol, error);
+                }
+                InboundFailure::Timeout => {
+                    debug!(%peer, protocol, "inbound request timed out");
+                    self.refused(peer, protocol, "timed out".into());
+                }
+                other => debug!(%peer, protocol, error = %other, "inbound request not answered"),
+            },
+            Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn serve<P: Protocol>(
+        &mut self,
+        peer: PeerId,
+        request: P,
+        channel: ResponseChannel<P::Response>,
+    ) {
+        match request.answer(peer, &self.server, &self.events) {
+            Answer::Now(response) => {
+                respond::<P>(&mut self.swarm, &self.metrics, peer, channel, response)
+            }
+            Answer::Later(work) => {
+                let served = self.served_tx.clone();
+                tokio::spawn(async move {
+                    if let Some(response) = work.await {
+                        let send: Served = Box::new(move |swarm, metrics| {
+                            respond::<P>(swarm, metrics, peer, channel, response)
+                        });
+                        let _ = served.send(send);
+                    }
+                });
+            }
+            Answer::Nothing => {}
+        }
+    }
+
+    /// A request the peer got wrong: counted and reported, never answered.
+    fn refused(&self, peer: PeerId, protocol: &'static str, error: String) {
+        self.metrics.inbound_refused(protocol);
+        self.events.emit(NetEvent::BadRequest {
+            peer,
+            protocol,
+            error,
+        });
+    }
+}
+
+fn map_outbound(error: OutboundFailure) -> RequestError {
+    match error {
+        OutboundFailure::DialFailure => RequestError::Unreachable,
+        OutboundFailure::Timeout => RequestError::Timeout,
+        OutboundFailure::ConnectionClosed => RequestError::ConnectionClosed,
+        OutboundFailure::UnsupportedProtocols => RequestError::UnsupportedProtocol,
+        OutboundFailure::Io(e) => RequestError::BadResponse(e.to_string()),
+    }
+}
+
+/// Sends a response and counts it as served; a peer that went away before
+/// the answer is only worth a debug line.
+fn respond<P: Protocol>(
+    swarm: &mut Swarm<Behaviour>,
+    metrics: &Metrics,
+    peer: PeerId,
+    channel: ResponseChannel<P::Response>,
+    response: P::Response,
+) {
+    if P::behaviour(swarm.behaviour_mut())
+        .send_response(channel, response)
+        .is_err()
+    {
+        debug!(%peer, protocol = P::NAME, "peer went away before the response");
+    } else {
+        metrics.inbound_served(P::NAME);
+    }
+}
