@@ -254,10 +254,24 @@ async fn protocols_end_to_end() {
         !a.client.connected_peers().await.contains(&pb)
     })
     .await;
+    // A refuses B while the ban lasts, though it still takes others: the
+    // refusal is about B, not a dead listener.
+    let c = start(Store::temporary(&Genesis::dev()).unwrap(), vec![]).await;
+    let pc = c.client.local_peer_id();
+    c.client
+        .dial(a.addr.clone())
+        .await
+        .expect("A accepts an unbanned peer");
+    until("A connected to C", || async {
+        a.client.connected_peers().await.contains(&pc)
+    })
+    .await;
+    let _ = b.client.dial(a.addr.clone()).await;
     assert!(
-        b.client.dial(a.addr.clone()).await.is_err()
-            || !a.client.connected_peers().await.contains(&pb)
+        !a.client.connected_peers().await.contains(&pb),
+        "A took the banned peer back"
     );
+    c.client.shutdown().await;
     until("B reconnects after the ban expires", || async {
         let _ = b.client.dial(a.addr.clone()).await;
         a.client.connected_peers().await.contains(&pb)

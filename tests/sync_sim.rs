@@ -10,11 +10,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use concord::chain::generate::ChainGenerator;
-use concord::chain::validate::validate_segment;
+use concord::chain::validate::validate_detached;
 use concord::chain::{AuthorityKey, Block, BlockRef, Genesis};
 use concord::sync::engine::Stats;
 use concord::sync::peer_book::Penalty;
-use concord::sync::sim::{self, Behavior, SimNet, Validator};
+use concord::sync::sim::{self, Behaviour, SimNet, Validator};
 use concord::sync::SyncConfig;
 use libp2p::PeerId;
 
@@ -94,19 +94,11 @@ fn forged_chain() -> Arc<Vec<Block>> {
     CHAIN.get_or_init(|| generate(2)).clone()
 }
 
-/// The real validation, with a pseudo-parent: linking a segment to the real
-/// parent is the engine's job.
+/// The node's own detached segment validation (linking to the real parent
+/// is the engine's job).
 fn real_validator() -> Validator {
     let genesis = Genesis::dev();
-    Box::new(move |blocks: &[Block]| {
-        let first = &blocks[0];
-        let parent = BlockRef {
-            height: first.height() - 1,
-            hash: first.header.parent,
-            timestamp_ms: first.header.timestamp_ms,
-        };
-        validate_segment(&genesis, &parent, blocks).map(|_| ())
-    })
+    Box::new(move |blocks: &[Block]| validate_detached(&genesis, blocks))
 }
 
 /// What one run observed, to compare between runs.
@@ -118,17 +110,17 @@ struct Outcome {
     kinds: BTreeMap<PeerId, &'static str>,
 }
 
-fn kind(b: &Behavior) -> &'static str {
+fn kind(b: &Behaviour) -> &'static str {
     match b {
-        Behavior::Honest => "honest",
-        Behavior::Slow(_) => "slow",
-        Behavior::Stalling => "stalling",
-        Behavior::InflateHeight(_) => "inflate_height",
-        Behavior::Forged(_) => "forged",
-        Behavior::WrongVotes => "wrong_votes",
-        Behavior::WrongGenesis => "wrong_genesis",
-        Behavior::Disconnects { .. } => "disconnects",
-        Behavior::MuteVoter => "mute_voter",
+        Behaviour::Honest => "honest",
+        Behaviour::Slow(_) => "slow",
+        Behaviour::Stalling => "stalling",
+        Behaviour::InflateHeight(_) => "inflate_height",
+        Behaviour::Forged(_) => "forged",
+        Behaviour::WrongVotes => "wrong_votes",
+        Behaviour::WrongGenesis => "wrong_genesis",
+        Behaviour::Disconnects { .. } => "disconnects",
+        Behaviour::MuteVoter => "mute_voter",
     }
 }
 
@@ -150,18 +142,18 @@ fn run(seed: u64, height: u64) -> (SimNet, Outcome) {
         seed: rng.next(),
         ..SyncConfig::default()
     };
-    let mut behaviors: Vec<Behavior> = Vec::new();
-    behaviors.extend((0..HONEST).map(|_| Behavior::Honest));
-    behaviors.extend((0..SLOW).map(|_| Behavior::Slow(10)));
+    let mut behaviors: Vec<Behaviour> = Vec::new();
+    behaviors.extend((0..HONEST).map(|_| Behaviour::Honest));
+    behaviors.extend((0..SLOW).map(|_| Behaviour::Slow(10)));
     for _ in 0..PER_KIND {
-        behaviors.push(Behavior::InflateHeight(rng.range(1, 1_000_000)));
-        behaviors.push(Behavior::Forged(forged.clone()));
-        behaviors.push(Behavior::WrongVotes);
-        behaviors.push(Behavior::Stalling);
-        behaviors.push(Behavior::Disconnects {
+        behaviors.push(Behaviour::InflateHeight(rng.range(1, 1_000_000)));
+        behaviors.push(Behaviour::Forged(forged.clone()));
+        behaviors.push(Behaviour::WrongVotes);
+        behaviors.push(Behaviour::Stalling);
+        behaviors.push(Behaviour::Disconnects {
             back_after: Duration::from_millis(rng.range(200, 3_000)),
         });
-        behaviors.push(Behavior::WrongGenesis);
+        behaviors.push(Behaviour::WrongGenesis);
     }
     // Fisher–Yates: which peer connects when (and so gets which id) is random too.
     for i in (1..behaviors.len()).rev() {

@@ -65,6 +65,19 @@ fn producer_and_follower_connect_and_exchange() {
     // The producer produces; the follower hears the announcements and imports.
     a.wait_for_line(&["Produced block #2 "], DEADLINE);
     b.wait_for_line(&["Imported block #", "(following)"], DEADLINE);
+    // The same block, not just a log line: the follower's #2 is the producer's.
+    let (api_a, api_b) = (
+        common::api_addr(&mut a, DEADLINE),
+        common::api_addr(&mut b, DEADLINE),
+    );
+    let theirs = common::wait_until(DEADLINE, "the follower to hold block #2", || {
+        let (code, body) = common::http(&api_b, "GET", "/blocks/2");
+        (code == 200).then(|| serde_json::from_str::<serde_json::Value>(&body).unwrap())
+    });
+    assert_eq!(
+        theirs["hash"],
+        common::get_json(&api_a, "/blocks/2")["hash"]
+    );
 
     // Graceful stop on SIGTERM flushes and exits 0.
     for p in [&mut a, &mut b] {

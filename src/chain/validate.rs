@@ -122,6 +122,24 @@ pub fn validate_block(
     verify_one(key, &hash, block)
 }
 
+/// Validates a downloaded segment on its own: every rule between its blocks
+/// and on each block (signatures in a batch), against a stand-in parent made
+/// from the first block's own parent hash and timestamp. Linking the segment
+/// to the real parent is the caller's job (the sync engine does it when it
+/// hands batches to the store in order), so this needs no context and can
+/// run off the event loop while the segment is being voted on.
+pub fn validate_detached(genesis: &Genesis, blocks: &[Block]) -> Result<(), ValidationError> {
+    let Some(first) = blocks.first() else {
+        return Ok(());
+    };
+    let stand_in = BlockRef {
+        height: first.header.height.saturating_sub(1),
+        hash: first.header.parent,
+        timestamp_ms: first.header.timestamp_ms,
+    };
+    validate_segment(genesis, &stand_in, blocks).map(|_| ())
+}
+
 /// Validates consecutive blocks following `parent`, checking signatures in a
 /// batch; on a batch failure, finds the first bad block. Returns the ref of the last block.
 ///

@@ -17,14 +17,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::chain::validate::validate_segment;
+use crate::chain::validate::validate_detached;
 use crate::chain::{Block, BlockRef, Genesis, Hash};
 use crate::metrics::Metrics;
 use crate::net::{Client, NetEvent, RequestError};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::sync::batch::{BatchId, ReqId};
 use crate::sync::engine::{
-    Action, Failure, LocalChain, Request, Response, Stats, SyncEngine, SyncStatus,
+    Action, Failure, LocalChain, Request, Response, Stats, StoreFailure, SyncEngine, SyncStatus,
 };
 use crate::sync::peer_book::GenesisVerdict;
 use crate::sync::progress::Progress;
@@ -120,8 +120,16 @@ impl LocalChain for StoreView {
     fn tip(&self) -> BlockRef {
         self.0.tip()
     }
-    fn hash_at(&self, height: u64) -> Option<Hash> {
-        self.0.hash_at(height).ok().flatten()
+    fn hash_at(&self, height: u64) -> Result<Option<Hash>, StoreFailure> {
+        self.0.hash_at(height).map_err(store_failure)
+    }
+}
+
+/// The engine's view of a store error.
+fn store_failure(e: StoreError) -> StoreFailure {
+    match e {
+        StoreError::NotLinked { .. } => StoreFailure::NotLinked(e.to_string()),
+        _ => StoreFailure::Io(e.to_string()),
     }
 }
 
@@ -131,8 +139,8 @@ enum StoreJob {
 }
 
 enum StoreDone {
-    Imported(BatchId, Result<BlockRef, String>),
-    RolledBack(Result<BlockRef, String>),
+    Imported(BatchId, Result<BlockRef, StoreFailure>),
+    RolledBack(Result<BlockRef, StoreFailure>),
 }
 
 /// Starts the driver. It stops when the network's event channel closes.
@@ -192,10 +200,10 @@ fn store_worker(
         while let Some(job) = job_rx.blocking_recv() {
             let done = match job {
                 StoreJob::Import(batch, blocks) => {
-                    StoreDone::Imported(batch, store.import(&blocks).map_err(|e| e.to_string()))
+                    StoreDone::Imported(batch, store.import(&blocks).map_err(store_failure))
                 }
                 StoreJob::Rollback(h) => {
-                    StoreDone::RolledBack(store.rollback_to(h).map_err(|e| e.to_string()))
+                    StoreDone::RolledBack(store.rollback_to(h).map_err(store_failure))
                 }
             };
             if done_tx.send(done).is_err() {
@@ -312,7 +320,7 @@ impl Driver {
         match cmd {
             Command::SyncNow => {
                 info!("manual sync requested");
-                self.engine.request_sync(now)
+                self.engine.sync_now(now)
             }
             Command::Reset => {
                 info!("sync reset requested");
@@ -338,18 +346,7 @@ impl Driver {
                 Action::Validate { batch, blocks } => {
                     let genesis = self.genesis.clone();
                     self.validations.push(tokio::task::spawn_blocking(move || {
-                        let first = &blocks[0].header;
-                        // The engine checks the link to the real parent; the
-                        // segment only needs a parent consistent with itself.
-                        let parent = BlockRef {
-                            height: first.height.saturating_sub(1),
-                            hash: first.parent,
-                            timestamp_ms: first.timestamp_ms,
-                        };
-                        (
-                            batch,
-                            validate_segment(&genesis, &parent, &blocks).map(|_| ()),
-                        )
+                        (batch, validate_detached(&genesis, &blocks))
                     }));
                 }
                 Action::Import { batch, blocks } => {

@@ -2,7 +2,7 @@
 //! simulated latency, bandwidth and time, no sockets and no threads.
 //!
 //! The real [`SyncEngine`] runs against it; honest and Byzantine peers are
-//! [`Behavior`]s. Used by the engine's unit tests, `tests/sync_sim.rs` and
+//! [`Behaviour`]s. Used by the engine's unit tests, `tests/sync_sim.rs` and
 //! anything else that wants to drive sync at scale. Owns nothing outside
 //! itself: it does no I/O.
 
@@ -15,13 +15,15 @@ use libp2p::PeerId;
 
 use crate::chain::{Block, BlockRef, Hash, ValidationError};
 use crate::protocol::limits;
-use crate::sync::engine::{Action, Failure, LocalChain, Request, Response, SyncEngine};
+use crate::sync::engine::{
+    Action, Failure, LocalChain, Request, Response, StoreFailure, SyncEngine,
+};
 use crate::sync::peer_book::Penalty;
 use crate::sync::SyncConfig;
 
 /// How a simulated peer behaves.
 #[derive(Clone, Debug)]
-pub enum Behavior {
+pub enum Behaviour {
     /// Serves and votes its chain truthfully.
     Honest,
     /// Honest but `factor` times slower (latency and bandwidth).
@@ -42,16 +44,16 @@ pub enum Behavior {
     Disconnects { back_after: Duration },
 }
 
-impl Behavior {
+impl Behaviour {
     /// Whether this peer tells the truth (tests check none of these is banned).
     pub fn is_honest(&self) -> bool {
-        matches!(self, Behavior::Honest | Behavior::Slow(_))
+        matches!(self, Behaviour::Honest | Behaviour::Slow(_))
     }
 }
 
 /// A simulated peer.
 pub struct SimPeer {
-    pub behavior: Behavior,
+    pub behavior: Behaviour,
     /// One-way latency.
     pub latency: Duration,
     /// Bytes per second it sends.
@@ -88,9 +90,9 @@ impl LocalChain for SharedChain {
             .map(|c| c.tip())
             .unwrap_or_else(|p| p.into_inner().tip())
     }
-    fn hash_at(&self, height: u64) -> Option<Hash> {
+    fn hash_at(&self, height: u64) -> Result<Option<Hash>, StoreFailure> {
         let c = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        c.refs.get(height as usize).map(|r| r.hash)
+        Ok(c.refs.get(height as usize).map(|r| r.hash))
     }
 }
 
@@ -114,7 +116,7 @@ enum Event {
         blocks: Arc<Vec<Block>>,
     },
     RolledBack {
-        result: Result<BlockRef, String>,
+        result: Result<BlockRef, StoreFailure>,
     },
 }
 
@@ -186,17 +188,17 @@ impl SimNet {
     /// a run is reproducible down to the peer ids (which break ties).
     pub fn add_peer(
         &mut self,
-        behavior: Behavior,
+        behavior: Behaviour,
         latency: Duration,
         chain: Arc<Vec<Block>>,
     ) -> PeerId {
         let id = self.next_peer_id();
         let bandwidth = match behavior {
-            Behavior::Slow(f) => 100_000_000 / u64::from(f.max(1)),
+            Behaviour::Slow(f) => 100_000_000 / u64::from(f.max(1)),
             _ => 100_000_000,
         };
         let latency = match behavior {
-            Behavior::Slow(f) => latency * f,
+            Behaviour::Slow(f) => latency * f,
             _ => latency,
         };
         self.peers.insert(
@@ -359,15 +361,15 @@ impl SimNet {
         }
     }
 
-    fn import(&mut self, blocks: &[Block]) -> Result<BlockRef, String> {
+    fn import(&mut self, blocks: &[Block]) -> Result<BlockRef, StoreFailure> {
         let mut c = self.local.lock().unwrap_or_else(|p| p.into_inner());
         let tip = c.tip();
         if blocks[0].height() != tip.height + 1 || blocks[0].header.parent != tip.hash {
-            return Err(format!(
+            return Err(StoreFailure::NotLinked(format!(
                 "segment at {} does not extend tip {}",
                 blocks[0].height(),
                 tip.height
-            ));
+            )));
         }
         c.refs.extend(blocks.iter().map(block_ref));
         Ok(c.tip())
@@ -412,13 +414,13 @@ impl SimNet {
         let rtt = latency * 2 + Duration::from_micros(self.random() % 500);
         let top = chain.len() as u64 - 1;
         let response = match (&behavior, request) {
-            (Behavior::WrongGenesis, Request::Genesis) => Response::Genesis(Hash([0xee; 32])),
+            (Behaviour::WrongGenesis, Request::Genesis) => Response::Genesis(Hash([0xee; 32])),
             (_, Request::Genesis) => Response::Genesis(self.genesis_hash),
-            (Behavior::InflateHeight(extra), Request::Height) => Response::Height {
+            (Behaviour::InflateHeight(extra), Request::Height) => Response::Height {
                 height: top + extra,
                 tip: Hash([0xaa; 32]),
             },
-            (Behavior::Forged(f), Request::Height) => Response::Height {
+            (Behaviour::Forged(f), Request::Height) => Response::Height {
                 height: f.len() as u64 - 1,
                 tip: f[f.len() - 1].hash(),
             },
@@ -426,12 +428,12 @@ impl SimNet {
                 height: top,
                 tip: chain[top as usize].hash(),
             },
-            (Behavior::MuteVoter, Request::BlockHash { .. }) => return,
-            (Behavior::WrongVotes, Request::BlockHash { height }) => Response::BlockHash {
+            (Behaviour::MuteVoter, Request::BlockHash { .. }) => return,
+            (Behaviour::WrongVotes, Request::BlockHash { height }) => Response::BlockHash {
                 height,
                 hash: (height <= top).then(|| Hash::digest(&height.to_le_bytes())),
             },
-            (Behavior::Forged(f), Request::BlockHash { height }) => Response::BlockHash {
+            (Behaviour::Forged(f), Request::BlockHash { height }) => Response::BlockHash {
                 height,
                 hash: f.get(height as usize).map(Block::hash),
             },
@@ -439,8 +441,8 @@ impl SimNet {
                 height,
                 hash: chain.get(height as usize).map(Block::hash),
             },
-            (Behavior::Stalling, Request::Blocks { .. }) => return,
-            (Behavior::Disconnects { back_after }, Request::Blocks { .. }) => {
+            (Behaviour::Stalling, Request::Blocks { .. }) => return,
+            (Behaviour::Disconnects { back_after }, Request::Blocks { .. }) => {
                 let back = *back_after;
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.connected = false;
@@ -451,7 +453,7 @@ impl SimNet {
             }
             (b, Request::Blocks { start, count }) => {
                 let source = match b {
-                    Behavior::Forged(f) => f.clone(),
+                    Behaviour::Forged(f) => f.clone(),
                     _ => chain,
                 };
                 Response::Blocks(range(&source, start, count))

@@ -142,16 +142,28 @@ impl SyncEngine {
     /// The operator's checkpoint outranks any vote, so this rollback needs none.
     pub(super) fn enforce_checkpoints_on_store(&mut self) {
         let tip = self.stored.height;
-        let bad = self
+        let due: Vec<Checkpoint> = self
             .config
             .checkpoints
             .iter()
-            .find(|c| c.height <= tip && self.local.hash_at(c.height) != Some(c.hash))
-            .copied();
-        if let Some(c) = bad {
+            .filter(|c| c.height <= tip)
+            .copied()
+            .collect();
+        let mut bad = None;
+        for c in due {
+            match self.our_hash(c.height) {
+                Ok(ours) if ours == Some(c.hash) => {}
+                Ok(ours) => {
+                    bad = Some((c, ours));
+                    break;
+                }
+                Err(()) => return,
+            }
+        }
+        if let Some((c, ours)) = bad {
             tracing::error!(
                 checkpoint = %c,
-                ours = ?self.local.hash_at(c.height),
+                ?ours,
                 "our stored chain contradicts a checkpoint; rolling back below it"
             );
             self.mode = Mode::RollingBack;

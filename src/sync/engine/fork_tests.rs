@@ -1,6 +1,6 @@
 //! Fork safety, scripted: the attacks on an honest node's chain from the
 //! fork-safety issue, each against the real engine in simulated time. Peers
-//! that hold another *valid* chain are `Behavior::Honest` with that chain:
+//! that hold another *valid* chain are `Behaviour::Honest` with that chain:
 //! they are on another fork, not liars, and none may be banned for it.
 
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use crate::chain::Block;
 use crate::sync::config::Checkpoint;
 use crate::sync::engine::Mode;
 use crate::sync::peer_book::Penalty;
-use crate::sync::sim::{self, Behavior, SimNet};
+use crate::sync::sim::{self, Behaviour, SimNet};
 use crate::sync::SyncConfig;
 
 const MS: Duration = Duration::from_millis(1);
@@ -48,12 +48,12 @@ fn an_honest_seeder_keeps_its_chain_when_two_fork_holders_connect_first() {
     // A longer competing chain from #1,700: it looks like something to sync to.
     let fork = fork_of(&chain, 1_700, 400, 9);
     let mut n = net(&chain, SyncConfig::default());
-    let a = n.add_peer(Behavior::Honest, 2 * MS, fork.clone());
-    let b = n.add_peer(Behavior::Honest, 2 * MS, fork.clone());
+    let a = n.add_peer(Behaviour::Honest, 2 * MS, fork.clone());
+    let b = n.add_peer(Behaviour::Honest, 2 * MS, fork.clone());
     n.run_until(200 * MS, |_| false);
     assert!(on(&n, &chain), "rolled back within 200 ms: {:?}", n.tip());
-    let h1 = n.add_peer(Behavior::Honest, 5 * MS, chain.clone());
-    let h2 = n.add_peer(Behavior::Honest, 5 * MS, chain.clone());
+    let h1 = n.add_peer(Behaviour::Honest, 5 * MS, chain.clone());
+    let h2 = n.add_peer(Behaviour::Honest, 5 * MS, chain.clone());
     n.run_until(60 * SEC, |_| false);
     assert!(on(&n, &chain), "left its chain: {:?}", n.tip());
     assert_eq!(n.engine.stats().reorgs, 0);
@@ -63,8 +63,8 @@ fn an_honest_seeder_keeps_its_chain_when_two_fork_holders_connect_first() {
     // Two against two: no 2/3 either way, and the node says so.
     assert!(matches!(n.engine.mode(), Mode::Split { height: 2_000, .. }));
     // Two more honest peers make 4 of 6: the majority holds our block.
-    n.add_peer(Behavior::Honest, 5 * MS, chain.clone());
-    n.add_peer(Behavior::Honest, 5 * MS, chain.clone());
+    n.add_peer(Behaviour::Honest, 5 * MS, chain.clone());
+    n.add_peer(Behaviour::Honest, 5 * MS, chain.clone());
     assert!(n.run_until(30 * SEC, |n| n.engine.mode() == &Mode::Normal));
     assert!(on(&n, &chain));
     assert!(n.report.bans.is_empty(), "banned: {:?}", n.report.bans);
@@ -77,11 +77,11 @@ fn an_eclipsed_node_reorgs_once_honest_peers_arrive_one_by_one() {
         let fork = fork_of(&chain, 3_000 - depth, depth, 9);
         let mut n = net(&chain[..1], SyncConfig::default());
         // Alone with one peer, the node can only take its chain.
-        let f = n.add_peer(Behavior::Honest, 2 * MS, fork.clone());
+        let f = n.add_peer(Behaviour::Honest, 2 * MS, fork.clone());
         assert!(n.run_until(30 * SEC, |n| on(n, &fork)));
         let mut honest_peers = Vec::new();
         for _ in 0..3 {
-            honest_peers.push(n.add_peer(Behavior::Honest, 5 * MS, chain.clone()));
+            honest_peers.push(n.add_peer(Behaviour::Honest, 5 * MS, chain.clone()));
             n.run_until(2 * SEC, |_| false);
         }
         assert!(
@@ -108,7 +108,7 @@ fn one_or_two_peers_never_talk_a_node_out_of_its_stored_chain() {
     for peers in [1, 2] {
         let mut n = net(&chain, SyncConfig::default());
         let forkers: Vec<PeerId> = (0..peers)
-            .map(|_| n.add_peer(Behavior::Honest, 2 * MS, fork.clone()))
+            .map(|_| n.add_peer(Behaviour::Honest, 2 * MS, fork.clone()))
             .collect();
         // Past the settle time and several consistency checks.
         n.run_until(120 * SEC, |_| false);
@@ -127,7 +127,7 @@ fn a_real_majority_moves_a_stored_chain_but_only_after_the_peer_set_settles() {
     let settle = config.rollback_settle;
     let mut n = net(&chain, config);
     for _ in 0..3 {
-        n.add_peer(Behavior::Honest, 2 * MS, fork.clone());
+        n.add_peer(Behaviour::Honest, 2 * MS, fork.clone());
     }
     // 3 of 3 hold the fork, but nobody decides in the first moments.
     n.run_until(settle - 500 * MS, |_| false);
@@ -143,11 +143,11 @@ fn fork_holders_first_and_honest_peers_a_moment_later_make_a_split_not_a_rollbac
     let fork = fork_of(&chain, 1_700, 400, 9);
     let mut n = net(&chain, SyncConfig::default());
     for _ in 0..3 {
-        n.add_peer(Behavior::Honest, 2 * MS, fork.clone());
+        n.add_peer(Behaviour::Honest, 2 * MS, fork.clone());
     }
     n.run_until(300 * MS, |_| false);
     for _ in 0..2 {
-        n.add_peer(Behavior::Honest, 5 * MS, chain.clone());
+        n.add_peer(Behaviour::Honest, 5 * MS, chain.clone());
     }
     n.run_until(60 * SEC, |_| false);
     // 3 of 5 is no 2/3: the node keeps its chain and says the peers are split.
@@ -165,8 +165,8 @@ fn even_split(config: SyncConfig) -> (SimNet, Arc<Vec<Block>>, Vec<PeerId>, Vec<
     let mut h = Vec::new();
     let mut f = Vec::new();
     for _ in 0..3 {
-        h.push(n.add_peer(Behavior::Honest, 5 * MS, chain.clone()));
-        f.push(n.add_peer(Behavior::Honest, 5 * MS, fork.clone()));
+        h.push(n.add_peer(Behaviour::Honest, 5 * MS, chain.clone()));
+        f.push(n.add_peer(Behaviour::Honest, 5 * MS, fork.clone()));
     }
     (n, chain, h, f)
 }
@@ -194,7 +194,7 @@ fn an_even_split_is_reported_the_node_idles_and_resumes_when_the_balance_changes
     assert!(n.report.bans.is_empty(), "{:?}", n.report.bans);
     // Three more honest peers: 6 of 9 is 2/3.
     for _ in 0..3 {
-        n.add_peer(Behavior::Honest, 5 * MS, chain.clone());
+        n.add_peer(Behaviour::Honest, 5 * MS, chain.clone());
     }
     assert!(
         n.run_until(60 * SEC, |n| on(n, &chain)),
@@ -249,10 +249,10 @@ fn a_checkpoint_keeps_a_fresh_node_off_an_eclipsing_fork() {
         ..SyncConfig::default()
     };
     let mut n = net(&chain[..1], config);
-    let f = n.add_peer(Behavior::Honest, 2 * MS, fork.clone());
+    let f = n.add_peer(Behaviour::Honest, 2 * MS, fork.clone());
     assert!(n.run_until(10 * SEC, |n| n.report.bans.iter().any(|(p, _)| *p == f)));
     assert_eq!(n.tip().height, 0, "nothing taken from the eclipsing peer");
-    n.add_peer(Behavior::Honest, 5 * MS, chain.clone());
+    n.add_peer(Behaviour::Honest, 5 * MS, chain.clone());
     assert!(n.run_until(30 * SEC, |n| on(n, &chain)));
 }
 
@@ -272,7 +272,7 @@ fn a_stored_chain_that_contradicts_a_checkpoint_is_not_kept() {
     n.run_until(10 * MS, |_| false);
     assert_eq!(n.tip().height, 1_499, "rolled back below the checkpoint");
     for _ in 0..3 {
-        n.add_peer(Behavior::Honest, 5 * MS, chain.clone());
+        n.add_peer(Behaviour::Honest, 5 * MS, chain.clone());
     }
     assert!(
         n.run_until(60 * SEC, |n| on(n, &chain)),
@@ -288,9 +288,9 @@ fn a_synced_node_does_not_feed_on_a_longer_fork_next_to_it() {
     let mut fork = sim::unsigned_chain(1_900, 64, 1);
     sim::extend_unsigned(&mut fork, 600, 64, 9);
     let mut n = net(&chain, SyncConfig::default());
-    n.add_peer(Behavior::Honest, 5 * MS, chain.clone());
-    n.add_peer(Behavior::Honest, 5 * MS, chain.clone());
-    let f = n.add_peer(Behavior::Honest, 2 * MS, Arc::new(fork.clone()));
+    n.add_peer(Behaviour::Honest, 5 * MS, chain.clone());
+    n.add_peer(Behaviour::Honest, 5 * MS, chain.clone());
+    let f = n.add_peer(Behaviour::Honest, 2 * MS, Arc::new(fork.clone()));
     n.run_until(20 * SEC, |_| false);
     assert_eq!(fork_at(&n, &f), Some(2_000));
     let (served, steps) = (n.report.served.get(&f).copied(), n.report.steps);
@@ -325,7 +325,7 @@ fn a_synced_node_does_not_feed_on_a_longer_fork_next_to_it() {
 fn losing_every_peer_mid_sync_idles_and_says_no_peers() {
     let chain = Arc::new(sim::unsigned_chain(20_000, 256, 1));
     let mut n = net(&chain[..1], SyncConfig::default());
-    let p = n.add_peer(Behavior::Slow(20), 5 * MS, chain.clone());
+    let p = n.add_peer(Behaviour::Slow(20), 5 * MS, chain.clone());
     assert!(n.run_until(60 * SEC, |n| n.tip().height >= 2_000));
     assert!(n.tip().height < 20_000, "too fast to test");
     n.disconnect(p);
@@ -354,7 +354,7 @@ fn forks_around_max_reorg_depth_reorg_or_halt_loudly_and_a_reset_is_the_way_out(
         let ours = fork_of(&chain, 1_000, depth, 9);
         let mut n = net(&ours, config.clone());
         for _ in 0..3 {
-            n.add_peer(Behavior::Honest, 5 * MS, chain.clone());
+            n.add_peer(Behaviour::Honest, 5 * MS, chain.clone());
         }
         if !halts {
             assert!(n.run_until(60 * SEC, |n| on(n, &chain)), "depth {depth}");

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use libp2p::PeerId;
 
-use super::{Action, Mode, Purpose, Request, SplitOrigin, SyncEngine};
+use super::{Action, Mode, Purpose, Request, SplitOrigin, StoreFailure, SyncEngine};
 use crate::chain::{BlockRef, Hash};
 use crate::sync::batch::BatchState;
 use crate::sync::fork_choice::{ChainPoll, Side, Verdict};
@@ -56,7 +56,7 @@ impl SyncEngine {
                 p.tip_checked = true;
             }
             if height <= self.stored.height {
-                let Some(ours) = self.local.hash_at(height) else {
+                let Ok(Some(ours)) = self.our_hash(height) else {
                     continue;
                 };
                 if ours == tip {
@@ -85,7 +85,10 @@ impl SyncEngine {
         let Some(theirs) = hash else {
             return;
         };
-        if self.local.hash_at(height) == Some(theirs) {
+        let Ok(ours) = self.our_hash(height) else {
+            return;
+        };
+        if ours == Some(theirs) {
             if self.book.mark_agrees(&peer, height) {
                 tracing::info!(%peer, height, "peer is back on our chain");
             }
@@ -125,9 +128,12 @@ impl SyncEngine {
             return;
         };
         let height = wanted.min(self.stored.height);
-        let Some(ours) = self.local.hash_at(height).filter(|_| height > 0) else {
+        let Ok(Some(ours)) = self.our_hash(height) else {
             return;
         };
+        if height == 0 {
+            return;
+        }
         // Every usable peer that holds the height, on our fork or not: the
         // poll is where a peer we think is on another fork is heard.
         let cap = self.config.vote_quorum + self.config.vote_escalation;
@@ -434,7 +440,12 @@ impl SyncEngine {
         if !s.probe_complete() {
             return;
         }
-        let ours = self.local.hash_at(height);
+        let Ok(ours) = self.our_hash(height) else {
+            tracing::warn!("fork search stopped: our own chain could not be read");
+            self.search = None;
+            self.mode = Mode::Normal;
+            return;
+        };
         let step = match self.search.as_mut() {
             Some(s) => s.resolve(ours),
             None => return,
@@ -442,7 +453,7 @@ impl SyncEngine {
         self.follow_search(step, now);
     }
 
-    pub(super) fn on_rolled_back(&mut self, result: Result<BlockRef, String>, now: Instant) {
+    pub(super) fn on_rolled_back(&mut self, result: Result<BlockRef, StoreFailure>, now: Instant) {
         match result {
             Ok(tip) => {
                 tracing::warn!(height = tip.height, tip = %tip.hash, "rolled back to the common ancestor; re-syncing")

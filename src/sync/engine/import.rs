@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use libp2p::PeerId;
 
-use super::{Action, Outstanding, SyncEngine};
+use super::{Action, Outstanding, StoreFailure, SyncEngine};
 use crate::chain::{Block, BlockRef, ValidationError};
 use crate::sync::batch::{BatchId, BatchState};
 use crate::sync::peer_book::Penalty;
@@ -228,7 +228,7 @@ impl SyncEngine {
     pub(super) fn on_imported(
         &mut self,
         batch: BatchId,
-        result: Result<BlockRef, String>,
+        result: Result<BlockRef, StoreFailure>,
         now: Instant,
     ) {
         let Some((&start, b)) = self.batches.iter().find(|(_, b)| b.id() == batch) else {

@@ -12,16 +12,20 @@
 //! Its parts: [`checks`] (genesis, heights, checkpoints, batch votes),
 //! [`schedule`] (batches to the best peers, hedges, retries), [`import`]
 //! (downloaded blocks to the store, in order), [`forks`] (chain polls, fork
-//! judgments, splits, the fork search and rollback) and [`status`].
+//! judgments, splits, the fork search and rollback), [`requests`] (sending,
+//! timeouts, penalties) and [`status`].
 
 mod checks;
 mod forks;
 mod import;
+mod requests;
 mod schedule;
 mod status;
 mod types;
 
-pub use types::{Action, Failure, LocalChain, Mode, Request, Response, Stats, SyncStatus};
+pub use types::{
+    Action, Failure, LocalChain, Mode, Request, Response, Stats, StoreFailure, SyncStatus,
+};
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -32,7 +36,7 @@ use crate::chain::{BlockRef, Hash, ValidationError};
 use crate::sync::batch::{Batch, BatchId, BatchState, ReqId};
 use crate::sync::config::SyncConfig;
 use crate::sync::fork_choice::ChainPoll;
-use crate::sync::peer_book::{GenesisVerdict, PeerBook, Penalty};
+use crate::sync::peer_book::{GenesisVerdict, PeerBook};
 use crate::sync::reorg::AncestorSearch;
 use crate::sync::target::{self, Targets};
 use crate::sync::verifier::Vote;
@@ -295,7 +299,7 @@ impl SyncEngine {
     pub fn handle_imported(
         &mut self,
         batch: BatchId,
-        result: Result<BlockRef, String>,
+        result: Result<BlockRef, StoreFailure>,
         now: Instant,
     ) {
         self.clock = self.clock.max(now);
@@ -304,7 +308,7 @@ impl SyncEngine {
     }
 
     /// The result of an [`Action::Rollback`].
-    pub fn handle_rolled_back(&mut self, result: Result<BlockRef, String>, now: Instant) {
+    pub fn handle_rolled_back(&mut self, result: Result<BlockRef, StoreFailure>, now: Instant) {
         self.clock = self.clock.max(now);
         self.on_rolled_back(result, now);
         self.schedule(now);
@@ -355,7 +359,7 @@ impl SyncEngine {
 
     /// Manual sync (the sketch's `manual_sync`): refresh every peer's height
     /// now and schedule whatever is missing.
-    pub fn request_sync(&mut self, now: Instant) {
+    pub fn sync_now(&mut self, now: Instant) {
         self.clock = self.clock.max(now);
         self.refresh_heights(now);
         self.balance_changed("manual sync", now);
@@ -381,7 +385,8 @@ impl SyncEngine {
             );
         }
         self.allow_deep_reorg = halted;
-        self.drop_work(false);
+        // Batches the store is writing stay: their results are still to come.
+        self.drop_work(true);
         self.search = None;
         self.poll = None;
         self.poll_not_before = None;
@@ -396,7 +401,9 @@ impl SyncEngine {
                 info.in_flight = 0;
             }
         }
-        self.resync_from_store();
+        if self.batches.is_empty() {
+            self.resync_from_store();
+        }
         self.last_progress = now;
         self.last_stall_warning = None;
         self.book.recheck_tips(self.stored.height);
@@ -423,105 +430,7 @@ impl SyncEngine {
         }
     }
 
-    // ----- plumbing shared by the submodules -----
-
-    fn send(&mut self, peer: PeerId, request: Request, purpose: Purpose, now: Instant) -> ReqId {
-        let id = self.next_req;
-        self.next_req += 1;
-        let timeout = match request {
-            Request::Blocks { .. } => self.config.request_timeout,
-            _ => self.config.small_request_timeout,
-        };
-        if let Purpose::Download { .. } = purpose {
-            if let Some(p) = self.book.get_mut(&peer) {
-                p.in_flight += 1;
-            }
-        }
-        *self.stats.requests_sent.entry(request.kind()).or_default() += 1;
-        if let Request::Blocks { .. } = request {
-            self.stats.first_blocks_request_at.get_or_insert(now);
-        }
-        self.requests.insert(
-            id,
-            Outstanding {
-                peer,
-                purpose,
-                sent: now,
-                deadline: now + timeout,
-            },
-        );
-        self.actions.push_back(Action::Send { id, peer, request });
-        id
-    }
-
-    /// Records when a peer was first seen ahead of our stored tip.
-    fn note_peer_height(&mut self, height: u64, now: Instant) {
-        if height > self.stored.height {
-            self.stats.first_peer_ahead_at.get_or_insert(now);
-        }
-    }
-
-    /// Bookkeeping when a request leaves the outstanding map.
-    fn release(&mut self, out: &Outstanding) {
-        if let Purpose::Download { .. } = out.purpose {
-            if let Some(p) = self.book.get_mut(&out.peer) {
-                p.in_flight = p.in_flight.saturating_sub(1);
-            }
-        }
-    }
-
-    fn fail_requests_of(&mut self, peer: &PeerId, now: Instant) {
-        let ids: Vec<ReqId> = self
-            .requests
-            .iter()
-            .filter(|(_, r)| r.peer == *peer)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in ids {
-            if let Some(out) = self.requests.remove(&id) {
-                self.release(&out);
-                self.on_failure(out, Failure::Disconnected, now);
-            }
-        }
-    }
-
-    /// Penalizes `peer`, and bans it when its score crosses the threshold.
-    fn penalize(&mut self, peer: &PeerId, penalty: Penalty, now: Instant) {
-        if self.book.get(peer).is_none() || self.book.is_banned(peer, now) {
-            return;
-        }
-        *self.stats.penalties.entry(penalty.name()).or_default() += 1;
-        tracing::debug!(%peer, reason = penalty.name(), "peer penalized");
-        if let Some(ban) = self.book.penalize(
-            peer,
-            penalty,
-            self.config.ban_threshold,
-            self.config.ban_duration,
-            now,
-        ) {
-            *self.stats.bans.entry(penalty.name()).or_default() += 1;
-            tracing::warn!(%peer, reason = penalty.name(), secs = self.config.ban_duration.as_secs(), "peer banned");
-            self.actions.push_back(Action::Ban {
-                peer: ban.peer,
-                duration: self.config.ban_duration,
-                reason: ban.reason,
-            });
-            self.fail_requests_of(peer, now);
-        }
-    }
-
-    fn refresh_heights(&mut self, now: Instant) {
-        let peers: Vec<PeerId> = self.book.usable().map(|(p, _)| *p).collect();
-        for p in peers {
-            let pending = self
-                .requests
-                .values()
-                .any(|r| r.peer == p && r.purpose == Purpose::Height);
-            if !pending {
-                self.send(p, Request::Height, Purpose::Height, now);
-            }
-        }
-    }
+    // ----- shared by the submodules -----
 
     fn resync_from_store(&mut self) {
         let tip = self.local.tip();
@@ -546,6 +455,15 @@ impl SyncEngine {
             .iter()
             .filter(|(_, p)| p.genesis == GenesisVerdict::Verified)
             .count()
+    }
+
+    /// Our hash at `height`; a read error is logged and stops the decision
+    /// that needed it (`Err(())`), never taken for a missing block.
+    fn our_hash(&mut self, height: u64) -> Result<Option<Hash>, ()> {
+        self.local.hash_at(height).map_err(|e| {
+            self.stats.store_read_errors += 1;
+            tracing::error!(height, error = %e, "cannot read our own chain; no fork decision is taken on it");
+        })
     }
 
     /// xorshift64*: deterministic from the configured seed.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::protocol::limits;
 use crate::sync::engine::Mode;
 use crate::sync::peer_book::Penalty;
-use crate::sync::sim::{self, banned_honest, Behavior, SimNet};
+use crate::sync::sim::{self, banned_honest, Behaviour, SimNet};
 use crate::sync::SyncConfig;
 
 const MS: Duration = Duration::from_millis(1);
@@ -25,7 +25,7 @@ fn synced_to(net: &SimNet, chain: &[crate::chain::Block]) -> bool {
 fn syncs_from_a_single_peer_below_the_quorum() {
     let chain = Arc::new(sim::unsigned_chain(5_000, 64, 1));
     let mut n = net(&chain[..1], SyncConfig::default());
-    n.add_peer(Behavior::Honest, 5 * MS, chain.clone());
+    n.add_peer(Behaviour::Honest, 5 * MS, chain.clone());
     assert!(n.run_until(Duration::from_secs(60), |n| synced_to(n, &chain)));
     let s = n.engine.stats();
     assert_eq!(s.blocks_imported, 5_000);
@@ -40,7 +40,7 @@ fn sync_starts_within_milliseconds_of_learning_a_peer_is_ahead() {
     let chain = Arc::new(sim::unsigned_chain(10, 64, 1));
     let mut n = net(&chain[..1], SyncConfig::default());
     let start = n.now;
-    n.add_peer(Behavior::Honest, 2 * MS, chain.clone());
+    n.add_peer(Behaviour::Honest, 2 * MS, chain.clone());
     assert!(n.run_until(Duration::from_secs(5), |n| synced_to(n, &chain)));
     // Genesis + height + blocks + vote round trips, not a 30 s poll.
     assert!(
@@ -55,9 +55,9 @@ fn a_minority_inflating_its_height_does_not_move_the_target_and_gets_banned() {
     let chain = Arc::new(sim::unsigned_chain(2_000, 64, 1));
     let mut n = net(&chain[..1], SyncConfig::default());
     for _ in 0..4 {
-        n.add_peer(Behavior::Honest, 5 * MS, chain.clone());
+        n.add_peer(Behaviour::Honest, 5 * MS, chain.clone());
     }
-    let liar = n.add_peer(Behavior::InflateHeight(1_000_000), 5 * MS, chain.clone());
+    let liar = n.add_peer(Behaviour::InflateHeight(1_000_000), 5 * MS, chain.clone());
     assert!(n.run_until(Duration::from_secs(30), |n| synced_to(n, &chain)));
     assert_eq!(n.engine.status(n.now).target, Some(2_000));
     // It keeps claiming heights it cannot serve: penalized each time, then banned.
@@ -75,8 +75,8 @@ fn a_minority_inflating_its_height_does_not_move_the_target_and_gets_banned() {
 fn a_peer_on_another_genesis_is_banned_without_blocking_sync() {
     let chain = Arc::new(sim::unsigned_chain(1_000, 64, 1));
     let mut n = net(&chain[..1], SyncConfig::default());
-    let stranger = n.add_peer(Behavior::WrongGenesis, 5 * MS, chain.clone());
-    n.add_peer(Behavior::Honest, 5 * MS, chain.clone());
+    let stranger = n.add_peer(Behaviour::WrongGenesis, 5 * MS, chain.clone());
+    n.add_peer(Behaviour::Honest, 5 * MS, chain.clone());
     assert!(n.run_until(Duration::from_secs(30), |n| synced_to(n, &chain)));
     assert!(n.report.bans.contains(&(stranger, Penalty::WrongGenesis)));
 }
@@ -86,9 +86,9 @@ fn a_stalling_peer_is_hedged_around_and_nothing_is_dropped() {
     let chain = Arc::new(sim::unsigned_chain(20_000, 64, 1));
     let mut n = net(&chain[..1], SyncConfig::default());
     // The staller looks best (lowest latency) so it gets picked first.
-    n.add_peer(Behavior::Stalling, MS / 2, chain.clone());
-    n.add_peer(Behavior::Honest, 10 * MS, chain.clone());
-    n.add_peer(Behavior::Honest, 10 * MS, chain.clone());
+    n.add_peer(Behaviour::Stalling, MS / 2, chain.clone());
+    n.add_peer(Behaviour::Honest, 10 * MS, chain.clone());
+    n.add_peer(Behaviour::Honest, 10 * MS, chain.clone());
     assert!(n.run_until(Duration::from_secs(60), |n| synced_to(n, &chain)));
     let s = n.engine.stats();
     assert!(s.hedges + s.retries > 0, "{s:?}");
@@ -103,9 +103,9 @@ fn a_stalling_peer_is_hedged_around_and_nothing_is_dropped() {
 fn a_slow_honest_peer_is_never_banned() {
     let chain = Arc::new(sim::unsigned_chain(20_000, 256, 1));
     let mut n = net(&chain[..1], SyncConfig::default());
-    n.add_peer(Behavior::Slow(10), 20 * MS, chain.clone());
-    n.add_peer(Behavior::Honest, 5 * MS, chain.clone());
-    n.add_peer(Behavior::Honest, 5 * MS, chain.clone());
+    n.add_peer(Behaviour::Slow(10), 20 * MS, chain.clone());
+    n.add_peer(Behaviour::Honest, 5 * MS, chain.clone());
+    n.add_peer(Behaviour::Honest, 5 * MS, chain.clone());
     assert!(n.run_until(Duration::from_secs(120), |n| synced_to(n, &chain)));
     assert!(banned_honest(&n).is_empty());
 }
@@ -116,9 +116,9 @@ fn a_forged_batch_loses_the_vote_and_its_server_is_judged_on_another_fork_not_ba
     let forged = Arc::new(sim::unsigned_chain(3_000, 64, 2));
     let mut n = net(&chain[..1], SyncConfig::default());
     // The forger is the fastest, so it serves first.
-    let forger = n.add_peer(Behavior::Forged(forged.clone()), MS / 2, chain.clone());
+    let forger = n.add_peer(Behaviour::Forged(forged.clone()), MS / 2, chain.clone());
     for _ in 0..3 {
-        n.add_peer(Behavior::Honest, 5 * MS, chain.clone());
+        n.add_peer(Behaviour::Honest, 5 * MS, chain.clone());
     }
     let ok = n.run_until(Duration::from_secs(60), |n| synced_to(n, &chain));
     assert!(
@@ -145,9 +145,9 @@ fn a_wrong_voter_is_outvoted_and_not_asked_again() {
     let chain = Arc::new(sim::unsigned_chain(20_000, 64, 1));
     let mut n = net(&chain[..1], SyncConfig::default());
     for _ in 0..4 {
-        n.add_peer(Behavior::Honest, 5 * MS, chain.clone());
+        n.add_peer(Behaviour::Honest, 5 * MS, chain.clone());
     }
-    let voter = n.add_peer(Behavior::WrongVotes, 5 * MS, chain.clone());
+    let voter = n.add_peer(Behaviour::WrongVotes, 5 * MS, chain.clone());
     assert!(n.run_until(Duration::from_secs(60), |n| synced_to(n, &chain)));
     // Its first dissent shows it holds another block there: from then on it
     // neither serves nor votes at those heights, so it cannot slow sync down.
@@ -161,13 +161,13 @@ fn a_peer_that_disconnects_mid_request_costs_a_retry_not_a_stall() {
     let chain = Arc::new(sim::unsigned_chain(10_000, 64, 1));
     let mut n = net(&chain[..1], SyncConfig::default());
     n.add_peer(
-        Behavior::Disconnects {
+        Behaviour::Disconnects {
             back_after: Duration::from_millis(200),
         },
         MS / 2,
         chain.clone(),
     );
-    n.add_peer(Behavior::Honest, 5 * MS, chain.clone());
+    n.add_peer(Behaviour::Honest, 5 * MS, chain.clone());
     assert!(n.run_until(Duration::from_secs(60), |n| synced_to(n, &chain)));
     assert!(n.engine.stats().retries > 0);
 }
@@ -178,8 +178,8 @@ fn invalid_blocks_ban_the_server() {
     let mut bad: Vec<_> = (*chain).clone();
     bad[100].body[10] ^= 1; // body no longer matches its hash
     let mut n = net(&chain[..1], SyncConfig::default());
-    let corrupt = n.add_peer(Behavior::Honest, MS / 2, Arc::new(bad));
-    n.add_peer(Behavior::Honest, 5 * MS, chain.clone());
+    let corrupt = n.add_peer(Behaviour::Honest, MS / 2, Arc::new(bad));
+    n.add_peer(Behaviour::Honest, 5 * MS, chain.clone());
     assert!(n.run_until(Duration::from_secs(30), |n| synced_to(n, &chain)));
     assert!(n.report.bans.contains(&(corrupt, Penalty::InvalidBlocks)));
 }
@@ -191,7 +191,7 @@ fn a_forked_node_finds_the_common_ancestor_and_reorgs() {
     sim::extend_unsigned(&mut ours, 50, 64, 9); // our own fork 101..=150
     let mut n = net(&ours, SyncConfig::default());
     for _ in 0..3 {
-        n.add_peer(Behavior::Honest, 5 * MS, honest.clone());
+        n.add_peer(Behaviour::Honest, 5 * MS, honest.clone());
     }
     assert!(n.run_until(Duration::from_secs(60), |n| synced_to(n, &honest)));
     assert_eq!(n.engine.stats().reorgs, 1);
@@ -208,7 +208,7 @@ fn a_fork_deeper_than_the_bound_halts_sync() {
     };
     let mut n = net(&ours, config);
     for _ in 0..3 {
-        n.add_peer(Behavior::Honest, 5 * MS, honest.clone());
+        n.add_peer(Behaviour::Honest, 5 * MS, honest.clone());
     }
     assert!(n.run_until(Duration::from_secs(60), |n| matches!(
         n.engine.mode(),
@@ -222,8 +222,8 @@ fn a_fork_deeper_than_the_bound_halts_sync() {
 fn follows_new_tips_pushed_by_announcements() {
     let mut chain = sim::unsigned_chain(100, 64, 1);
     let mut n = net(&chain[..1], SyncConfig::default());
-    let producer = n.add_peer(Behavior::Honest, 2 * MS, Arc::new(chain.clone()));
-    let other = n.add_peer(Behavior::Honest, 2 * MS, Arc::new(chain.clone()));
+    let producer = n.add_peer(Behaviour::Honest, 2 * MS, Arc::new(chain.clone()));
+    let other = n.add_peer(Behaviour::Honest, 2 * MS, Arc::new(chain.clone()));
     assert!(n.run_until(Duration::from_secs(10), |n| n.tip().height == 100));
     for _ in 0..5 {
         sim::extend_unsigned(&mut chain, 1, 64, 1);
@@ -259,7 +259,7 @@ fn memory_stays_bounded_by_the_lookahead_window() {
     let mut n = net(&chain[..1], config.clone());
     n.cost_per_block = Duration::from_micros(300); // a slow disk: downloads outrun imports
     for _ in 0..3 {
-        n.add_peer(Behavior::Honest, 2 * MS, chain.clone());
+        n.add_peer(Behaviour::Honest, 2 * MS, chain.clone());
     }
     assert!(n.run_until(Duration::from_secs(120), |n| synced_to(n, &chain)));
     // One response may land beyond the bound: the lowest batch is always
@@ -274,15 +274,38 @@ fn memory_stays_bounded_by_the_lookahead_window() {
 }
 
 #[test]
-fn manual_sync_and_reset_keep_working() {
-    let chain = Arc::new(sim::unsigned_chain(2_000, 64, 1));
+fn a_reset_drops_every_batch_in_flight_and_sync_now_asks_every_peer() {
+    let chain = Arc::new(sim::unsigned_chain(50_000, 64, 1));
     let mut n = net(&chain[..1], SyncConfig::default());
-    n.add_peer(Behavior::Honest, 5 * MS, chain.clone());
-    n.run_until(Duration::from_millis(15), |_| false);
+    for _ in 0..3 {
+        n.add_peer(Behaviour::Honest, 5 * MS, chain.clone());
+    }
+    // Past the first height reports, with batches in flight.
+    let start = n.now;
+    assert!(
+        n.run_until(Duration::from_secs(10), |n| n.now >= start + 50 * MS
+            && n.engine.batches().count() > 1)
+    );
+    let before: Vec<u64> = n
+        .engine
+        .batches()
+        .filter(|b| b.state_name() != "importing")
+        .map(|b| b.id())
+        .collect();
+    assert!(!before.is_empty());
     n.engine.reset(n.now);
-    assert!(n.engine.batches().count() <= SyncConfig::default().max_batches_in_flight * 2);
-    n.engine.request_sync(n.now);
-    assert!(n.run_until(Duration::from_secs(30), |n| synced_to(n, &chain)));
+    // Everything planned before is gone (but what the store is writing);
+    // what is there now was planned anew.
+    assert!(n.engine.batches().all(|b| !before.contains(&b.id())));
+    let asked = n.engine.stats().requests_sent["height"];
+    n.engine.sync_now(n.now);
+    assert_eq!(n.engine.stats().requests_sent["height"], asked + 3);
+    assert!(n.run_until(Duration::from_secs(60), |n| synced_to(n, &chain)));
+    assert_eq!(
+        n.engine.stats().blocks_imported,
+        50_000,
+        "nothing imported twice"
+    );
 }
 
 #[test]
@@ -301,10 +324,10 @@ fn a_run_replays_exactly_from_its_seed() {
         let start = n.now;
         for i in 0..30u32 {
             let b = match i % 10 {
-                0 => Behavior::WrongVotes,
-                1 => Behavior::Forged(forged.clone()),
-                2 => Behavior::Stalling,
-                _ => Behavior::Honest,
+                0 => Behaviour::WrongVotes,
+                1 => Behaviour::Forged(forged.clone()),
+                2 => Behaviour::Stalling,
+                _ => Behaviour::Honest,
             };
             n.add_peer(b, (1 + i % 7) * MS, chain.clone());
         }
@@ -337,8 +360,8 @@ fn a_silent_voter_holds_a_batch_back_no_longer_than_the_vote_timeout() {
         ..SyncConfig::default()
     };
     let mut n = net(&chain[..1], config);
-    n.add_peer(Behavior::Honest, 2 * MS, chain.clone());
-    n.add_peer(Behavior::MuteVoter, 2 * MS, chain.clone());
+    n.add_peer(Behaviour::Honest, 2 * MS, chain.clone());
+    n.add_peer(Behaviour::MuteVoter, 2 * MS, chain.clone());
     let start = n.now;
     assert!(n.run_until(Duration::from_secs(30), |n| synced_to(n, &chain)));
     assert!(
@@ -360,7 +383,7 @@ fn redundancy_is_a_knob_and_the_default_downloads_each_batch_once() {
         };
         let mut n = net(&chain[..1], config);
         for _ in 0..4 {
-            n.add_peer(Behavior::Honest, 5 * MS, chain.clone());
+            n.add_peer(Behaviour::Honest, 5 * MS, chain.clone());
         }
         assert!(n.run_until(Duration::from_secs(60), |n| synced_to(n, &chain)));
         // Let the late copies arrive too.
@@ -389,11 +412,11 @@ fn blocks_taken_from_a_lone_liar_are_rolled_back_once_honest_peers_arrive() {
         ..SyncConfig::default()
     };
     let mut n = net(&chain[..1], config);
-    let forger = n.add_peer(Behavior::Honest, 2 * MS, forged.clone());
+    let forger = n.add_peer(Behaviour::Honest, 2 * MS, forged.clone());
     // Alone, it is believed: nobody else can vote.
     assert!(n.run_until(Duration::from_secs(30), |n| synced_to(n, &forged)));
     for _ in 0..3 {
-        n.add_peer(Behavior::Honest, 2 * MS, chain.clone());
+        n.add_peer(Behaviour::Honest, 2 * MS, chain.clone());
     }
     // 3,000 unvouched blocks are not a 3,000-deep reorg of history: no halt.
     assert!(n.run_until(Duration::from_secs(60), |n| synced_to(n, &chain)));

@@ -16,8 +16,23 @@ use crate::sync::peer_book::Penalty;
 pub trait LocalChain: Send {
     /// The stored tip.
     fn tip(&self) -> BlockRef;
-    /// Our block hash at `height`, if we hold one.
-    fn hash_at(&self, height: u64) -> Option<Hash>;
+    /// Our block hash at `height`, if we hold one. A read error is an error,
+    /// never "no block": taken for a block the peers do not hold, it could
+    /// turn into a deeper rollback than the chain calls for.
+    fn hash_at(&self, height: u64) -> Result<Option<Hash>, StoreFailure>;
+}
+
+/// Why the store could not do what the engine asked (read, import, roll
+/// back). The engine never decides anything about the chain on one: it logs
+/// it and starts over from what the store confirms.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreFailure {
+    /// The segment does not extend the stored tip (someone else moved it).
+    #[error("the segment does not extend the stored tip: {0}")]
+    NotLinked(String),
+    /// Reading or writing failed (I/O, a damaged store).
+    #[error("store I/O failed: {0}")]
+    Io(String),
 }
 
 /// A request the engine wants sent.
@@ -154,6 +169,8 @@ pub struct Stats {
     pub fork_judgments: u64,
     /// Peers or blocks refused for contradicting a checkpoint.
     pub checkpoint_rejections: u64,
+    /// Reads of our own chain that failed (each stopped a fork decision).
+    pub store_read_errors: u64,
     /// When the first peer connected (the `now` of that input).
     pub first_peer_connected_at: Option<Instant>,
     /// When a peer first reported (or announced) a height above our stored tip.

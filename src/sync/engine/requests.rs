@@ -1,0 +1,117 @@
+//! Requests out and their bookkeeping: sending (with its timeout), releasing
+//! a peer's slot when an answer or failure comes back, failing a departed
+//! peer's requests over, penalties and bans, and the periodic height refresh.
+
+use std::time::Instant;
+
+use libp2p::PeerId;
+
+use super::{Action, Failure, Outstanding, Purpose, Request, SyncEngine};
+use crate::sync::batch::ReqId;
+use crate::sync::peer_book::Penalty;
+
+impl SyncEngine {
+    pub(super) fn send(
+        &mut self,
+        peer: PeerId,
+        request: Request,
+        purpose: Purpose,
+        now: Instant,
+    ) -> ReqId {
+        let id = self.next_req;
+        self.next_req += 1;
+        let timeout = match request {
+            Request::Blocks { .. } => self.config.request_timeout,
+            _ => self.config.small_request_timeout,
+        };
+        if let Purpose::Download { .. } = purpose {
+            if let Some(p) = self.book.get_mut(&peer) {
+                p.in_flight += 1;
+            }
+        }
+        *self.stats.requests_sent.entry(request.kind()).or_default() += 1;
+        if let Request::Blocks { .. } = request {
+            self.stats.first_blocks_request_at.get_or_insert(now);
+        }
+        self.requests.insert(
+            id,
+            Outstanding {
+                peer,
+                purpose,
+                sent: now,
+                deadline: now + timeout,
+            },
+        );
+        self.actions.push_back(Action::Send { id, peer, request });
+        id
+    }
+
+    /// Records when a peer was first seen ahead of our stored tip.
+    pub(super) fn note_peer_height(&mut self, height: u64, now: Instant) {
+        if height > self.stored.height {
+            self.stats.first_peer_ahead_at.get_or_insert(now);
+        }
+    }
+
+    /// Bookkeeping when a request leaves the outstanding map.
+    pub(super) fn release(&mut self, out: &Outstanding) {
+        if let Purpose::Download { .. } = out.purpose {
+            if let Some(p) = self.book.get_mut(&out.peer) {
+                p.in_flight = p.in_flight.saturating_sub(1);
+            }
+        }
+    }
+
+    pub(super) fn fail_requests_of(&mut self, peer: &PeerId, now: Instant) {
+        let ids: Vec<ReqId> = self
+            .requests
+            .iter()
+            .filter(|(_, r)| r.peer == *peer)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            if let Some(out) = self.requests.remove(&id) {
+                self.release(&out);
+                self.on_failure(out, Failure::Disconnected, now);
+            }
+        }
+    }
+
+    /// Penalizes `peer`, and bans it when its score crosses the threshold.
+    pub(super) fn penalize(&mut self, peer: &PeerId, penalty: Penalty, now: Instant) {
+        if self.book.get(peer).is_none() || self.book.is_banned(peer, now) {
+            return;
+        }
+        *self.stats.penalties.entry(penalty.name()).or_default() += 1;
+        tracing::debug!(%peer, reason = penalty.name(), "peer penalized");
+        if let Some(ban) = self.book.penalize(
+            peer,
+            penalty,
+            self.config.ban_threshold,
+            self.config.ban_duration,
+            now,
+        ) {
+            *self.stats.bans.entry(penalty.name()).or_default() += 1;
+            tracing::warn!(%peer, reason = penalty.name(), secs = self.config.ban_duration.as_secs(), "peer banned");
+            self.actions.push_back(Action::Ban {
+                peer: ban.peer,
+                duration: self.config.ban_duration,
+                reason: ban.reason,
+            });
+            self.fail_requests_of(peer, now);
+        }
+    }
+
+    pub(super) fn refresh_heights(&mut self, now: Instant) {
+        let peers: Vec<PeerId> = self.book.usable().map(|(p, _)| *p).collect();
+        for p in peers {
+            let pending = self
+                .requests
+                .values()
+                .any(|r| r.peer == p && r.purpose == Purpose::Height);
+            if !pending {
+                self.send(p, Request::Height, Purpose::Height, now);
+            }
+        }
+    }
+}
