@@ -2,9 +2,10 @@
 //! peer-to-peer network.
 //!
 //! Layout, lowest layer first (each module's doc says what it owns and what
-//! it must not touch). A module uses the ones above it, with one known
-//! exception: [`metrics`] reads the sync snapshot while `net` and `sync`
-//! count into it (issue 11 tracks taking that type out of `metrics`).
+//! it must not touch). A module uses only the ones listed before it, except
+//! [`metrics`], which imports nothing of Concord: `net` and `sync` hand it
+//! plain numbers ([`metrics::SyncFigures`]).
+//! - [`metrics`]: Concord's Prometheus metrics (libp2p's own are registered next to them).
 //! - [`chain`]: blocks, genesis, the validation rules (including the body
 //!   size limit), generation. Pure; imports nothing else of Concord.
 //! - [`protocol`]: wire messages, protocol names, wire limits. Imports only `chain`.
@@ -14,9 +15,9 @@
 //!   loop and its commands (`mod.rs`), inbound serving (`serve.rs`) and
 //!   discovery (`discovery.rs`). Decides nothing about sync.
 //! - [`sync`]: the sync engine: pure state machines (peer book, target,
-//!   scheduler, verifier) and the driver task that connects them to the
-//!   network and the store.
-//! - [`metrics`]: Concord's Prometheus metrics (libp2p's own are registered next to them).
+//!   batches, verifier, fork choice, ancestor search) composed by
+//!   `sync::engine` (its parts: checks, schedule, import, forks, requests,
+//!   status) and the driver task that connects them to the network and the store.
 //! - [`config`]: the config file format (`concord run --config`).
 //! - [`api`]: the HTTP API (status, peers, blocks, manual sync, metrics).
 //! - [`node`]: assembles a running node from a config.

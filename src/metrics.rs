@@ -3,7 +3,8 @@
 //! `libp2p_` metrics) and shared through an `Arc`.
 //!
 //! Owns metric names, help texts, label sets and buckets. Writers: the sync
-//! driver ([`Metrics::observe_sync`] after each published snapshot, and
+//! driver ([`Metrics::observe_sync`] with plain [`SyncFigures`] after each
+//! published snapshot, and
 //! [`Metrics::observe_request`] around each outbound request) and the net
 //! event loop (inbound requests served/refused). Readers: `/metrics` in
 //! [`crate::api`]. It must not hold node state of its own or do I/O, and the
@@ -17,14 +18,48 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::sync::SyncSnapshot;
-
 /// A label set of static names and values.
 pub type Labels = Vec<(&'static str, &'static str)>;
 type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
 
-/// Peer states counted by `concord_peers{state=…}`.
-const PEER_STATES: [&str; 3] = ["verified", "checking", "wrong_genesis"];
+/// What the sync side reports, as plain numbers and names: this module
+/// does not know the sync engine's types (the driver fills this in).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SyncFigures {
+    pub height: u64,
+    pub target: Option<u64>,
+    pub best: Option<u64>,
+    pub syncing: bool,
+    pub pending_blocks: u64,
+    pub batches_in_flight: u64,
+    /// Peers by state (`verified`, `checking`, `wrong_genesis`, `banned`).
+    pub peers: Vec<(&'static str, u64)>,
+    pub fork_peers: u64,
+    /// Every mode's name, and whether it is the current one.
+    pub modes: Vec<(&'static str, bool)>,
+    pub counters: SyncCounters,
+    /// Votes by outcome (`won`, `lost`, `inconclusive`).
+    pub votes: Vec<(&'static str, u64)>,
+    pub requests_sent: Vec<(&'static str, u64)>,
+    pub penalties: Vec<(&'static str, u64)>,
+    pub bans: Vec<(&'static str, u64)>,
+}
+
+/// The cumulative sync counters mirrored by `concord_*_total`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncCounters {
+    pub blocks_imported: u64,
+    pub bytes_imported: u64,
+    pub bytes_downloaded: u64,
+    pub retries: u64,
+    pub hedges: u64,
+    pub reorgs: u64,
+    pub splits: u64,
+    pub halts: u64,
+    pub polls: u64,
+    pub fork_judgments: u64,
+    pub checkpoint_rejections: u64,
+}
 
 fn latency_histogram() -> Histogram {
     // 1 ms .. ~16 s.
@@ -214,66 +249,53 @@ impl Metrics {
         m
     }
 
-    /// Mirrors a sync snapshot. Call from one task only (the sync driver):
-    /// counters advance by the difference to the engine's totals.
-    pub fn observe_sync(&self, snap: &SyncSnapshot) {
-        let (s, st) = (&snap.status, &snap.stats);
-        set(&self.height, s.height);
-        set(&self.target, s.target.unwrap_or(0));
-        set(&self.best, s.best.unwrap_or(0));
-        set(&self.syncing, u64::from(s.syncing));
-        set(&self.pending_blocks, s.pending_blocks);
-        set(&self.batches_in_flight, s.batches_in_flight as u64);
-        for state in PEER_STATES {
-            let n = snap.peers.iter().filter(|p| p.state == state).count();
-            set(&self.peers.get_or_create(&vec![("state", state)]), n as u64);
+    /// Mirrors the sync side's figures. Call from one task only (the sync
+    /// driver): counters advance to the cumulative values given.
+    pub fn observe_sync(&self, f: &SyncFigures) {
+        set(&self.height, f.height);
+        set(&self.target, f.target.unwrap_or(0));
+        set(&self.best, f.best.unwrap_or(0));
+        set(&self.syncing, u64::from(f.syncing));
+        set(&self.pending_blocks, f.pending_blocks);
+        set(&self.batches_in_flight, f.batches_in_flight);
+        for (state, n) in &f.peers {
+            set(&self.peers.get_or_create(&vec![("state", *state)]), *n);
         }
-        set(
-            &self.peers.get_or_create(&vec![("state", "banned")]),
-            snap.banned.len() as u64,
-        );
-        advance(&self.blocks_imported, st.blocks_imported);
-        advance(&self.bytes_imported, st.bytes_imported);
-        advance(&self.bytes_downloaded, st.bytes_downloaded);
-        advance(&self.retries, st.retries);
-        advance(&self.hedges, st.hedges);
-        advance(&self.reorgs, st.reorgs);
-        advance(&self.splits, st.splits);
-        advance(&self.halts, st.halts);
-        advance(&self.polls, st.polls);
-        advance(&self.fork_judgments, st.fork_judgments);
-        advance(&self.checkpoint_rejections, st.checkpoint_rejections);
-        let mode = s.mode.name();
-        for name in crate::sync::engine::Mode::NAMES {
+        set(&self.fork_peers, f.fork_peers);
+        for (name, current) in &f.modes {
             set(
-                &self.mode.get_or_create(&vec![("mode", name)]),
-                u64::from(name == mode),
+                &self.mode.get_or_create(&vec![("mode", *name)]),
+                u64::from(*current),
             );
         }
-        set(
-            &self.fork_peers,
-            snap.peers.iter().filter(|p| p.forked_at.is_some()).count() as u64,
-        );
-        for (outcome, n) in [
-            ("won", st.votes_won),
-            ("lost", st.votes_lost),
-            ("inconclusive", st.votes_inconclusive),
-        ] {
-            advance(&self.votes.get_or_create(&vec![("outcome", outcome)]), n);
+        let c = &f.counters;
+        advance(&self.blocks_imported, c.blocks_imported);
+        advance(&self.bytes_imported, c.bytes_imported);
+        advance(&self.bytes_downloaded, c.bytes_downloaded);
+        advance(&self.retries, c.retries);
+        advance(&self.hedges, c.hedges);
+        advance(&self.reorgs, c.reorgs);
+        advance(&self.splits, c.splits);
+        advance(&self.halts, c.halts);
+        advance(&self.polls, c.polls);
+        advance(&self.fork_judgments, c.fork_judgments);
+        advance(&self.checkpoint_rejections, c.checkpoint_rejections);
+        for (outcome, n) in &f.votes {
+            advance(&self.votes.get_or_create(&vec![("outcome", *outcome)]), *n);
         }
-        for (kind, n) in &st.requests_sent {
+        for (kind, n) in &f.requests_sent {
             advance(
                 &self.requests_sent.get_or_create(&vec![("kind", *kind)]),
                 *n,
             );
         }
-        for (reason, n) in &st.penalties {
+        for (reason, n) in &f.penalties {
             advance(
                 &self.penalties.get_or_create(&vec![("reason", *reason)]),
                 *n,
             );
         }
-        for (reason, n) in &st.bans {
+        for (reason, n) in &f.bans {
             advance(&self.bans.get_or_create(&vec![("reason", *reason)]), *n);
         }
     }

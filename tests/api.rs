@@ -297,6 +297,17 @@ fn metrics_parse_and_move_while_syncing() {
         sample(&after, "concord_peers{state=\"verified\"}"),
         Some(1.0)
     );
+    // The fork-safety figures: one mode at a time, no fork peers, no split.
+    assert_eq!(
+        sample(&after, "concord_sync_mode{mode=\"normal\"}"),
+        Some(1.0)
+    );
+    for mode in ["searching", "rolling_back", "halted", "split"] {
+        let key = format!("concord_sync_mode{{mode=\"{mode}\"}}");
+        assert_eq!(sample(&after, &key), Some(0.0), "{key}");
+    }
+    assert_eq!(sample(&after, "concord_fork_peers"), Some(0.0));
+    assert_eq!(sample(&after, "concord_splits_total"), Some(0.0));
     assert!(
         sample(
             &after,

@@ -409,7 +409,8 @@ impl Driver {
         self.progress.publish_pending = false;
         self.progress.next_publish = now + Duration::from_millis(50);
         let snap = self.take_snapshot(now);
-        self.metrics.observe_sync(&snap);
+        self.metrics
+            .observe_sync(&crate::sync::progress::figures(&snap));
         self.snapshot.send_replace(Some(snap));
     }
 }

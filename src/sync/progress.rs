@@ -1,13 +1,16 @@
 //! The operator's view of sync progress: the `Syncing …` line every few
 //! seconds while behind, one `Synced` line when caught up, one line per block
-//! while following. Reads engine status and stats; decides nothing.
+//! while following; and the same status as plain figures for the metrics.
+//! Reads engine status and stats; decides nothing.
 
 use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
 use crate::chain::BlockRef;
-use crate::sync::engine::SyncEngine;
+use crate::metrics::{SyncCounters, SyncFigures};
+use crate::sync::driver::SyncSnapshot;
+use crate::sync::engine::{Mode, SyncEngine};
 
 /// The operator's view of sync progress: a line every few seconds while
 /// syncing, one when synced, one per block while following.
@@ -115,6 +118,57 @@ fn format_secs(s: f64) -> String {
         0..=59 => format!("{s}s"),
         60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
         _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// The snapshot as the plain figures the metrics module takes.
+pub(crate) fn figures(snap: &SyncSnapshot) -> SyncFigures {
+    let (s, st) = (&snap.status, &snap.stats);
+    let count = |state: &str| snap.peers.iter().filter(|p| p.state == state).count() as u64;
+    let mut peers: Vec<(&'static str, u64)> = ["verified", "checking", "wrong_genesis"]
+        .into_iter()
+        .map(|state| (state, count(state)))
+        .collect();
+    peers.push(("banned", snap.banned.len() as u64));
+    let named = |m: &std::collections::HashMap<&'static str, u64>| {
+        let mut v: Vec<(&'static str, u64)> = m.iter().map(|(k, n)| (*k, *n)).collect();
+        v.sort_unstable();
+        v
+    };
+    SyncFigures {
+        height: s.height,
+        target: s.target,
+        best: s.best,
+        syncing: s.syncing,
+        pending_blocks: s.pending_blocks,
+        batches_in_flight: s.batches_in_flight as u64,
+        peers,
+        fork_peers: snap.peers.iter().filter(|p| p.forked_at.is_some()).count() as u64,
+        modes: Mode::NAMES
+            .iter()
+            .map(|name| (*name, *name == s.mode.name()))
+            .collect(),
+        counters: SyncCounters {
+            blocks_imported: st.blocks_imported,
+            bytes_imported: st.bytes_imported,
+            bytes_downloaded: st.bytes_downloaded,
+            retries: st.retries,
+            hedges: st.hedges,
+            reorgs: st.reorgs,
+            splits: st.splits,
+            halts: st.halts,
+            polls: st.polls,
+            fork_judgments: st.fork_judgments,
+            checkpoint_rejections: st.checkpoint_rejections,
+        },
+        votes: vec![
+            ("won", st.votes_won),
+            ("lost", st.votes_lost),
+            ("inconclusive", st.votes_inconclusive),
+        ],
+        requests_sent: named(&st.requests_sent),
+        penalties: named(&st.penalties),
+        bans: named(&st.bans),
     }
 }
 
