@@ -6,40 +6,16 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use concord::chain::{Genesis, Hash};
+use concord::chain::Genesis;
 use concord::net::NetConfig;
 use concord::node::{self, NodeConfig, RunningNode};
 use concord::sync::{Checkpoint, SyncConfig, SyncSnapshot};
 use libp2p::{Multiaddr, PeerId};
 
 const DEADLINE: Duration = Duration::from_secs(180);
-
-/// Appends `blocks` blocks made from `seed` to the chain in `dir`; returns the tip hash.
-fn generate(dir: &Path, blocks: u64, seed: u64) -> Hash {
-    let out = Command::new(common::BIN)
-        .args(["generate", "--blocks", &blocks.to_string()])
-        .args(["--block-size", "256", "--seed", &seed.to_string()])
-        .arg("--data-dir")
-        .arg(dir)
-        .output()
-        .expect("run concord generate");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let hash = text
-        .split_whitespace()
-        .skip_while(|w| *w != "hash")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no tip hash in {text:?}"));
-    Hash::from_hex(hash).unwrap()
-}
 
 fn sync_config(checkpoints: Vec<Checkpoint>) -> SyncConfig {
     SyncConfig {
@@ -108,13 +84,13 @@ async fn an_honest_seeder_keeps_its_chain_and_bans_nobody_when_fork_holders_conn
     let d = |n: &str| tmp.path().join(n);
     let mut honest = None;
     for n in ["s", "h1", "h2"] {
-        honest = Some(generate(&d(n), 2_000, 0));
+        honest = Some(common::generate_seeded(&d(n), 2_000, 0));
     }
     let honest = honest.unwrap();
     // A longer fork from #1,700, validly signed.
     for n in ["a", "b"] {
-        generate(&d(n), 1_700, 0);
-        generate(&d(n), 400, 1);
+        common::generate_seeded(&d(n), 1_700, 0);
+        common::generate_seeded(&d(n), 400, 1);
     }
     let (a, aa) = start(d("a"), vec![], sync_config(vec![])).await;
     let (b, ab) = start(d("b"), vec![aa.clone()], sync_config(vec![])).await;
@@ -159,11 +135,11 @@ async fn an_eclipsed_node_reorgs_after_three_honest_peers_arrive_one_by_one() {
     let d = |n: &str| tmp.path().join(n);
     let mut honest = None;
     for n in ["h1", "h2", "h3"] {
-        honest = Some(generate(&d(n), 2_000, 0));
+        honest = Some(common::generate_seeded(&d(n), 2_000, 0));
     }
     let honest = honest.unwrap();
-    generate(&d("f"), 1_700, 0);
-    let fork = generate(&d("f"), 300, 1);
+    common::generate_seeded(&d("f"), 1_700, 0);
+    let fork = common::generate_seeded(&d("f"), 300, 1);
     let (f, fa) = start(d("f"), vec![], sync_config(vec![])).await;
     // Bootstrapped to the fork holder alone: it can only take its chain.
     let (n, na) = start(d("n"), vec![fa], sync_config(vec![])).await;
@@ -207,11 +183,11 @@ async fn an_even_split_is_reported_the_node_idles_and_a_checkpoint_resolves_it()
     let d = |n: &str| tmp.path().join(n);
     let mut honest = None;
     for n in ["h1", "h2", "h3"] {
-        honest = Some(generate(&d(n), 2_000, 0));
+        honest = Some(common::generate_seeded(&d(n), 2_000, 0));
     }
     let honest = honest.unwrap();
     for n in ["f1", "f2", "f3"] {
-        generate(&d(n), 2_000, 1);
+        common::generate_seeded(&d(n), 2_000, 1);
     }
     let mut seeders = Vec::new();
     let mut addrs = Vec::new();

@@ -5,45 +5,16 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use concord::chain::{AuthorityKey, Genesis, Hash};
+use concord::chain::{AuthorityKey, Genesis};
 use concord::net::NetConfig;
 use concord::node::{self, NodeConfig, RunningNode};
 use concord::sync::SyncConfig;
 use libp2p::Multiaddr;
 
 const DEADLINE: Duration = Duration::from_secs(180);
-
-/// `concord generate` into `dir`; returns the printed tip hash.
-fn generate(dir: &Path, blocks: u64, seed: u64) -> Hash {
-    let out = Command::new(common::BIN)
-        .args([
-            "generate",
-            "--blocks",
-            &blocks.to_string(),
-            "--block-size",
-            "256",
-        ])
-        .args(["--seed", &seed.to_string(), "--data-dir"])
-        .arg(dir)
-        .output()
-        .expect("run concord generate");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let hash = text
-        .split_whitespace()
-        .skip_while(|w| *w != "hash")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no tip hash in {text:?}"));
-    Hash::from_hex(hash).unwrap()
-}
 
 async fn start(dir: PathBuf, bootstrap: Vec<Multiaddr>, produce: bool) -> (RunningNode, Multiaddr) {
     let config = NodeConfig {
@@ -82,7 +53,7 @@ async fn fresh_node_finds_seeders_through_kademlia_syncs_and_follows_a_producer(
     let tmp = tempfile::tempdir().unwrap();
     let mut tip = None;
     for name in ["s1", "s2", "s3", "producer"] {
-        let t = generate(&tmp.path().join(name), 20_000, 0);
+        let t = common::generate_seeded(&tmp.path().join(name), 20_000, 0);
         assert!(tip.is_none_or(|x| x == t), "same arguments, same chain");
         tip = Some(t);
     }
@@ -131,11 +102,11 @@ async fn fresh_node_finds_seeders_through_kademlia_syncs_and_follows_a_producer(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seeder_serving_a_forged_chain_is_judged_on_another_fork_and_the_node_ends_honest() {
     let tmp = tempfile::tempdir().unwrap();
-    let honest = generate(&tmp.path().join("h1"), 6_000, 0);
-    generate(&tmp.path().join("h2"), 6_000, 0);
-    generate(&tmp.path().join("h3"), 6_000, 0);
+    let honest = common::generate_seeded(&tmp.path().join("h1"), 6_000, 0);
+    common::generate_seeded(&tmp.path().join("h2"), 6_000, 0);
+    common::generate_seeded(&tmp.path().join("h3"), 6_000, 0);
     // Valid format, signed by the (well-known) dev key, different content.
-    let forged = generate(&tmp.path().join("liar"), 6_000, 1);
+    let forged = common::generate_seeded(&tmp.path().join("liar"), 6_000, 1);
     assert_ne!(honest, forged);
     let (h1, a1) = start(tmp.path().join("h1"), vec![], false).await;
     let (h2, a2) = start(tmp.path().join("h2"), vec![a1.clone()], false).await;

@@ -209,3 +209,28 @@ pub fn run_args(data_dir: &Path, extra: &[&str]) -> Vec<String> {
     args.extend(extra.iter().map(|s| s.to_string()));
     args
 }
+
+/// `concord generate --seed SEED` appending `blocks` blocks of 256 bytes to
+/// the chain in `dir` (another seed: a competing chain from that point);
+/// returns the tip hash it prints.
+pub fn generate_seeded(dir: &Path, blocks: u64, seed: u64) -> concord::chain::Hash {
+    let out = Command::new(BIN)
+        .args(["generate", "--blocks", &blocks.to_string()])
+        .args(["--block-size", "256", "--seed", &seed.to_string()])
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .expect("run concord generate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let hash = text
+        .split_whitespace()
+        .skip_while(|w| *w != "hash")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no tip hash in {text:?}"));
+    concord::chain::Hash::from_hex(hash).unwrap()
+}

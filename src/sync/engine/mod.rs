@@ -415,16 +415,20 @@ impl SyncEngine {
 
     /// Drops every batch (but, with `keep_importing`, those the store is
     /// writing: their results are still to come) and every batch vote.
+    /// The highest height covered by a batch, or the accepted tip.
+    fn last_planned(&self) -> u64 {
+        self.batches
+            .values()
+            .next_back()
+            .map_or(self.accepted.height, |b| b.end())
+            .max(self.accepted.height)
+    }
+
     fn drop_work(&mut self, keep_importing: bool) {
         self.batches
             .retain(|_, b| keep_importing && matches!(b.state(), BatchState::Importing { .. }));
         self.votes.clear();
-        self.scheduled_to = self
-            .batches
-            .values()
-            .next_back()
-            .map_or(self.accepted.height, |b| b.end())
-            .max(self.accepted.height);
+        self.scheduled_to = self.last_planned();
         if !keep_importing {
             self.resync_from_store();
         }

@@ -55,12 +55,7 @@ impl SyncEngine {
                 break;
             }
         }
-        self.scheduled_to = self
-            .batches
-            .values()
-            .next_back()
-            .map_or(self.accepted.height, |b| b.end())
-            .max(self.accepted.height);
+        self.scheduled_to = self.last_planned();
     }
 
     /// Cuts new batches while the lookahead window (count and bytes) allows.
