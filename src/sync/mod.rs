@@ -1,12 +1,15 @@
 //! The sync engine: keeps the node on the chain the honest majority holds.
 //!
 //! The logic is a set of pure state machines with no I/O and no clock —
-//! [`peer_book`], [`target`], [`batch`] (the scheduler's unit), [`verifier`],
-//! [`fork_choice`] (whether we may leave our chain) and [`reorg`] — composed by [`engine::SyncEngine`], which takes events and
-//! time and emits actions. The [`driver`] task is the only part that touches
-//! the network handle and the store: it feeds the engine and executes its
-//! actions. Tests drive the engine directly with scripted peers and simulated
-//! time (see `tests/sync_sim.rs`).
+//! [`peer_book`], [`target`], [`batch`] (the scheduler's unit, which owns its
+//! state transitions), [`verifier`], [`fork_choice`] (whether we may leave our
+//! chain) and [`reorg`] — composed by [`engine::SyncEngine`], which takes
+//! events and time and emits actions. The [`driver`] task is the only part
+//! that touches the network handle and the store: it feeds the engine and
+//! executes its actions. Tests drive the engine directly with scripted peers
+//! and simulated time in `sim` (compiled for tests and with the `sim`
+//! feature only; see `tests/sync_sim.rs`). Nothing here may reach the swarm
+//! or sled directly.
 
 pub mod batch;
 pub mod config;
