@@ -31,6 +31,129 @@ pub enum ConfigError {
     Print(#[from] toml::ser::Error),
 }
 
+/// A tunable whose value cannot work (a zero batch size, a negative factor,
+/// a zero interval that would spin). Named by its config-file key.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid {key} = {value}: {why}")]
+pub struct InvalidValue {
+    pub key: &'static str,
+    pub value: String,
+    pub why: &'static str,
+}
+
+fn check<T: std::fmt::Debug>(
+    key: &'static str,
+    value: T,
+    ok: bool,
+    why: &'static str,
+) -> Result<(), InvalidValue> {
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidValue {
+            key,
+            value: format!("{value:?}"),
+            why,
+        })
+    }
+}
+
+/// Checks every sync tunable (keys as in the `[sync]` table).
+pub fn validate_sync(c: &SyncConfig) -> Result<(), InvalidValue> {
+    const POSITIVE: &str = "must be at least 1";
+    const NONZERO_MS: &str = "must be more than 0 ms";
+    let ms_positive = |key, d: Duration| check(key, ms(d), !d.is_zero(), NONZERO_MS);
+    check(
+        "sync.batch_blocks",
+        c.batch_blocks,
+        c.batch_blocks >= 1,
+        POSITIVE,
+    )?;
+    check(
+        "sync.batch_bytes",
+        c.batch_bytes,
+        c.batch_bytes >= 1,
+        POSITIVE,
+    )?;
+    check(
+        "sync.max_batches_in_flight",
+        c.max_batches_in_flight,
+        c.max_batches_in_flight >= 1,
+        POSITIVE,
+    )?;
+    check("sync.redundancy", c.redundancy, c.redundancy >= 1, POSITIVE)?;
+    check(
+        "sync.max_requests_per_peer",
+        c.max_requests_per_peer,
+        c.max_requests_per_peer >= 1,
+        POSITIVE,
+    )?;
+    check(
+        "sync.max_buffered_bytes",
+        c.max_buffered_bytes,
+        c.max_buffered_bytes >= 1,
+        POSITIVE,
+    )?;
+    check(
+        "sync.hedge_factor",
+        c.hedge_factor,
+        c.hedge_factor.is_finite() && c.hedge_factor > 0.0,
+        "must be a positive number",
+    )?;
+    check(
+        "sync.vote_quorum",
+        c.vote_quorum,
+        c.vote_quorum >= 1,
+        POSITIVE,
+    )?;
+    check(
+        "sync.ban_threshold",
+        c.ban_threshold,
+        c.ban_threshold < 0,
+        "must be below 0 (scores start at 0)",
+    )?;
+    ms_positive("sync.request_timeout_ms", c.request_timeout)?;
+    ms_positive("sync.small_request_timeout_ms", c.small_request_timeout)?;
+    ms_positive("sync.retry_backoff_ms", c.retry_backoff)?;
+    ms_positive("sync.vote_timeout_ms", c.vote_timeout)?;
+    ms_positive("sync.status_interval_ms", c.status_interval)?;
+    ms_positive("sync.consistency_interval_ms", c.consistency_interval)?;
+    ms_positive("sync.stall_timeout_ms", c.stall_timeout)?;
+    ms_positive("sync.ban_duration_ms", c.ban_duration)?;
+    ms_positive("sync.split_backoff_ms", c.split_backoff)?;
+    Ok(())
+}
+
+/// Checks every network tunable (keys as in the `[net]` table).
+pub fn validate_net(c: &NetConfig) -> Result<(), InvalidValue> {
+    const POSITIVE: &str = "must be at least 1";
+    const NONZERO_MS: &str = "must be more than 0 ms";
+    let ms_positive = |key, d: Duration| check(key, ms(d), !d.is_zero(), NONZERO_MS);
+    check(
+        "net.max_established",
+        c.max_established,
+        c.max_established >= 1,
+        POSITIVE,
+    )?;
+    check(
+        "net.max_established_per_peer",
+        c.max_established_per_peer,
+        c.max_established_per_peer >= 1,
+        POSITIVE,
+    )?;
+    check(
+        "net.event_channel_capacity",
+        c.event_channel_capacity,
+        c.event_channel_capacity >= 1,
+        POSITIVE,
+    )?;
+    ms_positive("net.request_timeout_ms", c.request_timeout)?;
+    ms_positive("net.blocks_request_timeout_ms", c.blocks_request_timeout)?;
+    ms_positive("net.idle_connection_timeout_ms", c.idle_connection_timeout)?;
+    ms_positive("net.kad_bootstrap_interval_ms", c.kad_bootstrap_interval)?;
+    Ok(())
+}
+
 /// The whole file. Top-level keys mirror the `concord run` flags.
 #[derive(Serialize, Deserialize, Default, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -214,6 +337,68 @@ mod tests {
         assert_eq!(net.target_peers, 3);
         assert!(FileConfig::parse("[sync]\nbatch_blockz = 1\n").is_err());
         assert!(FileConfig::parse("colour = 1\n").is_err());
+    }
+
+    #[test]
+    fn the_defaults_are_valid_and_each_unworkable_value_names_its_key() {
+        assert_eq!(validate_sync(&SyncConfig::default()), Ok(()));
+        assert_eq!(validate_net(&NetConfig::default()), Ok(()));
+        let bad_sync: Vec<(&str, SyncConfig)> = vec![
+            (
+                "sync.batch_blocks",
+                SyncConfig {
+                    batch_blocks: 0,
+                    ..SyncConfig::default()
+                },
+            ),
+            (
+                "sync.hedge_factor",
+                SyncConfig {
+                    hedge_factor: -1.0,
+                    ..SyncConfig::default()
+                },
+            ),
+            (
+                "sync.hedge_factor",
+                SyncConfig {
+                    hedge_factor: f64::NAN,
+                    ..SyncConfig::default()
+                },
+            ),
+            (
+                "sync.status_interval_ms",
+                SyncConfig {
+                    status_interval: Duration::ZERO,
+                    ..SyncConfig::default()
+                },
+            ),
+            (
+                "sync.vote_quorum",
+                SyncConfig {
+                    vote_quorum: 0,
+                    ..SyncConfig::default()
+                },
+            ),
+            (
+                "sync.ban_threshold",
+                SyncConfig {
+                    ban_threshold: 5,
+                    ..SyncConfig::default()
+                },
+            ),
+        ];
+        for (key, c) in bad_sync {
+            assert_eq!(validate_sync(&c).map_err(|e| e.key), Err(key));
+        }
+        let bad_net = NetConfig {
+            max_established: 0,
+            ..NetConfig::default()
+        };
+        let e = validate_net(&bad_net).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid net.max_established = 0: must be at least 1"
+        );
     }
 
     #[test]

@@ -112,6 +112,30 @@ vote_timeout_ms = 1500
         assert_eq!(err.lines().count(), 1, "{err}");
     }
 
+    // Values that cannot work: one line naming the key, exit 2.
+    for (text, key) in [
+        ("[sync]\nbatch_blocks = 0\n", "sync.batch_blocks"),
+        ("[sync]\nhedge_factor = -1.0\n", "sync.hedge_factor"),
+        (
+            "[sync]\nstatus_interval_ms = 0\n",
+            "sync.status_interval_ms",
+        ),
+        ("[net]\nmax_established = 0\n", "net.max_established"),
+    ] {
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(BIN)
+            .args(["run", "--config", &file, "--print-config"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{text}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.starts_with(&format!("error: invalid {key} = ")),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+
     // Mistakes are one-line errors.
     std::fs::write(&path, "[sync]\nbatch_blockz = 1\n").unwrap();
     let out = Command::new(BIN)

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use concord::chain::{AuthorityKey, Genesis};
-use concord::config::{FileConfig, NetSection, SyncSection};
+use concord::config::{validate_net, validate_sync, FileConfig, NetSection, SyncSection};
 use concord::net::{keys, NetConfig};
 use concord::node::{self, NodeConfig};
 use concord::sync::{Checkpoint, SyncConfig};
@@ -257,6 +257,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
         },
     };
+    // Every tunable is checked before anything starts (or is printed): one
+    // line naming the key, exit 2, instead of a panic or a spinning node.
+    let (mut net_check, mut sync_check) = (NetConfig::default(), SyncConfig::default());
+    eff.net.apply(&mut net_check);
+    eff.sync.apply(&mut sync_check);
+    if let Err(e) = validate_sync(&sync_check).and_then(|()| validate_net(&net_check)) {
+        return usage_error(e.to_string());
+    }
     if args.print_config {
         print!("{}", eff.to_toml()?);
         return Ok(ExitCode::SUCCESS);
@@ -274,6 +282,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut sync = SyncConfig::default();
     eff.sync.apply(&mut sync);
     sync.checkpoints = checkpoints;
+
     let config = NodeConfig {
         data_dir: eff.data_dir.unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
         genesis,
