@@ -167,7 +167,24 @@ pub struct Ban {
 pub struct PeerBook {
     peers: BTreeMap<PeerId, PeerInfo>,
     banned: BTreeMap<PeerId, (Instant, Penalty)>,
+    /// What a departed peer's record keeps for `retention`, so that a
+    /// reconnect neither launders its score nor restarts its report-in window.
+    departed: BTreeMap<PeerId, Departed>,
+    retention: Duration,
 }
+
+/// The part of a peer's record that outlives its connection.
+#[derive(Clone, Debug)]
+struct Departed {
+    left: Instant,
+    score: i32,
+    failures: HashMap<Penalty, u32>,
+    first_connected: Instant,
+}
+
+/// At most this many departed records are kept (oldest dropped first), so
+/// identities that connect once and leave cannot grow the book without bound.
+const MAX_DEPARTED: usize = 4096;
 
 /// Weight of a new latency sample in the EWMA.
 const LATENCY_ALPHA: f64 = 0.3;
@@ -176,8 +193,18 @@ const LATENCY_ALPHA: f64 = 0.3;
 const MAX_SCORE: i32 = 50;
 
 impl PeerBook {
+    /// A book that forgets nothing about a departed peer's score.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A book that keeps a departed peer's score, penalties and first
+    /// connection time for `retention` (the engine uses its ban duration).
+    pub fn with_retention(retention: Duration) -> Self {
+        PeerBook {
+            retention,
+            ..Self::default()
+        }
     }
 
     /// A peer connected. Returns false if it is banned (the driver should drop it).
@@ -185,17 +212,51 @@ impl PeerBook {
         if self.is_banned(&peer, now) {
             return false;
         }
+        let retention = self.retention;
+        self.departed
+            .retain(|_, d| now.saturating_duration_since(d.left) < retention);
+        let before = self.departed.remove(&peer);
         self.peers
             .entry(peer)
             .and_modify(|p| p.connected = true)
-            .or_insert_with(|| PeerInfo::new(now));
+            .or_insert_with(|| {
+                let mut info = PeerInfo::new(now);
+                if let Some(d) = before {
+                    info.score = d.score;
+                    info.failures = d.failures;
+                    info.connected_at = d.first_connected;
+                }
+                info
+            });
         true
     }
 
-    /// A peer's last connection closed: forget it (a reconnect starts fresh,
-    /// except for bans, which are kept separately).
-    pub fn disconnected(&mut self, peer: &PeerId) -> Option<PeerInfo> {
-        self.peers.remove(peer)
+    /// A peer's last connection closed: its live state goes (a reconnect
+    /// reports in again), its score and penalties stay for `retention`.
+    pub fn disconnected(&mut self, peer: &PeerId, now: Instant) -> Option<PeerInfo> {
+        let info = self.peers.remove(peer)?;
+        if !self.retention.is_zero() {
+            if self.departed.len() >= MAX_DEPARTED {
+                let oldest = self
+                    .departed
+                    .iter()
+                    .min_by_key(|(_, d)| d.left)
+                    .map(|(p, _)| *p);
+                if let Some(p) = oldest {
+                    self.departed.remove(&p);
+                }
+            }
+            self.departed.insert(
+                *peer,
+                Departed {
+                    left: now,
+                    score: info.score,
+                    failures: info.failures.clone(),
+                    first_connected: info.connected_at,
+                },
+            );
+        }
+        Some(info)
     }
 
     pub fn get(&self, peer: &PeerId) -> Option<&PeerInfo> {
@@ -478,6 +539,49 @@ mod tests {
             Some(499),
             "capping never raises"
         );
+    }
+
+    #[test]
+    fn a_reconnect_launders_neither_the_score_nor_the_report_in_window() {
+        let t0 = Instant::now();
+        let ban_for = Duration::from_secs(600);
+        let mut book = PeerBook::with_retention(ban_for);
+        let p = PeerId::random();
+        book.connected(p, t0);
+        let bad =
+            |book: &mut PeerBook, at| book.penalize(&p, Penalty::BadResponse, -100, ban_for, at);
+        assert!(bad(&mut book, t0).is_none(), "-50: not yet");
+        let t1 = t0 + Duration::from_secs(5);
+        book.disconnected(&p, t1);
+        book.connected(p, t1 + Duration::from_millis(10));
+        let info = book.get(&p).unwrap();
+        assert_eq!(info.score, -50, "the score came back with the peer");
+        assert_eq!(
+            info.connected_at, t0,
+            "the report-in window is not restarted"
+        );
+        assert!(bad(&mut book, t1).is_some(), "the second offence bans");
+        // Long after it left, a peer starts clean.
+        let q = PeerId::random();
+        book.connected(q, t0);
+        book.penalize(&q, Penalty::BadResponse, -100, ban_for, t0);
+        book.disconnected(&q, t0);
+        let later = t0 + ban_for + Duration::from_secs(1);
+        book.connected(q, later);
+        assert_eq!(book.get(&q).unwrap().score, 0);
+        assert_eq!(book.get(&q).unwrap().connected_at, later);
+    }
+
+    #[test]
+    fn departed_records_are_bounded() {
+        let t0 = Instant::now();
+        let mut book = PeerBook::with_retention(Duration::from_secs(600));
+        for i in 0..(MAX_DEPARTED + 100) {
+            let p = PeerId::random();
+            book.connected(p, t0);
+            book.disconnected(&p, t0 + Duration::from_millis(i as u64));
+        }
+        assert_eq!(book.departed.len(), MAX_DEPARTED);
     }
 
     #[test]

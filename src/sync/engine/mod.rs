@@ -157,13 +157,15 @@ impl SyncEngine {
     ) -> Self {
         let tip = local.tip();
         let rng = config.seed ^ 0x9e37_79b9_7f4a_7c15;
+        // Scores outlive a disconnect at least as long as a ban would.
+        let retention = config.ban_duration;
         let mut engine = SyncEngine {
             next_status: now + config.status_interval,
             next_consistency: now + config.consistency_interval,
             config,
             genesis,
             local,
-            book: PeerBook::new(),
+            book: PeerBook::with_retention(retention),
             requests: BTreeMap::new(),
             next_req: 1,
             batches: BTreeMap::new(),
@@ -251,7 +253,7 @@ impl SyncEngine {
             p.connected = false;
         }
         self.fail_requests_of(&peer, now);
-        if self.book.disconnected(&peer).is_some() {
+        if self.book.disconnected(&peer, now).is_some() {
             self.balance_changed("a peer left", now);
         }
         self.schedule(now);
