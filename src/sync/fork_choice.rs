@@ -32,6 +32,34 @@ pub struct Side {
     pub ours: bool,
 }
 
+/// Groups `(peer, hash)` answers into sides, largest first (on a tie, the
+/// side holding `ours` first, then by hash). Shared by chain polls and by
+/// batch votes, whose inconclusive outcome is a split too.
+pub fn group_sides(
+    answers: impl IntoIterator<Item = (PeerId, Hash)>,
+    ours: Option<Hash>,
+) -> Vec<Side> {
+    let mut by_hash: BTreeMap<Hash, Vec<PeerId>> = BTreeMap::new();
+    for (p, h) in answers {
+        by_hash.entry(h).or_default().push(p);
+    }
+    let mut sides: Vec<Side> = by_hash
+        .into_iter()
+        .map(|(hash, holders)| Side {
+            ours: Some(hash) == ours,
+            hash,
+            holders,
+        })
+        .collect();
+    sides.sort_by(|a, b| {
+        b.holders
+            .len()
+            .cmp(&a.holders.len())
+            .then(b.ours.cmp(&a.ours))
+    });
+    sides
+}
+
 /// What a finished poll allows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -101,33 +129,10 @@ impl ChainPoll {
         }
     }
 
-    pub fn is_pending(&self, peer: &PeerId) -> bool {
-        self.pending.contains(peer)
-    }
-
     /// The answers grouped by hash, largest group first (ours first on a tie).
     pub fn sides(&self) -> Vec<Side> {
-        let mut by_hash: BTreeMap<Hash, Vec<PeerId>> = BTreeMap::new();
-        for (p, h) in &self.answers {
-            if let Some(h) = h {
-                by_hash.entry(*h).or_default().push(*p);
-            }
-        }
-        let mut sides: Vec<Side> = by_hash
-            .into_iter()
-            .map(|(hash, holders)| Side {
-                ours: hash == self.ours,
-                hash,
-                holders,
-            })
-            .collect();
-        sides.sort_by(|a, b| {
-            b.holders
-                .len()
-                .cmp(&a.holders.len())
-                .then(b.ours.cmp(&a.ours))
-        });
-        sides
+        let answers = self.answers.iter().filter_map(|(p, h)| h.map(|h| (*p, h)));
+        group_sides(answers, Some(self.ours))
     }
 
     /// What the answers allow, with `quorum` the fewest voters that may move us.

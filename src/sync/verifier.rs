@@ -20,6 +20,7 @@ use std::time::Instant;
 use libp2p::PeerId;
 
 use crate::chain::Hash;
+use crate::sync::fork_choice::{group_sides, Side};
 
 /// What a finished vote decided.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,20 +100,12 @@ impl Vote {
     }
 
     /// Every hash voted for (the server's included) with its voters,
-    /// largest group first: the sides of a split.
-    pub fn sides(&self) -> Vec<(Hash, Vec<PeerId>)> {
-        let mut by_hash: BTreeMap<Hash, Vec<PeerId>> = BTreeMap::new();
-        if let Some(s) = self.server {
-            by_hash.entry(self.served).or_default().push(s);
-        }
-        for (p, h) in &self.answers {
-            if let Some(h) = h {
-                by_hash.entry(*h).or_default().push(*p);
-            }
-        }
-        let mut sides: Vec<(Hash, Vec<PeerId>)> = by_hash.into_iter().collect();
-        sides.sort_by_key(|s| std::cmp::Reverse(s.1.len()));
-        sides
+    /// largest group first: the sides of a split (none is ours: the height
+    /// is above our chain).
+    pub fn sides(&self) -> Vec<Side> {
+        let server = self.server.map(|s| (s, self.served));
+        let answers = self.answers.iter().filter_map(|(p, h)| h.map(|h| (*p, h)));
+        group_sides(server.into_iter().chain(answers), None)
     }
 
     pub fn is_pending(&self, peer: &PeerId) -> bool {

@@ -10,7 +10,6 @@ use super::{Action, Failure, Mode, Outstanding, Purpose, Request, Response, Sync
 use crate::chain::{Block, Hash};
 use crate::sync::batch::BatchId;
 use crate::sync::config::Checkpoint;
-use crate::sync::fork_choice::Side;
 use crate::sync::peer_book::{GenesisVerdict, Penalty};
 use crate::sync::verifier::{Decision, Step, Vote};
 
@@ -205,17 +204,15 @@ impl SyncEngine {
         if let Some(p) = self.book.get_mut(&peer) {
             p.unverified_checkpoint = next;
         }
+        let Some(h) = next else {
+            return;
+        };
         let asking = self
             .requests
             .values()
             .any(|r| r.peer == peer && matches!(r.purpose, Purpose::Checkpoint { .. }));
-        if let (Some(h), false) = (next, asking) {
-            self.send(
-                peer,
-                Request::BlockHash { height: h },
-                Purpose::Checkpoint { height: h },
-                now,
-            );
+        if !asking {
+            self.ask_block_hash(&[peer], h, Purpose::Checkpoint { height: h }, now);
         }
     }
 
@@ -300,14 +297,7 @@ impl SyncEngine {
                 );
             }
         }
-        for v in &voters {
-            self.send(
-                *v,
-                Request::BlockHash { height },
-                Purpose::Vote { batch },
-                now,
-            );
-        }
+        self.ask_block_hash(&voters, height, Purpose::Vote { batch }, now);
         self.votes.insert(
             batch,
             Vote::new(
@@ -398,14 +388,7 @@ impl SyncEngine {
                     extra = more.len(),
                     "vote not unanimous; asking more peers"
                 );
-                for p in &more {
-                    self.send(
-                        *p,
-                        Request::BlockHash { height },
-                        Purpose::Vote { batch },
-                        now,
-                    );
-                }
+                self.ask_block_hash(&more, height, Purpose::Vote { batch }, now);
                 if let Some(v) = self.votes.get_mut(&batch) {
                     v.escalate(more, now + self.config.vote_timeout);
                 }
@@ -453,17 +436,8 @@ impl SyncEngine {
             }
             Decision::Inconclusive => {
                 self.stats.votes_inconclusive += 1;
-                let sides: Vec<Side> = vote
-                    .sides()
-                    .into_iter()
-                    .map(|(hash, holders)| Side {
-                        hash,
-                        holders,
-                        ours: false,
-                    })
-                    .collect();
                 self.reject_batch(batch, "inconclusive vote", true, now);
-                self.enter_split(vote.height, sides, super::SplitOrigin::Batch, now);
+                self.enter_split(vote.height, vote.sides(), super::SplitOrigin::Batch, now);
             }
         }
     }

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use libp2p::PeerId;
 
-use super::{Action, Mode, Purpose, Request, SplitOrigin, StoreFailure, SyncEngine};
+use super::{Action, Mode, Purpose, SplitOrigin, StoreFailure, SyncEngine};
 use crate::chain::{BlockRef, Hash};
 use crate::sync::batch::BatchState;
 use crate::sync::fork_choice::{ChainPoll, Side, Verdict};
@@ -70,12 +70,7 @@ impl SyncEngine {
             } else if let Some(f) = forked {
                 let at = f.min(self.stored.height);
                 if at > 0 {
-                    self.send(
-                        peer,
-                        Request::BlockHash { height: at },
-                        Purpose::Recheck { height: at },
-                        now,
-                    );
+                    self.ask_block_hash(&[peer], at, Purpose::Recheck { height: at }, now);
                 }
             }
         }
@@ -157,14 +152,7 @@ impl SyncEngine {
             voters = voters.len(),
             "polling peers about our block"
         );
-        for v in &voters {
-            self.send(
-                *v,
-                Request::BlockHash { height },
-                Purpose::Poll { height },
-                now,
-            );
-        }
+        self.ask_block_hash(&voters, height, Purpose::Poll { height }, now);
         self.poll = Some(ChainPoll::new(
             height,
             ours,
@@ -388,14 +376,7 @@ impl SyncEngine {
                     .as_ref()
                     .map(|s| s.reference().to_vec())
                     .unwrap_or_default();
-                for p in peers {
-                    self.send(
-                        p,
-                        Request::BlockHash { height: h },
-                        Purpose::Probe { height: h },
-                        now,
-                    );
-                }
+                self.ask_block_hash(&peers, h, Purpose::Probe { height: h }, now);
             }
             SearchStep::Found(h) => {
                 self.search = None;

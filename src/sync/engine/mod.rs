@@ -403,9 +403,6 @@ impl SyncEngine {
                 info.in_flight = 0;
             }
         }
-        if self.batches.is_empty() {
-            self.resync_from_store();
-        }
         self.last_progress = now;
         self.last_stall_warning = None;
         self.book.recheck_tips(self.stored.height);
@@ -431,7 +428,8 @@ impl SyncEngine {
             .retain(|_, b| keep_importing && matches!(b.state(), BatchState::Importing { .. }));
         self.votes.clear();
         self.scheduled_to = self.last_planned();
-        if !keep_importing {
+        // Nothing left in the store's queue: what it holds is where we are.
+        if self.batches.is_empty() {
             self.resync_from_store();
         }
     }

@@ -11,6 +11,20 @@ use crate::sync::batch::ReqId;
 use crate::sync::peer_book::Penalty;
 
 impl SyncEngine {
+    /// Asks each of `peers` for its block hash at `height` (votes, polls,
+    /// probes, checkpoint and fork rechecks all ask this one question).
+    pub(super) fn ask_block_hash(
+        &mut self,
+        peers: &[PeerId],
+        height: u64,
+        purpose: Purpose,
+        now: Instant,
+    ) {
+        for p in peers {
+            self.send(*p, Request::BlockHash { height }, purpose, now);
+        }
+    }
+
     pub(super) fn send(
         &mut self,
         peer: PeerId,

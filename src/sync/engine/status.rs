@@ -45,34 +45,35 @@ impl SyncEngine {
     /// has been acted on (or waits for an event, not for time), and
     /// returning it would make the driver spin.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut due: Vec<Instant> = vec![self.next_status, self.next_consistency];
-        due.extend(self.requests.values().map(|r| r.deadline));
-        for b in self.batches.values() {
-            match b.state() {
-                BatchState::AwaitingDownload {
-                    not_before: Some(nb),
-                } => due.push(*nb),
-                BatchState::Downloading {
-                    live,
-                    hedged: false,
-                } => due.extend(live.first().map(|l| l.sent + self.hedge_delay())),
-                _ => {}
-            }
-        }
-        if self.is_syncing() || self.mode != Mode::Normal {
-            due.push(self.next_stall_check());
-        }
-        for (_, p) in self.book.iter() {
-            if p.reporting() {
-                due.push(p.connected_at + self.config.verify_grace);
-            }
-        }
-        due.extend(self.votes.values().map(|v| v.deadline));
-        due.extend(self.poll.as_ref().map(|p| p.deadline));
-        due.extend(self.poll_not_before);
-        due.extend(self.split_until);
-        due.extend(self.book.next_ban_expiry());
-        due.into_iter().filter(|t| *t > self.clock).min()
+        let hedge_delay = self.hedge_delay();
+        let batches = self.batches.values().filter_map(|b| match b.state() {
+            BatchState::AwaitingDownload { not_before } => *not_before,
+            BatchState::Downloading {
+                live,
+                hedged: false,
+            } => live.first().map(|l| l.sent + hedge_delay),
+            _ => None,
+        });
+        let stall =
+            (self.is_syncing() || self.mode != Mode::Normal).then(|| self.next_stall_check());
+        let grace_ends = self
+            .book
+            .iter()
+            .filter(|(_, p)| p.reporting())
+            .map(|(_, p)| p.connected_at + self.config.verify_grace);
+        [self.next_status, self.next_consistency]
+            .into_iter()
+            .chain(self.requests.values().map(|r| r.deadline))
+            .chain(batches)
+            .chain(stall)
+            .chain(grace_ends)
+            .chain(self.votes.values().map(|v| v.deadline))
+            .chain(self.poll.as_ref().map(|p| p.deadline))
+            .chain(self.poll_not_before)
+            .chain(self.split_until)
+            .chain(self.book.next_ban_expiry())
+            .filter(|t| *t > self.clock)
+            .min()
     }
 
     pub(super) fn check_stall(&mut self, now: Instant) {
