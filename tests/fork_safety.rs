@@ -9,9 +9,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use concord::chain::Genesis;
-use concord::net::NetConfig;
-use concord::node::{self, NodeConfig, RunningNode};
+use concord::node::RunningNode;
 use concord::sync::{Checkpoint, SyncConfig, SyncSnapshot};
 use libp2p::{Multiaddr, PeerId};
 
@@ -31,31 +29,7 @@ async fn start(
     bootstrap: Vec<Multiaddr>,
     sync: SyncConfig,
 ) -> (RunningNode, Multiaddr) {
-    let config = NodeConfig {
-        data_dir: dir,
-        genesis: Genesis::dev(),
-        net: NetConfig {
-            listen_addrs: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-            bootstrap,
-            ..NetConfig::default()
-        },
-        produce: None,
-        sync,
-        api: None,
-    };
-    let node = node::start(config).await.expect("node starts");
-    let id = node.client.local_peer_id();
-    let addr = tokio::time::timeout(DEADLINE, async {
-        loop {
-            if let Some(a) = node.client.listen_addrs().await.into_iter().next() {
-                return a;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("node listens");
-    (node, addr.with(libp2p::multiaddr::Protocol::P2p(id)))
+    common::start_node(dir, bootstrap, None, sync).await
 }
 
 fn peer<'a>(s: &'a SyncSnapshot, id: &PeerId) -> Option<&'a concord::sync::driver::PeerSnapshot> {

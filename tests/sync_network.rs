@@ -8,44 +8,19 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use concord::chain::{AuthorityKey, Genesis};
-use concord::net::NetConfig;
-use concord::node::{self, NodeConfig, RunningNode};
+use concord::chain::AuthorityKey;
+use concord::node::RunningNode;
 use concord::sync::SyncConfig;
 use libp2p::Multiaddr;
 
 const DEADLINE: Duration = Duration::from_secs(180);
 
 async fn start(dir: PathBuf, bootstrap: Vec<Multiaddr>, produce: bool) -> (RunningNode, Multiaddr) {
-    let config = NodeConfig {
-        data_dir: dir,
-        genesis: Genesis::dev(),
-        net: NetConfig {
-            listen_addrs: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-            bootstrap,
-            ..NetConfig::default()
-        },
-        produce: produce.then(AuthorityKey::dev),
-        sync: SyncConfig {
-            status_interval: Duration::from_secs(1),
-            ..SyncConfig::default()
-        },
-        api: None,
+    let sync = SyncConfig {
+        status_interval: Duration::from_secs(1),
+        ..SyncConfig::default()
     };
-    let node = node::start(config).await.expect("node starts");
-    let id = node.client.local_peer_id();
-    let addr = tokio::time::timeout(DEADLINE, async {
-        loop {
-            if let Some(a) = node.client.listen_addrs().await.into_iter().next() {
-                return a;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("node listens");
-    let full = addr.with(libp2p::multiaddr::Protocol::P2p(id));
-    (node, full)
+    common::start_node(dir, bootstrap, produce.then(AuthorityKey::dev), sync).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -234,3 +234,38 @@ pub fn generate_seeded(dir: &Path, blocks: u64, seed: u64) -> concord::chain::Ha
         .unwrap_or_else(|| panic!("no tip hash in {text:?}"));
     concord::chain::Hash::from_hex(hash).unwrap()
 }
+
+/// Starts an in-process dev-network node on 127.0.0.1 (free port, no API)
+/// and waits until it listens; returns it with its `/p2p/<id>` address.
+pub async fn start_node(
+    data_dir: PathBuf,
+    bootstrap: Vec<libp2p::Multiaddr>,
+    produce: Option<concord::chain::AuthorityKey>,
+    sync: concord::sync::SyncConfig,
+) -> (concord::node::RunningNode, libp2p::Multiaddr) {
+    let config = concord::node::NodeConfig {
+        data_dir,
+        genesis: concord::chain::Genesis::dev(),
+        net: concord::net::NetConfig {
+            listen_addrs: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            bootstrap,
+            ..concord::net::NetConfig::default()
+        },
+        produce,
+        sync,
+        api: None,
+    };
+    let node = concord::node::start(config).await.expect("node starts");
+    let id = node.client.local_peer_id();
+    let addr = tokio::time::timeout(Duration::from_secs(180), async {
+        loop {
+            if let Some(a) = node.client.listen_addrs().await.into_iter().next() {
+                return a;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("node listens");
+    (node, addr.with(libp2p::multiaddr::Protocol::P2p(id)))
+}

@@ -33,6 +33,17 @@ fn fork_of(base: &[Block], common: u64, len: u64, salt: u8) -> Arc<Vec<Block>> {
     Arc::new(f)
 }
 
+/// The default config with a checkpoint at `chain[height]`.
+fn checkpointed(chain: &[Block], height: u64) -> SyncConfig {
+    SyncConfig {
+        checkpoints: vec![Checkpoint {
+            height,
+            hash: chain[height as usize].hash(),
+        }],
+        ..SyncConfig::default()
+    }
+}
+
 fn on(net: &SimNet, chain: &[Block]) -> bool {
     let tip = net.tip();
     tip.height == chain.len() as u64 - 1 && tip.hash == chain[chain.len() - 1].hash()
@@ -208,13 +219,7 @@ fn an_even_split_is_reported_the_node_idles_and_resumes_when_the_balance_changes
 #[test]
 fn a_checkpoint_breaks_a_split_and_disconnects_exactly_the_peers_that_contradict_it() {
     let chain = honest(3_000);
-    let config = SyncConfig {
-        checkpoints: vec![Checkpoint {
-            height: 1_500,
-            hash: chain[1_500].hash(),
-        }],
-        ..SyncConfig::default()
-    };
+    let config = checkpointed(&chain, 1_500);
     let (mut n, chain, h, f) = even_split(config);
     assert!(
         n.run_until(30 * SEC, |n| on(n, &chain)),
@@ -241,13 +246,7 @@ fn a_checkpoint_breaks_a_split_and_disconnects_exactly_the_peers_that_contradict
 fn a_checkpoint_keeps_a_fresh_node_off_an_eclipsing_fork() {
     let chain = honest(3_000);
     let fork = fork_of(&chain, 1_000, 2_000, 9);
-    let config = SyncConfig {
-        checkpoints: vec![Checkpoint {
-            height: 1_500,
-            hash: chain[1_500].hash(),
-        }],
-        ..SyncConfig::default()
-    };
+    let config = checkpointed(&chain, 1_500);
     let mut n = net(&chain[..1], config);
     let f = n.add_peer(Behaviour::Honest, 2 * MS, fork.clone());
     assert!(n.run_until(10 * SEC, |n| n.report.bans.iter().any(|(p, _)| *p == f)));
@@ -260,13 +259,7 @@ fn a_checkpoint_keeps_a_fresh_node_off_an_eclipsing_fork() {
 fn a_stored_chain_that_contradicts_a_checkpoint_is_not_kept() {
     let chain = honest(2_000);
     let fork = fork_of(&chain, 1_000, 1_000, 9);
-    let config = SyncConfig {
-        checkpoints: vec![Checkpoint {
-            height: 1_500,
-            hash: chain[1_500].hash(),
-        }],
-        ..SyncConfig::default()
-    };
+    let config = checkpointed(&chain, 1_500);
     let mut n = net(&fork, config);
     assert_eq!(n.engine.mode(), &Mode::RollingBack);
     n.run_until(10 * MS, |_| false);
