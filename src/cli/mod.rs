@@ -5,11 +5,13 @@
 //! logic: each subcommand only wires library calls together. To add a
 //! subcommand, add a variant to [`Command`], an `Args` struct and a match arm
 //! in [`run`](fn@run) (a subcommand with more than a screen of code gets its own file
-//! here, as [`run`](mod@run) and [`status`] have).
+//! here, as [`run`](mod@run), [`status`] and [`admin`] have).
 //!
 //! The benchmark's command line is not here: it belongs to the `concord-bench`
 //! binary (`bench/main.rs`), which the node does not contain.
 
+mod admin;
+mod http;
 mod run;
 mod status;
 
@@ -45,6 +47,10 @@ pub enum Command {
     Key(run::KeyArgs),
     /// Show a running node's status (asks its HTTP API).
     Status(status::StatusArgs),
+    /// Ask a running node to reset its sync; out of a halt, follow the majority once.
+    Reset(admin::ResetArgs),
+    /// Cut a stopped node's chain back to a height (offline recovery from a halt).
+    Rollback(admin::RollbackArgs),
 }
 
 #[derive(Args, Debug)]
@@ -110,6 +116,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(args),
         Command::Key(args) => run::key(args),
         Command::Status(args) => status::status(args),
+        Command::Reset(args) => admin::reset(args),
+        Command::Rollback(args) => admin::rollback(args),
     }
 }
 

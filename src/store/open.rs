@@ -16,8 +16,7 @@ impl Store {
             .cache_capacity(CACHE_BYTES)
             .open()
             .map_err(|e| match e {
-                // sled locks the directory: a second node on the same data dir.
-                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                sled::Error::Io(io) if is_lock_conflict(&io) => {
                     StoreError::Locked(path.display().to_string())
                 }
                 other => StoreError::Sled(other),
@@ -186,4 +185,18 @@ impl Store {
         }
         Ok(index)
     }
+}
+
+/// Whether sled failed to open because its directory lock is held: a second
+/// node on the same data dir. sled wraps the `WouldBlock` of the lock call in
+/// an error of another kind ("could not acquire lock on …"), so the kind is
+/// looked for in the wrapped error too.
+fn is_lock_conflict(io: &std::io::Error) -> bool {
+    let would_block = |e: &std::io::Error| e.kind() == std::io::ErrorKind::WouldBlock;
+    would_block(io)
+        || io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<std::io::Error>())
+            .is_some_and(would_block)
+        || io.to_string().contains("could not acquire lock")
 }

@@ -82,6 +82,18 @@ fn new_store_holds_genesis() {
 }
 
 #[test]
+fn a_second_open_of_a_data_dir_in_use_is_locked_not_a_raw_sled_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = Genesis::dev();
+    let _first = Store::open(dir.path(), &g).unwrap();
+    match Store::open(dir.path(), &g) {
+        Err(StoreError::Locked(path)) => assert_eq!(path, dir.path().display().to_string()),
+        Err(other) => panic!("expected Locked, got {other}"),
+        Ok(_) => panic!("two stores opened one data dir"),
+    }
+}
+
+#[test]
 fn import_then_reopen_resumes_exactly() {
     let g = Genesis::dev();
     let dir = tempfile::tempdir().unwrap();

@@ -235,15 +235,14 @@ pub fn generate_seeded(dir: &Path, blocks: u64, seed: u64) -> concord::chain::Ha
     concord::chain::Hash::from_hex(hash).unwrap()
 }
 
-/// Starts an in-process dev-network node on 127.0.0.1 (free port, no API)
-/// and waits until it listens; returns it with its `/p2p/<id>` address.
-pub async fn start_node(
+/// The config of an in-process dev-network node on 127.0.0.1 (free port, no API).
+pub fn node_config(
     data_dir: PathBuf,
     bootstrap: Vec<libp2p::Multiaddr>,
     produce: Option<concord::chain::AuthorityKey>,
     sync: concord::sync::SyncConfig,
-) -> (concord::node::RunningNode, libp2p::Multiaddr) {
-    let config = concord::node::NodeConfig {
+) -> concord::node::NodeConfig {
+    concord::node::NodeConfig {
         data_dir,
         genesis: concord::chain::Genesis::dev(),
         net: concord::net::NetConfig {
@@ -254,7 +253,25 @@ pub async fn start_node(
         produce,
         sync,
         api: None,
-    };
+    }
+}
+
+/// Starts an in-process dev-network node on 127.0.0.1 (free port, no API)
+/// and waits until it listens; returns it with its `/p2p/<id>` address.
+pub async fn start_node(
+    data_dir: PathBuf,
+    bootstrap: Vec<libp2p::Multiaddr>,
+    produce: Option<concord::chain::AuthorityKey>,
+    sync: concord::sync::SyncConfig,
+) -> (concord::node::RunningNode, libp2p::Multiaddr) {
+    start_config(node_config(data_dir, bootstrap, produce, sync)).await
+}
+
+/// Starts an in-process node and waits until it listens; returns it with
+/// its `/p2p/<id>` address.
+pub async fn start_config(
+    config: concord::node::NodeConfig,
+) -> (concord::node::RunningNode, libp2p::Multiaddr) {
     let node = concord::node::start(config).await.expect("node starts");
     let id = node.client.local_peer_id();
     let addr = tokio::time::timeout(Duration::from_secs(180), async {

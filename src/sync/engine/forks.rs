@@ -389,7 +389,7 @@ impl SyncEngine {
             SearchStep::TooDeep { floor } => {
                 self.search = None;
                 let why = format!(
-                    "the majority chain forks from ours below #{floor}, more than max_reorg_depth={} blocks under the last block peers vouched for (#{}); refusing to rewrite history (inspect, then POST /sync/reset to follow the majority once)",
+                    "the majority chain forks from ours below #{floor}, more than max_reorg_depth={} blocks under the last block peers vouched for (#{}); refusing to rewrite history; inspect, then `concord reset` (POST /sync/reset) to follow the majority once, or stop the node and `concord rollback --to HEIGHT` (a height you trust, below the fork)",
                     self.config.max_reorg_depth, self.confirmed
                 );
                 tracing::error!("{why}");
