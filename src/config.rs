@@ -301,6 +301,7 @@ section! {
             ban_duration_ms => ban_duration,
             rollback_settle_ms => rollback_settle,
             split_backoff_ms => split_backoff,
+            produce_alone_after_ms => produce_alone_after,
         }
     }
 }

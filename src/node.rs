@@ -120,6 +120,12 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
     let mut registry = Registry::default();
     let metrics = Arc::new(Metrics::register(&mut registry));
 
+    // A node with somewhere to dial must not produce without peers (see
+    // `SyncConfig::produce_alone_after`).
+    let alone = net_config
+        .bootstrap
+        .is_empty()
+        .then_some(sync_config.produce_alone_after);
     let node_key = keys::load_or_generate(&data_dir)?;
     let (client, events, event_loop) = net::new_with_metrics(
         node_key,
@@ -152,6 +158,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
             store.clone(),
             client.clone(),
             sync.clone(),
+            alone,
         ))
     });
 
@@ -241,17 +248,22 @@ fn block_body(slot: u64) -> Vec<u8> {
 }
 
 /// At each slot owned by `key`, builds a block on the current tip, validates
-/// and imports it, and announces it.
+/// and imports it, and announces it — if sync says the node may extend its
+/// chain (see [`sync::engine::Engine::production_blocker`]); otherwise the
+/// slot is skipped, and the reason logged when it changes.
 async fn produce_blocks(
     key: AuthorityKey,
     genesis: Genesis,
     store: Store,
     client: Client,
     sync: SyncHandle,
+    alone: Option<Duration>,
 ) {
     let me = key.public();
     let slot_ms = genesis.slot_ms.max(1);
+    let started = tokio::time::Instant::now();
     let mut last_slot: Option<u64> = None;
+    let mut last_blocker: Option<String> = None;
     loop {
         let now = now_ms();
         let slot = now / slot_ms;
@@ -260,15 +272,45 @@ async fn produce_blocks(
             last_slot.is_none_or(|s| slot > s) && genesis.slot_of(tip.timestamp_ms) < slot;
         if now >= genesis.timestamp_ms && fresh_slot && *genesis.producer_for_slot(slot) == me {
             last_slot = Some(slot);
-            match produce_one(&key, &genesis, &store, &client, &tip, slot).await {
-                Ok(()) => sync.local_tip_changed().await,
-                Err(e) => error!(slot, error = %e, "block production failed"),
+            let blocker = match sync.status() {
+                Some(snapshot) => {
+                    production_blocker(snapshot.status.production_blocker, alone, started.elapsed())
+                }
+                None => Some("sync has not started".into()),
+            };
+            if blocker != last_blocker {
+                match &blocker {
+                    Some(why) => info!(slot, reason = %why, "not producing in our slot"),
+                    None if last_blocker.is_some() => info!(slot, "producing again"),
+                    None => {}
+                }
+                last_blocker = blocker.clone();
+            }
+            if blocker.is_none() {
+                match produce_one(&key, &genesis, &store, &client, &tip, slot).await {
+                    Ok(()) => sync.local_tip_changed().await,
+                    Err(e) => error!(slot, error = %e, "block production failed"),
+                }
             }
         }
         // Sleep to the start of the next slot (at least a few ms).
         let next = (slot + 1) * slot_ms;
         let wait = next.saturating_sub(now_ms()).max(5);
         tokio::time::sleep(Duration::from_millis(wait)).await;
+    }
+}
+
+/// Sync's verdict on extending our chain (`blocker`, `None` if it may),
+/// except that a node allowed to be alone (`alone`: it has no bootstrap
+/// addresses; after how long) produces with no peers at all: a one-node network.
+fn production_blocker(
+    blocker: Option<String>,
+    alone: Option<Duration>,
+    uptime: Duration,
+) -> Option<String> {
+    match (blocker.as_deref(), alone) {
+        (Some("no peers"), Some(after)) if uptime >= after => None,
+        _ => blocker,
     }
 }
 
@@ -297,4 +339,35 @@ async fn produce_one(
     info!("Produced block #{height} {hash}");
     client.announce_tip(height, hash).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_produces_alone_only_without_bootstrap_addresses_and_after_the_wait() {
+        let none = || Some("no peers".to_string());
+        let wait = Some(Duration::from_secs(5));
+        assert_eq!(
+            production_blocker(none(), wait, Duration::from_secs(1)),
+            none()
+        );
+        assert_eq!(
+            production_blocker(none(), wait, Duration::from_secs(5)),
+            None
+        );
+        // With bootstrap addresses: never without peers.
+        assert_eq!(
+            production_blocker(none(), None, Duration::from_secs(3600)),
+            none()
+        );
+        // Alone or not, every other blocker holds.
+        let syncing = Some("syncing: #3 of safe target #9".to_string());
+        assert_eq!(
+            production_blocker(syncing.clone(), wait, Duration::from_secs(60)),
+            syncing
+        );
+        assert_eq!(production_blocker(None, None, Duration::ZERO), None);
+    }
 }

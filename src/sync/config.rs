@@ -115,6 +115,14 @@ pub struct SyncConfig {
     /// doubling per unchanged look, capped at 8x). A peer joining or leaving
     /// ends the wait at once.
     pub split_backoff: Duration,
+    /// A block producer extends its chain only when sync says it may: synced
+    /// to the safe target, its peers agreeing with its tip. With no peers at
+    /// all, a node given no `--bootstrap` address produces alone once this
+    /// long has passed since start (default 5 s, time for mDNS to find a
+    /// neighbour): that is a one-node network. A node with bootstrap
+    /// addresses never produces without peers, so an authority restarted on
+    /// a stale tip or cut off from its network does not build a fork.
+    pub produce_alone_after: Duration,
     /// Blocks the operator vouches for (default none); sorted by height.
     pub checkpoints: Vec<Checkpoint>,
     /// No imported block for this long while behind raises a stall warning
@@ -153,6 +161,7 @@ impl Default for SyncConfig {
             max_reorg_depth: 1000,
             rollback_settle: Duration::from_secs(10),
             split_backoff: Duration::from_secs(10),
+            produce_alone_after: Duration::from_secs(5),
             checkpoints: Vec::new(),
             stall_timeout: Duration::from_secs(15),
             ban_duration: Duration::from_secs(600),

@@ -368,3 +368,58 @@ fn forks_around_max_reorg_depth_reorg_or_halt_loudly_and_a_reset_is_the_way_out(
         assert!(n.report.bans.is_empty());
     }
 }
+
+/// Runs until `done`, checking at every step that the engine never lets a
+/// producer extend a chain other than `majority`'s tip.
+fn run_checking_production(
+    n: &mut SimNet,
+    majority: &[Block],
+    limit: Duration,
+    done: impl Fn(&SimNet) -> bool,
+) -> bool {
+    n.run_until(limit, |n| {
+        if n.engine.production_blocker().is_none() {
+            assert!(
+                on(n, majority),
+                "production allowed at #{} off the majority's tip",
+                n.tip().height
+            );
+        }
+        done(n)
+    })
+}
+
+#[test]
+fn a_restarted_producer_on_a_stale_tip_may_extend_only_once_synced() {
+    let chain = honest(2_000);
+    let mut n = net(&chain[..=100], SyncConfig::default());
+    assert_eq!(n.engine.production_blocker().as_deref(), Some("no peers"));
+    for _ in 0..3 {
+        n.add_peer(Behaviour::Honest, 5 * MS, chain.clone());
+    }
+    let blocked_while_behind = n.run_until(SEC, |n| {
+        n.engine
+            .production_blocker()
+            .is_some_and(|b| b.starts_with("syncing"))
+    });
+    assert!(blocked_while_behind);
+    assert!(run_checking_production(&mut n, &chain, 60 * SEC, |n| {
+        n.engine.production_blocker().is_none()
+    }));
+    assert!(on(&n, &chain));
+}
+
+#[test]
+fn a_producer_on_a_minority_fork_may_not_extend_it() {
+    let chain = honest(2_000);
+    // Our own chain: as long as the majority's, another block at every height from #1,901.
+    let ours = fork_of(&chain, 1_900, 99, 9);
+    let mut n = net(&ours, SyncConfig::default());
+    for _ in 0..3 {
+        n.add_peer(Behaviour::Honest, 5 * MS, chain.clone());
+    }
+    assert!(run_checking_production(&mut n, &chain, 120 * SEC, |n| {
+        on(n, &chain) && n.engine.production_blocker().is_none()
+    }));
+    assert_eq!(n.engine.stats().reorgs, 1);
+}

@@ -21,6 +21,54 @@ impl SyncEngine {
             .sum()
     }
 
+    /// Why this node must not extend its chain now, or `None` when it may:
+    /// it is synced to the safe target and its peers agree with its tip. A
+    /// block producer asks before each of its slots, so that an authority
+    /// that restarted on a stale tip, is still importing, or sits on a
+    /// minority fork does not build on it (it would only make a fork).
+    ///
+    /// "No peers" is a blocker like any other; whether a lone node may
+    /// produce anyway (a one-node network) is the producer's decision.
+    pub fn production_blocker(&self) -> Option<String> {
+        if self.mode != Mode::Normal {
+            return Some(format!("sync mode is {}", self.mode.name()));
+        }
+        let usable = self.book.usable().count();
+        if usable == 0 {
+            return Some("no peers".into());
+        }
+        if let Some((id, _)) = self.book.iter().find(|(_, p)| p.reporting()) {
+            return Some(format!("peer {id} is still reporting in"));
+        }
+        match self.targets {
+            None => return Some("no peer has reported a height yet".into()),
+            Some(t) if self.stored.height < t.safe => {
+                return Some(format!(
+                    "syncing: #{} of safe target #{}",
+                    self.stored.height, t.safe
+                ))
+            }
+            Some(_) => {}
+        }
+        if !self.batches.is_empty() {
+            return Some(format!("{} blocks still to import", self.pending_blocks()));
+        }
+        if self.poll.is_some() || self.poll_wanted.is_some() {
+            return Some("checking our tip with the peers".into());
+        }
+        let forked = self
+            .book
+            .usable()
+            .filter(|(_, p)| p.forked_at.is_some_and(|h| h <= self.stored.height))
+            .count();
+        if 2 * forked >= usable {
+            return Some(format!(
+                "{forked} of {usable} peers hold another block at or below our tip"
+            ));
+        }
+        None
+    }
+
     pub fn status(&self, now: Instant) -> SyncStatus {
         SyncStatus {
             height: self.stored.height,
@@ -37,6 +85,7 @@ impl SyncEngine {
                 .count(),
             mode: self.mode.clone(),
             stalled: self.stall_reason(now),
+            production_blocker: self.production_blocker(),
         }
     }
 

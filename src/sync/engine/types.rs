@@ -197,4 +197,7 @@ pub struct SyncStatus {
     pub mode: Mode,
     /// Why sync is not progressing, when it is not.
     pub stalled: Option<String>,
+    /// Why a producer must not extend our chain now (see
+    /// `Engine::production_blocker`); `None` when it may.
+    pub production_blocker: Option<String>,
 }
