@@ -1,5 +1,5 @@
 //! Assembles a running node: store, node key, network, sync driver, block
-//! producer and the HTTP API.
+//! producer ([`crate::producer`]) and the HTTP API.
 //!
 //! [`run`] is what `concord run` executes. [`start`] is the same without the
 //! wait, for tests and embedders: it returns a [`RunningNode`] holding the
@@ -9,19 +9,18 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::api::{self, ApiContext, ApiError};
-use crate::chain::generate::produce_block;
-use crate::chain::validate::validate_block;
-use crate::chain::{AuthorityKey, BlockRef, Genesis, Hash};
+use crate::chain::{AuthorityKey, Genesis, Hash};
 use crate::metrics::Metrics;
 use crate::net::{self, keys, Client, NetConfig};
+use crate::producer::{Producer, SignedSlots, SignedSlotsError};
 use crate::store::{Store, StoreError};
 use crate::sync::{self, SyncConfig, SyncHandle};
 
@@ -51,6 +50,8 @@ pub enum NodeError {
     Net(#[from] net::NetError),
     #[error("cannot produce: key {key} is not an authority of genesis {genesis}")]
     NotAuthority { key: String, genesis: Hash },
+    #[error(transparent)]
+    SignedSlots(#[from] SignedSlotsError),
     #[error("cannot flush the store: {0}")]
     Flush(StoreError),
     #[error(transparent)]
@@ -67,6 +68,8 @@ pub struct RunningNode {
     pub client: Client,
     pub store: Store,
     pub sync: SyncHandle,
+    /// Concord's metrics (what `/metrics` serves under `concord_`).
+    pub metrics: Arc<Metrics>,
     /// Where the API listens, if enabled.
     pub api_addr: Option<SocketAddr>,
     api: Option<ApiTask>,
@@ -92,14 +95,17 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         sync: mut sync_config,
         api: api_addr,
     } = config;
-    if let Some(key) = &produce {
-        if !genesis.is_authority(&key.public()) {
+    let signed_slots = match &produce {
+        Some(key) if !genesis.is_authority(&key.public()) => {
             return Err(NodeError::NotAuthority {
                 key: key.public().to_hex(),
                 genesis: genesis.hash(),
             });
         }
-    }
+        // Without its record the producer could sign a slot twice: no record, no production.
+        Some(_) => Some(SignedSlots::load(&data_dir)?),
+        None => None,
+    };
     let path = store_path(&data_dir);
     let store = {
         let (p, g) = (path.clone(), genesis.clone());
@@ -141,18 +147,24 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         store.clone(),
         client.clone(),
         events,
-        metrics,
+        metrics.clone(),
     );
+    let node_metrics = metrics.clone();
 
-    let producer_task = produce.map(|key| {
+    let producer_task = produce.zip(signed_slots).map(|(key, signed)| {
         info!(authority = %key.public(), "block production enabled");
-        tokio::spawn(produce_blocks(
-            key,
-            genesis,
-            store.clone(),
-            client.clone(),
-            sync.clone(),
-        ))
+        tokio::spawn(
+            Producer {
+                key,
+                genesis,
+                store: store.clone(),
+                client: client.clone(),
+                sync: sync.clone(),
+                metrics,
+                signed,
+            }
+            .run(),
+        )
     });
 
     let (api_addr, api) = match api_listener {
@@ -177,6 +189,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         client,
         store,
         sync,
+        metrics: node_metrics,
         api_addr,
         api,
         net_task,
@@ -223,78 +236,4 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     shutdown.await;
     info!("shutdown requested");
     node.stop().await
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// A small payload for produced blocks: which slot, and a few random bytes so
-/// bodies differ.
-fn block_body(slot: u64) -> Vec<u8> {
-    let mut body = format!("concord block for slot {slot} ").into_bytes();
-    body.extend(rand::random::<[u8; 16]>());
-    body
-}
-
-/// At each slot owned by `key`, builds a block on the current tip, validates
-/// and imports it, and announces it.
-async fn produce_blocks(
-    key: AuthorityKey,
-    genesis: Genesis,
-    store: Store,
-    client: Client,
-    sync: SyncHandle,
-) {
-    let me = key.public();
-    let slot_ms = genesis.slot_ms.max(1);
-    let mut last_slot: Option<u64> = None;
-    loop {
-        let now = now_ms();
-        let slot = now / slot_ms;
-        let tip = store.tip();
-        let fresh_slot =
-            last_slot.is_none_or(|s| slot > s) && genesis.slot_of(tip.timestamp_ms) < slot;
-        if now >= genesis.timestamp_ms && fresh_slot && *genesis.producer_for_slot(slot) == me {
-            last_slot = Some(slot);
-            match produce_one(&key, &genesis, &store, &client, &tip, slot).await {
-                Ok(()) => sync.local_tip_changed().await,
-                Err(e) => error!(slot, error = %e, "block production failed"),
-            }
-        }
-        // Sleep to the start of the next slot (at least a few ms).
-        let next = (slot + 1) * slot_ms;
-        let wait = next.saturating_sub(now_ms()).max(5);
-        tokio::time::sleep(Duration::from_millis(wait)).await;
-    }
-}
-
-async fn produce_one(
-    key: &AuthorityKey,
-    genesis: &Genesis,
-    store: &Store,
-    client: &Client,
-    tip: &BlockRef,
-    slot: u64,
-) -> Result<(), String> {
-    let timestamp_ms = (slot * genesis.slot_ms).max(tip.timestamp_ms);
-    let block = produce_block(key, tip, timestamp_ms, block_body(slot));
-    validate_block(genesis, tip, &block).map_err(|e| format!("produced an invalid block: {e}"))?;
-    let (height, hash) = (block.height(), block.hash());
-    let store = store.clone();
-    match tokio::task::spawn_blocking(move || store.import(&[block])).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => {
-            // The tip moved under us (e.g. a sync import); try next slot.
-            warn!(height, error = %e, "produced block not imported");
-            return Ok(());
-        }
-        Err(e) => return Err(e.to_string()),
-    }
-    info!("Produced block #{height} {hash}");
-    client.announce_tip(height, hash).await;
-    Ok(())
 }

@@ -17,7 +17,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::chain::validate::validate_detached;
+use crate::chain::equivocation::{Equivocation, SlotWatch};
+use crate::chain::validate::validate_received;
 use crate::chain::{Block, BlockRef, Genesis, Hash};
 use crate::metrics::Metrics;
 use crate::net::{Client, NetEvent, RequestError};
@@ -158,10 +159,11 @@ pub fn spawn(
     let engine = SyncEngine::new(
         config,
         genesis.hash(),
+        genesis.slot_ms,
         Box::new(StoreView(store.clone())),
         now,
     );
-    let (job_tx, done_rx) = store_worker(store.clone());
+    let (job_tx, done_rx) = store_worker(store.clone(), genesis.slot_ms, metrics.clone());
     let driver = Driver {
         engine,
         genesis: Arc::new(genesis),
@@ -187,9 +189,18 @@ pub fn spawn(
     )
 }
 
-/// One thread owns store writes so they happen strictly in order.
+/// Blocks a rollback drops that are remembered to catch their authors
+/// equivocating: more than any reorg `max_reorg_depth` allows by default.
+const DROPPED_BLOCKS_WATCHED: usize = 4096;
+
+/// One thread owns store writes so they happen strictly in order. It also
+/// watches for equivocation where the node sees both blocks: a rollback
+/// drops our block in a slot, and the chain that replaces it has another
+/// block by the same authority in that slot.
 fn store_worker(
     store: Store,
+    slot_ms: u64,
+    metrics: Arc<Metrics>,
 ) -> (
     mpsc::UnboundedSender<StoreJob>,
     mpsc::UnboundedReceiver<StoreDone>,
@@ -197,12 +208,19 @@ fn store_worker(
     let (job_tx, mut job_rx) = mpsc::unbounded_channel::<StoreJob>();
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     tokio::task::spawn_blocking(move || {
+        let mut dropped = SlotWatch::new(slot_ms, DROPPED_BLOCKS_WATCHED);
         while let Some(job) = job_rx.blocking_recv() {
             let done = match job {
                 StoreJob::Import(batch, blocks) => {
+                    if !dropped.is_empty() {
+                        for e in blocks.iter().filter_map(|b| dropped.check(&b.header)) {
+                            report_equivocation(&metrics, &e);
+                        }
+                    }
                     StoreDone::Imported(batch, store.import(&blocks).map_err(store_failure))
                 }
                 StoreJob::Rollback(h) => {
+                    remember_dropped(&store, h, &mut dropped);
                     StoreDone::RolledBack(store.rollback_to(h).map_err(store_failure))
                 }
             };
@@ -212,6 +230,39 @@ fn store_worker(
         }
     });
     (job_tx, done_rx)
+}
+
+/// Remembers the blocks above `height` (up to [`DROPPED_BLOCKS_WATCHED`] of
+/// them, nearest the fork first) before a rollback drops them. A read error
+/// only costs the detection, never the rollback.
+fn remember_dropped(store: &Store, height: u64, watch: &mut SlotWatch) {
+    let tip = store.tip().height;
+    let mut next = height + 1;
+    let mut read = 0;
+    while next <= tip && read < DROPPED_BLOCKS_WATCHED {
+        match store.blocks_range(next, 4096, 16 * 1024 * 1024) {
+            Ok(blocks) if !blocks.is_empty() => {
+                for b in blocks.iter().take(DROPPED_BLOCKS_WATCHED - read) {
+                    watch.remember(&b.header);
+                }
+                read += blocks.len();
+                next += blocks.len() as u64;
+            }
+            Ok(_) => break,
+            Err(e) => {
+                warn!(height = next, error = %e, "cannot read the blocks a rollback drops; equivocation in them goes unseen");
+                break;
+            }
+        }
+    }
+}
+
+/// Two blocks for one slot by one authority, both validly signed: the
+/// authority's key signed both, which an honest producer never does.
+fn report_equivocation(metrics: &Metrics, e: &Equivocation) {
+    warn!(slot = e.slot, authority = %e.producer, first = %e.first, second = %e.second,
+        "equivocation: an authority signed two different blocks for one slot (seen across a reorg)");
+    metrics.equivocation("reorg");
 }
 
 type Answer = (ReqId, Result<Response, Failure>);
@@ -345,8 +396,11 @@ impl Driver {
                 }
                 Action::Validate { batch, blocks } => {
                     let genesis = self.genesis.clone();
+                    // The engine reads no clock; the wall clock for the
+                    // future-timestamp rule is read here, when validating.
+                    let drift = ms(self.engine.config().max_future_drift);
                     self.validations.push(tokio::task::spawn_blocking(move || {
-                        (batch, validate_detached(&genesis, &blocks))
+                        (batch, validate_received(&genesis, &blocks, now_ms(), drift))
                     }));
                 }
                 Action::Import { batch, blocks } => {
@@ -458,6 +512,17 @@ async fn send(
     };
     metrics.observe_request(protocol, result.is_ok(), started.elapsed());
     (id, result.map_err(failure))
+}
+
+/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, ms)
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn failure(e: RequestError) -> Failure {

@@ -169,6 +169,8 @@ pub struct Stats {
     pub fork_judgments: u64,
     /// Peers or blocks refused for contradicting a checkpoint.
     pub checkpoint_rejections: u64,
+    /// Downloaded batches put off because a block was too far ahead of our clock.
+    pub future_blocks: u64,
     /// Reads of our own chain that failed (each stopped a fork decision).
     pub store_read_errors: u64,
     /// When the first peer connected (the `now` of that input).

@@ -1,0 +1,302 @@
+//! Block production: at each slot our authority owns, a block on the local
+//! tip, validated, imported and announced — and never two blocks for one
+//! slot.
+//!
+//! Owns the producer task and the record of the last slot each authority
+//! key signed (`signed_slots` in the data dir), which is written and synced
+//! *before* a block is signed, as Ethereum validators keep a slashing
+//! protection record: a crash or restart can then never make this node
+//! sign a second, different block for a slot it already signed. It must
+//! not touch the network beyond announcing its own blocks, nor sync state
+//! beyond reading the published status.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{error, info, warn};
+
+use crate::chain::generate::unsigned_block;
+use crate::chain::validate::validate_block;
+use crate::chain::{AuthorityKey, BlockRef, Genesis, Hash, PublicKey};
+use crate::metrics::Metrics;
+use crate::net::Client;
+use crate::store::Store;
+use crate::sync::driver::now_ms;
+use crate::sync::engine::Mode;
+use crate::sync::SyncHandle;
+
+/// File name of the signed-slot record inside the data dir.
+pub const SIGNED_SLOTS_FILE: &str = "signed_slots";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignedSlotsError {
+    #[error("cannot read the signed-slot record {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the signed-slot record {path} is garbled at line {line}; refusing to sign without it (move it away only if this node never signed with these keys)")]
+    Garbled { path: PathBuf, line: usize },
+    #[error("cannot write the signed-slot record {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The last slot each authority key signed a block for, and that block's
+/// hash. One line per key: `<public key hex> <slot> <block hash hex>`.
+#[derive(Debug)]
+pub struct SignedSlots {
+    path: PathBuf,
+    last: BTreeMap<PublicKey, (u64, Hash)>,
+}
+
+/// What the record says about signing a block for a slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlotCheck {
+    /// Nothing signed at or after this slot: go ahead.
+    Free,
+    /// This very block was signed already (same hash): signing it again is
+    /// not an equivocation.
+    SameBlock,
+    /// Another block was signed for this slot: signing would equivocate.
+    OtherBlock(Hash),
+    /// A later slot was signed already (the clock went back).
+    Behind(u64),
+}
+
+impl SignedSlots {
+    /// Loads `data_dir/signed_slots` (an absent file is an empty record).
+    pub fn load(data_dir: &Path) -> Result<SignedSlots, SignedSlotsError> {
+        let path = data_dir.join(SIGNED_SLOTS_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(source) => return Err(SignedSlotsError::Read { path, source }),
+        };
+        let mut last = BTreeMap::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let garbled = || SignedSlotsError::Garbled {
+                path: path.clone(),
+                line: i + 1,
+            };
+            let mut parts = line.split_whitespace();
+            let (Some(key), Some(slot), Some(hash), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err(garbled());
+            };
+            let key = PublicKey::from_hex(key).map_err(|_| garbled())?;
+            let slot: u64 = slot.parse().map_err(|_| garbled())?;
+            let hash = Hash::from_hex(hash).map_err(|_| garbled())?;
+            last.insert(key, (slot, hash));
+        }
+        Ok(SignedSlots { path, last })
+    }
+
+    /// May `key` sign block `hash` for `slot`?
+    pub fn check(&self, key: &PublicKey, slot: u64, hash: &Hash) -> SlotCheck {
+        match self.last.get(key) {
+            None => SlotCheck::Free,
+            Some((s, _)) if *s < slot => SlotCheck::Free,
+            Some((s, h)) if *s == slot && h == hash => SlotCheck::SameBlock,
+            Some((s, h)) if *s == slot => SlotCheck::OtherBlock(*h),
+            Some((s, _)) => SlotCheck::Behind(*s),
+        }
+    }
+
+    /// Records that `key` is about to sign `hash` for `slot`, durably (a temp
+    /// file synced, then renamed over the record) before returning.
+    pub fn record(
+        &mut self,
+        key: PublicKey,
+        slot: u64,
+        hash: Hash,
+    ) -> Result<(), SignedSlotsError> {
+        let mut next = self.last.clone();
+        next.insert(key, (slot, hash));
+        let text: String = next
+            .iter()
+            .map(|(k, (s, h))| format!("{k} {s} {h}\n"))
+            .collect();
+        let write_err = |source| SignedSlotsError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        let tmp = self.path.with_extension("tmp");
+        let mut file = std::fs::File::create(&tmp).map_err(write_err)?;
+        file.write_all(text.as_bytes()).map_err(write_err)?;
+        file.sync_all().map_err(write_err)?;
+        drop(file);
+        std::fs::rename(&tmp, &self.path).map_err(write_err)?;
+        if let Some(dir) = self.path.parent() {
+            // The rename itself must survive a power cut.
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        self.last = next;
+        Ok(())
+    }
+}
+
+/// Everything the producer task needs.
+pub struct Producer {
+    pub key: AuthorityKey,
+    pub genesis: Genesis,
+    pub store: Store,
+    pub client: Client,
+    pub sync: SyncHandle,
+    pub metrics: Arc<Metrics>,
+    pub signed: SignedSlots,
+}
+
+/// A small payload for produced blocks: which slot, and a few random bytes so
+/// bodies differ.
+fn block_body(slot: u64) -> Vec<u8> {
+    let mut body = format!("concord block for slot {slot} ").into_bytes();
+    body.extend(rand::random::<[u8; 16]>());
+    body
+}
+
+/// Whether sync lets us produce: not while catching up with the peers, nor
+/// while a fork is being searched, rolled back, or is unresolved — a block
+/// built then would sit on a tip the majority may not hold.
+fn sync_allows(sync: &SyncHandle) -> Result<(), &'static str> {
+    let Some(snap) = sync.status() else {
+        return Ok(());
+    };
+    if snap.status.syncing {
+        return Err("syncing");
+    }
+    match snap.status.mode {
+        Mode::Normal => Ok(()),
+        _ => Err("sync is resolving a fork"),
+    }
+}
+
+impl Producer {
+    /// At each slot our key owns, builds a block on the current tip,
+    /// validates and imports it, and announces it.
+    pub async fn run(mut self) {
+        let me = self.key.public();
+        let slot_ms = self.genesis.slot_ms.max(1);
+        let mut last_slot: Option<u64> = None;
+        loop {
+            let now = now_ms();
+            let slot = now / slot_ms;
+            let tip = self.store.tip();
+            let fresh_slot =
+                last_slot.is_none_or(|s| slot > s) && self.genesis.slot_of(tip.timestamp_ms) < slot;
+            if now >= self.genesis.timestamp_ms
+                && fresh_slot
+                && *self.genesis.producer_for_slot(slot) == me
+            {
+                last_slot = Some(slot);
+                match sync_allows(&self.sync) {
+                    Err(why) => info!(slot, why, "not producing in our slot"),
+                    Ok(()) => match self.produce_one(&tip, slot).await {
+                        Ok(true) => self.sync.local_tip_changed().await,
+                        Ok(false) => {}
+                        Err(e) => error!(slot, error = %e, "block production failed"),
+                    },
+                }
+            }
+            // Sleep to the start of the next slot (at least a few ms).
+            let next = (slot + 1) * slot_ms;
+            let wait = next.saturating_sub(now_ms()).max(5);
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+        }
+    }
+
+    /// Returns whether a block was imported.
+    async fn produce_one(&mut self, tip: &BlockRef, slot: u64) -> Result<bool, String> {
+        let me = self.key.public();
+        let timestamp_ms = slot * self.genesis.slot_ms;
+        let mut block = unsigned_block(&self.key, tip, timestamp_ms, block_body(slot));
+        let hash = block.header.hash();
+        match self.signed.check(&me, slot, &hash) {
+            SlotCheck::Free => self
+                .signed
+                .record(me, slot, hash)
+                .map_err(|e| format!("not signing: {e}"))?,
+            SlotCheck::SameBlock => {}
+            SlotCheck::OtherBlock(first) => {
+                warn!(slot, authority = %me, first = %first, second = %hash,
+                    "refusing to sign a second block for a slot this key already signed (equivocation prevented)");
+                self.metrics.equivocation("own_slot");
+                return Ok(false);
+            }
+            SlotCheck::Behind(signed) => {
+                warn!(
+                    slot,
+                    signed_slot = signed,
+                    "this key already signed a later slot (did the clock go back?); not producing"
+                );
+                return Ok(false);
+            }
+        }
+        block.header.signature = self.key.sign(&hash);
+        validate_block(&self.genesis, tip, &block)
+            .map_err(|e| format!("produced an invalid block: {e}"))?;
+        let height = block.height();
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.import(&[block])).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                // The tip moved under us (e.g. a sync import); the slot is
+                // spent: the record forbids another block in it.
+                warn!(height, slot, error = %e, "produced block not imported (the tip moved); skipping this slot");
+                return Ok(false);
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+        info!("Produced block #{height} {hash}");
+        self.client.announce_tip(height, hash).await;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_is_signed_once_even_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = AuthorityKey::from_seed([1; 32]).public();
+        let other = AuthorityKey::from_seed([2; 32]).public();
+        let (a, b) = (Hash::digest(b"a"), Hash::digest(b"b"));
+        let mut rec = SignedSlots::load(dir.path()).unwrap();
+        assert_eq!(rec.check(&key, 10, &a), SlotCheck::Free);
+        rec.record(key, 10, a).unwrap();
+        assert_eq!(rec.check(&key, 10, &a), SlotCheck::SameBlock);
+        assert_eq!(rec.check(&key, 10, &b), SlotCheck::OtherBlock(a));
+        assert_eq!(rec.check(&key, 9, &b), SlotCheck::Behind(10));
+        assert_eq!(rec.check(&key, 11, &b), SlotCheck::Free);
+        assert_eq!(rec.check(&other, 10, &b), SlotCheck::Free);
+        // A restart reads the same record.
+        let back = SignedSlots::load(dir.path()).unwrap();
+        assert_eq!(back.check(&key, 10, &b), SlotCheck::OtherBlock(a));
+        assert_eq!(back.check(&key, 11, &b), SlotCheck::Free);
+    }
+
+    #[test]
+    fn a_garbled_record_refuses_to_load() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(SIGNED_SLOTS_FILE), "nonsense here\n").unwrap();
+        let err = SignedSlots::load(dir.path()).unwrap_err();
+        assert!(
+            matches!(err, SignedSlotsError::Garbled { line: 1, .. }),
+            "{err}"
+        );
+        assert!(!err.to_string().contains('\n'));
+    }
+}
