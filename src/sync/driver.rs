@@ -1,8 +1,9 @@
 //! The sync driver: the task that connects the pure [`SyncEngine`] to the
 //! world. It feeds the engine network events, answers and timer ticks, and
 //! carries out its actions: requests through the [`Client`], validation on
-//! the blocking pool, imports and rollbacks on one store worker (in order,
-//! so downloads, validation and writes overlap), bans through the client.
+//! the blocking pool (with the wall clock for the future-timestamp rule),
+//! imports and rollbacks on one store worker ([`super::store_worker`]; in
+//! order, so downloads, validation and writes overlap), bans through the client.
 //!
 //! The rest of the program talks to it through the cloneable [`SyncHandle`].
 //! It decides nothing about sync itself; that is the engine's job.
@@ -17,18 +18,18 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::chain::equivocation::{Equivocation, SlotWatch};
 use crate::chain::validate::validate_received;
-use crate::chain::{Block, BlockRef, Genesis, Hash};
+use crate::chain::{BlockRef, Genesis, Hash};
 use crate::metrics::Metrics;
 use crate::net::{Client, NetEvent, RequestError};
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 use crate::sync::batch::{BatchId, ReqId};
 use crate::sync::engine::{
     Action, Failure, LocalChain, Request, Response, Stats, StoreFailure, SyncEngine, SyncStatus,
 };
 use crate::sync::peer_book::GenesisVerdict;
 use crate::sync::progress::Progress;
+use crate::sync::store_worker::{self, store_failure, StoreDone, StoreJob};
 use crate::sync::SyncConfig;
 
 /// One peer as the sync engine sees it (for status output).
@@ -126,24 +127,6 @@ impl LocalChain for StoreView {
     }
 }
 
-/// The engine's view of a store error.
-fn store_failure(e: StoreError) -> StoreFailure {
-    match e {
-        StoreError::NotLinked { .. } => StoreFailure::NotLinked(e.to_string()),
-        _ => StoreFailure::Io(e.to_string()),
-    }
-}
-
-enum StoreJob {
-    Import(BatchId, Arc<Vec<Block>>),
-    Rollback(u64),
-}
-
-enum StoreDone {
-    Imported(BatchId, Result<BlockRef, StoreFailure>),
-    RolledBack(Result<BlockRef, StoreFailure>),
-}
-
 /// Starts the driver. It stops when the network's event channel closes.
 pub fn spawn(
     config: SyncConfig,
@@ -163,7 +146,7 @@ pub fn spawn(
         Box::new(StoreView(store.clone())),
         now,
     );
-    let (job_tx, done_rx) = store_worker(store.clone(), genesis.slot_ms, metrics.clone());
+    let (job_tx, done_rx) = store_worker::spawn(store.clone(), genesis.slot_ms, metrics.clone());
     let driver = Driver {
         engine,
         genesis: Arc::new(genesis),
@@ -187,82 +170,6 @@ pub fn spawn(
         },
         task,
     )
-}
-
-/// Blocks a rollback drops that are remembered to catch their authors
-/// equivocating: more than any reorg `max_reorg_depth` allows by default.
-const DROPPED_BLOCKS_WATCHED: usize = 4096;
-
-/// One thread owns store writes so they happen strictly in order. It also
-/// watches for equivocation where the node sees both blocks: a rollback
-/// drops our block in a slot, and the chain that replaces it has another
-/// block by the same authority in that slot.
-fn store_worker(
-    store: Store,
-    slot_ms: u64,
-    metrics: Arc<Metrics>,
-) -> (
-    mpsc::UnboundedSender<StoreJob>,
-    mpsc::UnboundedReceiver<StoreDone>,
-) {
-    let (job_tx, mut job_rx) = mpsc::unbounded_channel::<StoreJob>();
-    let (done_tx, done_rx) = mpsc::unbounded_channel();
-    tokio::task::spawn_blocking(move || {
-        let mut dropped = SlotWatch::new(slot_ms, DROPPED_BLOCKS_WATCHED);
-        while let Some(job) = job_rx.blocking_recv() {
-            let done = match job {
-                StoreJob::Import(batch, blocks) => {
-                    if !dropped.is_empty() {
-                        for e in blocks.iter().filter_map(|b| dropped.check(&b.header)) {
-                            report_equivocation(&metrics, &e);
-                        }
-                    }
-                    StoreDone::Imported(batch, store.import(&blocks).map_err(store_failure))
-                }
-                StoreJob::Rollback(h) => {
-                    remember_dropped(&store, h, &mut dropped);
-                    StoreDone::RolledBack(store.rollback_to(h).map_err(store_failure))
-                }
-            };
-            if done_tx.send(done).is_err() {
-                break;
-            }
-        }
-    });
-    (job_tx, done_rx)
-}
-
-/// Remembers the blocks above `height` (up to [`DROPPED_BLOCKS_WATCHED`] of
-/// them, nearest the fork first) before a rollback drops them. A read error
-/// only costs the detection, never the rollback.
-fn remember_dropped(store: &Store, height: u64, watch: &mut SlotWatch) {
-    let tip = store.tip().height;
-    let mut next = height + 1;
-    let mut read = 0;
-    while next <= tip && read < DROPPED_BLOCKS_WATCHED {
-        match store.blocks_range(next, 4096, 16 * 1024 * 1024) {
-            Ok(blocks) if !blocks.is_empty() => {
-                for b in blocks.iter().take(DROPPED_BLOCKS_WATCHED - read) {
-                    watch.remember(&b.header);
-                }
-                read += blocks.len();
-                next += blocks.len() as u64;
-            }
-            Ok(_) => break,
-            Err(e) => {
-                warn!(height = next, error = %e, "cannot read the blocks a rollback drops; equivocation in them goes unseen");
-                break;
-            }
-        }
-    }
-}
-
-/// Two blocks for one slot by one authority, both validly signed: the
-/// authority's key signed both, which an honest producer never does.
-fn report_equivocation(metrics: &Metrics, e: &Equivocation) {
-    warn!(slot = e.slot, authority = %e.producer, first = %e.first, second = %e.second,
-        "equivocation: an authority signed two different blocks for one slot (seen across a reorg)");
-    metrics.equivocation("reorg");
 }
 
 type Answer = (ReqId, Result<Response, Failure>);
