@@ -87,9 +87,11 @@ pub enum Action {
         peer: PeerId,
         request: Request,
     },
-    /// Validate `blocks` as a chain segment (signatures included) and answer
-    /// with `handle_validated(batch, …)`. Linking to the parent is the
-    /// engine's job, so this needs no context.
+    /// Validate `blocks` as a chain segment (signatures included), and that
+    /// none is too far ahead of the wall clock, and answer with
+    /// `handle_validated(batch, …)`. Linking the first block to its parent
+    /// (hash, height, one block per slot) is the engine's job, so this needs
+    /// no context.
     Validate {
         batch: BatchId,
         blocks: Arc<Vec<Block>>,
