@@ -20,7 +20,7 @@ use crate::api::{self, ApiContext, ApiError};
 use crate::chain::{AuthorityKey, Genesis, Hash};
 use crate::metrics::Metrics;
 use crate::net::{self, keys, Client, NetConfig};
-use crate::producer::{Producer, SignedSlots, SignedSlotsError};
+use crate::producer::{Producer, SignedSlots, SignedSlotsError, SlotSigner};
 use crate::store::{Store, StoreError};
 use crate::sync::{self, SyncConfig, SyncHandle};
 
@@ -155,13 +155,15 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         info!(authority = %key.public(), "block production enabled");
         tokio::spawn(
             Producer {
-                key,
-                genesis,
-                store: store.clone(),
+                signer: SlotSigner {
+                    key,
+                    genesis,
+                    store: store.clone(),
+                    metrics,
+                    signed,
+                },
                 client: client.clone(),
                 sync: sync.clone(),
-                metrics,
-                signed,
             }
             .run(),
         )

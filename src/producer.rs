@@ -147,13 +147,19 @@ impl SignedSlots {
     }
 }
 
-/// Everything the producer task needs.
+/// The producer task: a [`SlotSigner`], and the network and sync handles
+/// to announce its blocks and to ask whether it may produce.
 pub struct Producer {
+    pub signer: SlotSigner,
+    pub client: Client,
+    pub sync: SyncHandle,
+}
+
+/// Builds, signs and imports our blocks, one per slot at most.
+pub struct SlotSigner {
     pub key: AuthorityKey,
     pub genesis: Genesis,
     pub store: Store,
-    pub client: Client,
-    pub sync: SyncHandle,
     pub metrics: Arc<Metrics>,
     pub signed: SignedSlots,
 }
@@ -186,25 +192,26 @@ impl Producer {
     /// At each slot our key owns, builds a block on the current tip,
     /// validates and imports it, and announces it.
     pub async fn run(mut self) {
-        let me = self.key.public();
-        let slot_ms = self.genesis.slot_ms.max(1);
+        let me = self.signer.key.public();
+        let genesis = self.signer.genesis.clone();
+        let slot_ms = genesis.slot_ms.max(1);
         let mut last_slot: Option<u64> = None;
         loop {
             let now = now_ms();
             let slot = now / slot_ms;
-            let tip = self.store.tip();
+            let tip = self.signer.store.tip();
             let fresh_slot =
-                last_slot.is_none_or(|s| slot > s) && self.genesis.slot_of(tip.timestamp_ms) < slot;
-            if now >= self.genesis.timestamp_ms
-                && fresh_slot
-                && *self.genesis.producer_for_slot(slot) == me
-            {
+                last_slot.is_none_or(|s| slot > s) && genesis.slot_of(tip.timestamp_ms) < slot;
+            if now >= genesis.timestamp_ms && fresh_slot && *genesis.producer_for_slot(slot) == me {
                 last_slot = Some(slot);
                 match sync_allows(&self.sync) {
                     Err(why) => info!(slot, why, "not producing in our slot"),
-                    Ok(()) => match self.produce_one(&tip, slot).await {
-                        Ok(true) => self.sync.local_tip_changed().await,
-                        Ok(false) => {}
+                    Ok(()) => match self.signer.produce_one(&tip, slot).await {
+                        Ok(Some((height, hash))) => {
+                            self.client.announce_tip(height, hash).await;
+                            self.sync.local_tip_changed().await;
+                        }
+                        Ok(None) => {}
                         Err(e) => error!(slot, error = %e, "block production failed"),
                     },
                 }
@@ -215,9 +222,16 @@ impl Producer {
             tokio::time::sleep(Duration::from_millis(wait)).await;
         }
     }
+}
 
-    /// Returns whether a block was imported.
-    async fn produce_one(&mut self, tip: &BlockRef, slot: u64) -> Result<bool, String> {
+impl SlotSigner {
+    /// Builds our block for `slot` on `tip`, records the slot, signs,
+    /// validates and imports it; returns its height and hash if imported.
+    pub async fn produce_one(
+        &mut self,
+        tip: &BlockRef,
+        slot: u64,
+    ) -> Result<Option<(u64, Hash)>, String> {
         let me = self.key.public();
         let timestamp_ms = slot * self.genesis.slot_ms;
         let mut block = unsigned_block(&self.key, tip, timestamp_ms, block_body(slot));
@@ -232,7 +246,7 @@ impl Producer {
                 warn!(slot, authority = %me, first = %first, second = %hash,
                     "refusing to sign a second block for a slot this key already signed (equivocation prevented)");
                 self.metrics.equivocation("own_slot");
-                return Ok(false);
+                return Ok(None);
             }
             SlotCheck::Behind(signed) => {
                 warn!(
@@ -240,7 +254,7 @@ impl Producer {
                     signed_slot = signed,
                     "this key already signed a later slot (did the clock go back?); not producing"
                 );
-                return Ok(false);
+                return Ok(None);
             }
         }
         block.header.signature = self.key.sign(&hash);
@@ -254,13 +268,12 @@ impl Producer {
                 // The tip moved under us (e.g. a sync import); the slot is
                 // spent: the record forbids another block in it.
                 warn!(height, slot, error = %e, "produced block not imported (the tip moved); skipping this slot");
-                return Ok(false);
+                return Ok(None);
             }
             Err(e) => return Err(e.to_string()),
         }
         info!("Produced block #{height} {hash}");
-        self.client.announce_tip(height, hash).await;
-        Ok(true)
+        Ok(Some((height, hash)))
     }
 }
 
@@ -286,6 +299,44 @@ mod tests {
         let back = SignedSlots::load(dir.path()).unwrap();
         assert_eq!(back.check(&key, 10, &b), SlotCheck::OtherBlock(a));
         assert_eq!(back.check(&key, 11, &b), SlotCheck::Free);
+    }
+
+    #[tokio::test]
+    async fn the_producer_refuses_a_second_block_for_a_signed_slot_and_counts_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let genesis = Genesis::dev();
+        let key = AuthorityKey::dev();
+        let store = Store::open(dir.path(), &genesis).unwrap();
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = Arc::new(Metrics::register(&mut registry));
+        let tip = store.tip();
+        let slot = genesis.slot_of(tip.timestamp_ms) + 1;
+        // A block for `slot` was signed before a restart (it never reached the store).
+        let mut before = SignedSlots::load(dir.path()).unwrap();
+        before
+            .record(key.public(), slot, Hash::digest(b"earlier block"))
+            .unwrap();
+        let mut signer = SlotSigner {
+            key,
+            genesis: genesis.clone(),
+            store: store.clone(),
+            metrics: metrics.clone(),
+            signed: SignedSlots::load(dir.path()).unwrap(),
+        };
+        assert_eq!(signer.produce_one(&tip, slot).await, Ok(None));
+        assert_eq!(metrics.equivocations("own_slot"), 1);
+        assert_eq!(store.tip(), tip, "nothing was imported");
+        // The next slot is free: produced, imported and recorded.
+        let (height, hash) = signer.produce_one(&tip, slot + 1).await.unwrap().unwrap();
+        assert_eq!((height, store.tip().hash), (1, hash));
+        let after = SignedSlots::load(dir.path()).unwrap();
+        assert_eq!(
+            after.check(&signer.key.public(), slot + 1, &hash),
+            SlotCheck::SameBlock
+        );
+        // An earlier slot than the last signed one is refused, but is no equivocation.
+        assert_eq!(signer.produce_one(&tip, slot).await, Ok(None));
+        assert_eq!(metrics.equivocations("own_slot"), 1);
     }
 
     #[test]
