@@ -58,6 +58,10 @@ fn check<T: std::fmt::Debug>(
     }
 }
 
+/// Largest accepted `sync.max_future_drift_ms`: an hour ahead is no longer
+/// clock skew, and a drift that large lets an authority claim slots far ahead.
+const MAX_FUTURE_DRIFT: Duration = Duration::from_secs(3600);
+
 /// Checks every sync tunable (keys as in the `[sync]` table).
 pub fn validate_sync(c: &SyncConfig) -> Result<(), InvalidValue> {
     const POSITIVE: &str = "must be at least 1";
@@ -121,6 +125,12 @@ pub fn validate_sync(c: &SyncConfig) -> Result<(), InvalidValue> {
     ms_positive("sync.stall_timeout_ms", c.stall_timeout)?;
     ms_positive("sync.ban_duration_ms", c.ban_duration)?;
     ms_positive("sync.split_backoff_ms", c.split_backoff)?;
+    check(
+        "sync.max_future_drift_ms",
+        ms(c.max_future_drift),
+        c.max_future_drift <= MAX_FUTURE_DRIFT,
+        "must be at most 3600000 ms (1 hour); more would all but disable the rule",
+    )?;
     Ok(())
 }
 
@@ -173,6 +183,9 @@ pub struct FileConfig {
     pub mdns: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub produce: Option<bool>,
+    /// Authority key file to produce with (made by `concord authority new`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authority_key: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dev_authority: Option<bool>,
     /// `IP:PORT` or `off`.
@@ -302,6 +315,7 @@ section! {
             rollback_settle_ms => rollback_settle,
             split_backoff_ms => split_backoff,
             produce_alone_after_ms => produce_alone_after,
+            max_future_drift_ms => max_future_drift,
         }
     }
 }
@@ -387,7 +401,20 @@ mod tests {
                     ..SyncConfig::default()
                 },
             ),
+            (
+                "sync.max_future_drift_ms",
+                SyncConfig {
+                    max_future_drift: Duration::from_secs(3601),
+                    ..SyncConfig::default()
+                },
+            ),
         ];
+        // No drift at all is strict but works: early blocks wait for the clock.
+        let strict = SyncConfig {
+            max_future_drift: Duration::ZERO,
+            ..SyncConfig::default()
+        };
+        assert_eq!(validate_sync(&strict), Ok(()));
         for (key, c) in bad_sync {
             assert_eq!(validate_sync(&c).map_err(|e| e.key), Err(key));
         }

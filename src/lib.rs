@@ -19,6 +19,8 @@
 //!   `sync::engine` (its parts: checks, schedule, import, forks, requests,
 //!   status) and the driver task that connects them to the network and the store.
 //! - [`config`]: the config file format (`concord run --config`).
+//! - [`producer`]: block production in our authority's slots, never two
+//!   blocks for one slot (the signed-slot record in the data dir).
 //! - [`api`]: the HTTP API (status, peers, blocks, manual sync, metrics).
 //! - [`node`]: assembles a running node from a config.
 //!
@@ -36,6 +38,7 @@ pub mod config;
 pub mod metrics;
 pub mod net;
 pub mod node;
+pub mod producer;
 pub mod protocol;
 pub mod store;
 pub mod sync;

@@ -4,9 +4,11 @@
 //!
 //! Owns metric names, help texts, label sets and buckets. Writers: the sync
 //! driver ([`Metrics::observe_sync`] with plain [`SyncFigures`] after each
-//! published snapshot, and
-//! [`Metrics::observe_request`] around each outbound request) and the net
-//! event loop (inbound requests served/refused). Readers: `/metrics` in
+//! published snapshot,
+//! [`Metrics::observe_request`] around each outbound request, and
+//! [`Metrics::equivocation`] from its store worker), the block producer
+//! ([`Metrics::equivocation`]) and the net event loop (inbound requests
+//! served/refused). Readers: `/metrics` in
 //! [`crate::api`]. It must not hold node state of its own or do I/O, and the
 //! pure sync engine must not see it.
 
@@ -59,6 +61,7 @@ pub struct SyncCounters {
     pub polls: u64,
     pub fork_judgments: u64,
     pub checkpoint_rejections: u64,
+    pub future_blocks: u64,
 }
 
 fn latency_histogram() -> Histogram {
@@ -93,6 +96,8 @@ pub struct Metrics {
     polls: Counter,
     fork_judgments: Counter,
     checkpoint_rejections: Counter,
+    future_blocks: Counter,
+    equivocations: Family<Labels, Counter>,
     request_duration: HistogramFamily,
     inbound_served: Family<Labels, Counter>,
     inbound_refused: Family<Labels, Counter>,
@@ -126,6 +131,8 @@ impl Metrics {
             polls: Counter::default(),
             fork_judgments: Counter::default(),
             checkpoint_rejections: Counter::default(),
+            future_blocks: Counter::default(),
+            equivocations: Family::default(),
             request_duration: Family::new_with_constructor(latency_histogram),
             inbound_served: Family::default(),
             inbound_refused: Family::default(),
@@ -232,6 +239,22 @@ impl Metrics {
             m.checkpoint_rejections.clone(),
         );
         r.register(
+            "future_blocks",
+            "Downloaded batches put off because a block was too far ahead of the local clock",
+            m.future_blocks.clone(),
+        );
+        r.register(
+            "equivocations",
+            "Two different blocks for one slot by the same authority, by where they were seen \
+             (reorg: a rollback replaced one with the other; own_slot: our producer was about \
+             to sign a second block for a slot and refused)",
+            m.equivocations.clone(),
+        );
+        // Both series exist from the start, so a scrape shows 0 rather than nothing.
+        for seen in ["reorg", "own_slot"] {
+            let _ = m.equivocations.get_or_create(&vec![("seen", seen)]);
+        }
+        r.register(
             "request_duration_seconds",
             "Outbound request latency, by protocol and result (ok, error)",
             m.request_duration.clone(),
@@ -280,6 +303,7 @@ impl Metrics {
         advance(&self.polls, c.polls);
         advance(&self.fork_judgments, c.fork_judgments);
         advance(&self.checkpoint_rejections, c.checkpoint_rejections);
+        advance(&self.future_blocks, c.future_blocks);
         for (outcome, n) in &f.votes {
             advance(&self.votes.get_or_create(&vec![("outcome", *outcome)]), *n);
         }
@@ -316,6 +340,20 @@ impl Metrics {
     }
 
     /// We refused an inbound request on `protocol` because of the peer.
+    /// An equivocation was seen (`reorg`) or prevented (`own_slot`).
+    pub fn equivocation(&self, seen: &'static str) {
+        self.equivocations
+            .get_or_create(&vec![("seen", seen)])
+            .inc();
+    }
+
+    /// How many equivocations were counted under `seen` (for tests and status).
+    pub fn equivocations(&self, seen: &'static str) -> u64 {
+        self.equivocations
+            .get_or_create(&vec![("seen", seen)])
+            .get()
+    }
+
     pub fn inbound_refused(&self, protocol: &'static str) {
         self.inbound_refused
             .get_or_create(&vec![("protocol", protocol)])

@@ -1,5 +1,5 @@
 //! Assembles a running node: store, node key, network, sync driver, block
-//! producer and the HTTP API.
+//! producer ([`crate::producer`]) and the HTTP API.
 //!
 //! [`run`] is what `concord run` executes. [`start`] is the same without the
 //! wait, for tests and embedders: it returns a [`RunningNode`] holding the
@@ -9,19 +9,18 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::api::{self, ApiContext, ApiError};
-use crate::chain::generate::produce_block;
-use crate::chain::validate::validate_block;
-use crate::chain::{AuthorityKey, BlockRef, Genesis, Hash};
+use crate::chain::{AuthorityKey, Genesis, Hash};
 use crate::metrics::Metrics;
 use crate::net::{self, keys, Client, NetConfig};
+use crate::producer::{Producer, SignedSlots, SignedSlotsError, SlotSigner};
 use crate::store::{Store, StoreError};
 use crate::sync::{self, SyncConfig, SyncHandle};
 
@@ -51,6 +50,8 @@ pub enum NodeError {
     Net(#[from] net::NetError),
     #[error("cannot produce: key {key} is not an authority of genesis {genesis}")]
     NotAuthority { key: String, genesis: Hash },
+    #[error(transparent)]
+    SignedSlots(#[from] SignedSlotsError),
     #[error("cannot flush the store: {0}")]
     Flush(StoreError),
     #[error(transparent)]
@@ -67,6 +68,8 @@ pub struct RunningNode {
     pub client: Client,
     pub store: Store,
     pub sync: SyncHandle,
+    /// Concord's metrics (what `/metrics` serves under `concord_`).
+    pub metrics: Arc<Metrics>,
     /// Where the API listens, if enabled.
     pub api_addr: Option<SocketAddr>,
     api: Option<ApiTask>,
@@ -92,14 +95,17 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         sync: mut sync_config,
         api: api_addr,
     } = config;
-    if let Some(key) = &produce {
-        if !genesis.is_authority(&key.public()) {
+    let signed_slots = match &produce {
+        Some(key) if !genesis.is_authority(&key.public()) => {
             return Err(NodeError::NotAuthority {
                 key: key.public().to_hex(),
                 genesis: genesis.hash(),
             });
         }
-    }
+        // Without its record the producer could sign a slot twice: no record, no production.
+        Some(_) => Some(SignedSlots::load(&data_dir)?),
+        None => None,
+    };
     let path = store_path(&data_dir);
     let store = {
         let (p, g) = (path.clone(), genesis.clone());
@@ -147,19 +153,27 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         store.clone(),
         client.clone(),
         events,
-        metrics,
+        metrics.clone(),
     );
+    let node_metrics = metrics.clone();
 
-    let producer_task = produce.map(|key| {
+    let producer_task = produce.zip(signed_slots).map(|(key, signed)| {
         info!(authority = %key.public(), "block production enabled");
-        tokio::spawn(produce_blocks(
-            key,
-            genesis,
-            store.clone(),
-            client.clone(),
-            sync.clone(),
-            alone,
-        ))
+        tokio::spawn(
+            Producer {
+                signer: SlotSigner {
+                    key,
+                    genesis,
+                    store: store.clone(),
+                    metrics,
+                    signed,
+                },
+                client: client.clone(),
+                sync: sync.clone(),
+                alone,
+            }
+            .run(),
+        )
     });
 
     let (api_addr, api) = match api_listener {
@@ -184,6 +198,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         client,
         store,
         sync,
+        metrics: node_metrics,
         api_addr,
         api,
         net_task,
@@ -230,144 +245,4 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     shutdown.await;
     info!("shutdown requested");
     node.stop().await
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// A small payload for produced blocks: which slot, and a few random bytes so
-/// bodies differ.
-fn block_body(slot: u64) -> Vec<u8> {
-    let mut body = format!("concord block for slot {slot} ").into_bytes();
-    body.extend(rand::random::<[u8; 16]>());
-    body
-}
-
-/// At each slot owned by `key`, builds a block on the current tip, validates
-/// and imports it, and announces it — if sync says the node may extend its
-/// chain (see [`sync::engine::Engine::production_blocker`]); otherwise the
-/// slot is skipped, and the reason logged when it changes.
-async fn produce_blocks(
-    key: AuthorityKey,
-    genesis: Genesis,
-    store: Store,
-    client: Client,
-    sync: SyncHandle,
-    alone: Option<Duration>,
-) {
-    let me = key.public();
-    let slot_ms = genesis.slot_ms.max(1);
-    let started = tokio::time::Instant::now();
-    let mut last_slot: Option<u64> = None;
-    let mut last_blocker: Option<String> = None;
-    loop {
-        let now = now_ms();
-        let slot = now / slot_ms;
-        let tip = store.tip();
-        let fresh_slot =
-            last_slot.is_none_or(|s| slot > s) && genesis.slot_of(tip.timestamp_ms) < slot;
-        if now >= genesis.timestamp_ms && fresh_slot && *genesis.producer_for_slot(slot) == me {
-            last_slot = Some(slot);
-            let blocker = match sync.status() {
-                Some(snapshot) => {
-                    production_blocker(snapshot.status.production_blocker, alone, started.elapsed())
-                }
-                None => Some("sync has not started".into()),
-            };
-            if blocker != last_blocker {
-                match &blocker {
-                    Some(why) => info!(slot, reason = %why, "not producing in our slot"),
-                    None if last_blocker.is_some() => info!(slot, "producing again"),
-                    None => {}
-                }
-                last_blocker = blocker.clone();
-            }
-            if blocker.is_none() {
-                match produce_one(&key, &genesis, &store, &client, &tip, slot).await {
-                    Ok(()) => sync.local_tip_changed().await,
-                    Err(e) => error!(slot, error = %e, "block production failed"),
-                }
-            }
-        }
-        // Sleep to the start of the next slot (at least a few ms).
-        let next = (slot + 1) * slot_ms;
-        let wait = next.saturating_sub(now_ms()).max(5);
-        tokio::time::sleep(Duration::from_millis(wait)).await;
-    }
-}
-
-/// Sync's verdict on extending our chain (`blocker`, `None` if it may),
-/// except that a node allowed to be alone (`alone`: it has no bootstrap
-/// addresses; after how long) produces with no peers at all: a one-node network.
-fn production_blocker(
-    blocker: Option<String>,
-    alone: Option<Duration>,
-    uptime: Duration,
-) -> Option<String> {
-    match (blocker.as_deref(), alone) {
-        (Some("no peers"), Some(after)) if uptime >= after => None,
-        _ => blocker,
-    }
-}
-
-async fn produce_one(
-    key: &AuthorityKey,
-    genesis: &Genesis,
-    store: &Store,
-    client: &Client,
-    tip: &BlockRef,
-    slot: u64,
-) -> Result<(), String> {
-    let timestamp_ms = (slot * genesis.slot_ms).max(tip.timestamp_ms);
-    let block = produce_block(key, tip, timestamp_ms, block_body(slot));
-    validate_block(genesis, tip, &block).map_err(|e| format!("produced an invalid block: {e}"))?;
-    let (height, hash) = (block.height(), block.hash());
-    let store = store.clone();
-    match tokio::task::spawn_blocking(move || store.import(&[block])).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => {
-            // The tip moved under us (e.g. a sync import); try next slot.
-            warn!(height, error = %e, "produced block not imported");
-            return Ok(());
-        }
-        Err(e) => return Err(e.to_string()),
-    }
-    info!("Produced block #{height} {hash}");
-    client.announce_tip(height, hash).await;
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_node_produces_alone_only_without_bootstrap_addresses_and_after_the_wait() {
-        let none = || Some("no peers".to_string());
-        let wait = Some(Duration::from_secs(5));
-        assert_eq!(
-            production_blocker(none(), wait, Duration::from_secs(1)),
-            none()
-        );
-        assert_eq!(
-            production_blocker(none(), wait, Duration::from_secs(5)),
-            None
-        );
-        // With bootstrap addresses: never without peers.
-        assert_eq!(
-            production_blocker(none(), None, Duration::from_secs(3600)),
-            none()
-        );
-        // Alone or not, every other blocker holds.
-        let syncing = Some("syncing: #3 of safe target #9".to_string());
-        assert_eq!(
-            production_blocker(syncing.clone(), wait, Duration::from_secs(60)),
-            syncing
-        );
-        assert_eq!(production_blocker(None, None, Duration::ZERO), None);
-    }
 }

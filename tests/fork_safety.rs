@@ -139,6 +139,10 @@ async fn an_eclipsed_node_reorgs_after_three_honest_peers_arrive_one_by_one() {
     let snap = n.sync.snapshot().await.unwrap();
     assert!(snap.banned.is_empty(), "banned: {:?}", snap.banned);
     assert!(snap.stats.reorgs >= 1);
+    // Both chains are the dev authority's, slot for slot: each fork block
+    // the reorg replaced is an equivocation by that authority.
+    assert!(n.metrics.equivocations("reorg") >= 1);
+    assert_eq!(n.metrics.equivocations("own_slot"), 0);
     for h in &hs {
         assert_eq!(h.store.tip().hash, honest, "an honest peer was converted");
         let s = h.sync.snapshot().await.unwrap();

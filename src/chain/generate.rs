@@ -12,9 +12,8 @@
 //! seed as 8 little-endian bytes)`.
 
 use crate::chain::{
-    genesis::{AuthorityKey, Genesis},
-    validate::BlockRef,
-    Block, BlockHeader, Hash, Signature,
+    authority::AuthorityKey, genesis::Genesis, validate::BlockRef, Block, BlockHeader, Hash,
+    PublicKey, Signature,
 };
 
 const BODY_KEY_CONTEXT: &str = "concord chain generator v1 body";
@@ -31,7 +30,10 @@ pub fn produce_block(
     block
 }
 
-fn unsigned_block(
+/// The block [`produce_block`] makes, before it is signed: its hash is
+/// already final (the hash does not cover the signature), so a producer can
+/// record what it is about to sign first.
+pub fn unsigned_block(
     key: &AuthorityKey,
     parent: &BlockRef,
     timestamp_ms: u64,
@@ -50,17 +52,20 @@ fn unsigned_block(
     }
 }
 
-/// A deterministic chain of `count` blocks after `parent`, bodies of `body_size`
-/// pseudo-random bytes derived from `seed`; timestamps advance one slot per block.
-/// The same arguments always give the same blocks; another seed gives a fork.
+/// A deterministic chain of blocks after `parent`, bodies of `body_size`
+/// pseudo-random bytes derived from `seed`. The same arguments always give
+/// the same blocks; another seed gives a fork.
 ///
-/// With several authorities, each block goes in the next slot that `key` owns
-/// (for a single authority that is simply the next slot):
-/// the k-th block's timestamp is `parent.timestamp_ms + j * slot_ms` for the
-/// k-th such `j`.
+/// Each block goes in the next slot that one of the generator's keys owns,
+/// signed by that key: the k-th block's timestamp is `parent.timestamp_ms +
+/// j * slot_ms` for the k-th such `j`. With keys for every authority (or a
+/// single-authority genesis) that is simply the next slot; with keys for only
+/// some, the other authorities' slots stay empty.
 pub struct ChainGenerator {
     genesis: Genesis,
-    key: AuthorityKey,
+    keys: Vec<AuthorityKey>,
+    /// For each genesis authority, the index of its key in `keys`, if we hold it.
+    owner: Vec<Option<usize>>,
     parent: BlockRef,
     /// `j` of the last block: its timestamp is `base_ms + step * slot_ms`.
     step: u64,
@@ -69,10 +74,22 @@ pub struct ChainGenerator {
     body_key: [u8; 32],
 }
 
+/// Why a generator cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GeneratorError {
+    #[error("key {key} is not an authority of genesis {genesis}")]
+    NotAuthority { key: PublicKey, genesis: Hash },
+    #[error("no authority key to sign with")]
+    NoKeys,
+}
+
 impl ChainGenerator {
+    /// A generator signing with one key.
+    ///
     /// # Panics
     ///
-    /// If `key` is not an authority of `genesis`: it could never produce a valid block.
+    /// If `key` is not an authority of `genesis`: it could never produce a
+    /// valid block. [`ChainGenerator::with_keys`] returns that as an error.
     pub fn new(
         genesis: &Genesis,
         key: AuthorityKey,
@@ -80,21 +97,45 @@ impl ChainGenerator {
         body_size: usize,
         seed: u64,
     ) -> ChainGenerator {
-        assert!(
-            genesis.is_authority(&key.public()),
-            "ChainGenerator: key {} is not an authority of genesis {}",
-            key.public(),
-            genesis.hash()
-        );
-        ChainGenerator {
+        match Self::with_keys(genesis, vec![key], parent, body_size, seed) {
+            Ok(g) => g,
+            Err(e) => panic!("ChainGenerator: {e}"),
+        }
+    }
+
+    /// A generator filling the slots of every authority in `keys` (a key
+    /// given twice counts once).
+    pub fn with_keys(
+        genesis: &Genesis,
+        keys: Vec<AuthorityKey>,
+        parent: BlockRef,
+        body_size: usize,
+        seed: u64,
+    ) -> Result<ChainGenerator, GeneratorError> {
+        if keys.is_empty() {
+            return Err(GeneratorError::NoKeys);
+        }
+        let mut owner = vec![None; genesis.authorities.len()];
+        for (k, key) in keys.iter().enumerate() {
+            let public = key.public();
+            let Some(i) = genesis.authorities.iter().position(|a| *a == public) else {
+                return Err(GeneratorError::NotAuthority {
+                    key: public,
+                    genesis: genesis.hash(),
+                });
+            };
+            owner[i].get_or_insert(k);
+        }
+        Ok(ChainGenerator {
             genesis: genesis.clone(),
-            key,
+            keys,
+            owner,
             base_ms: parent.timestamp_ms,
             parent,
             step: 0,
             body_size,
             body_key: blake3::derive_key(BODY_KEY_CONTEXT, &seed.to_le_bytes()),
-        }
+        })
     }
 
     /// The last block produced so far (the `parent` given to `new` before the first).
@@ -111,46 +152,49 @@ impl ChainGenerator {
         body
     }
 
-    /// Advances to the next owned slot and builds the next block without its
-    /// signature. The block hash does not cover the signature, so the chain of
-    /// hashes can be built sequentially and signed in parallel afterwards.
-    fn next_unsigned(&mut self) -> Block {
-        let me = self.key.public();
-        let timestamp_ms = loop {
+    /// Advances to the next slot one of our keys owns and builds the next
+    /// block without its signature; returns it with the index of the key that
+    /// must sign it. The block hash does not cover the signature, so the
+    /// chain of hashes can be built sequentially and signed in parallel
+    /// afterwards.
+    fn next_unsigned(&mut self) -> (Block, usize) {
+        let (timestamp_ms, signer) = loop {
             self.step += 1;
             let ts = self.base_ms + self.step * self.genesis.slot_ms;
-            if *self.genesis.producer_for_slot(self.genesis.slot_of(ts)) == me {
-                break ts;
+            let slot = self.genesis.slot_of(ts);
+            if let Some(k) = self.owner[self.genesis.producer_index_for_slot(slot)] {
+                break (ts, k);
             }
         };
         let body = self.body(self.parent.height + 1);
-        let block = unsigned_block(&self.key, &self.parent, timestamp_ms, body);
+        let block = unsigned_block(&self.keys[signer], &self.parent, timestamp_ms, body);
         self.parent = BlockRef {
             height: block.header.height,
             hash: block.header.hash(),
             timestamp_ms,
         };
-        block
+        (block, signer)
     }
 
     /// The next `n` blocks, signed on up to `threads` threads (signing is
     /// ~95% of the cost of a small block). Same blocks as `n` calls to `next`.
     pub fn next_batch(&mut self, n: usize, threads: usize) -> Vec<Block> {
-        let mut blocks: Vec<Block> = (0..n).map(|_| self.next_unsigned()).collect();
+        let (mut blocks, signers): (Vec<Block>, Vec<usize>) =
+            (0..n).map(|_| self.next_unsigned()).unzip();
         let threads = threads.clamp(1, n.max(1));
-        let key = &self.key;
-        let sign_all = |chunk: &mut [Block]| {
-            for b in chunk {
-                b.header.signature = key.sign(&b.header.hash());
+        let keys = &self.keys;
+        let sign_all = |chunk: &mut [Block], signers: &[usize]| {
+            for (b, k) in chunk.iter_mut().zip(signers) {
+                b.header.signature = keys[*k].sign(&b.header.hash());
             }
         };
         if threads == 1 {
-            sign_all(&mut blocks);
+            sign_all(&mut blocks, &signers);
         } else {
             let per = n.div_ceil(threads);
             std::thread::scope(|s| {
-                for chunk in blocks.chunks_mut(per) {
-                    s.spawn(move || sign_all(chunk));
+                for (chunk, signers) in blocks.chunks_mut(per).zip(signers.chunks(per)) {
+                    s.spawn(move || sign_all(chunk, signers));
                 }
             });
         }
@@ -161,8 +205,8 @@ impl ChainGenerator {
 impl Iterator for ChainGenerator {
     type Item = Block;
     fn next(&mut self) -> Option<Block> {
-        let mut block = self.next_unsigned();
-        block.header.signature = self.key.sign(&block.header.hash());
+        let (mut block, signer) = self.next_unsigned();
+        block.header.signature = self.keys[signer].sign(&block.header.hash());
         Some(block)
     }
 }
@@ -235,6 +279,63 @@ mod tests {
         let times: Vec<u64> = blocks.iter().map(|b| b.header.timestamp_ms).collect();
         assert_eq!(times, vec![10, 40, 70, 100]);
         validate_segment(&g, &BlockRef::of(g.block()), &blocks).unwrap();
+    }
+
+    #[test]
+    fn keys_for_some_authorities_fill_only_their_slots() {
+        let keys: Vec<AuthorityKey> = (1..=3).map(|i| AuthorityKey::from_seed([i; 32])).collect();
+        let g = Genesis::new(
+            "three".into(),
+            0,
+            10,
+            keys.iter().map(AuthorityKey::public).collect(),
+            vec![],
+        )
+        .unwrap();
+        let parent = BlockRef::of(g.block());
+        let two = vec![keys[0].clone(), keys[2].clone()];
+        let blocks: Vec<Block> = ChainGenerator::with_keys(&g, two.clone(), parent, 8, 0)
+            .unwrap()
+            .take(6)
+            .collect();
+        // Slot s belongs to authority s % 3; authority 1 (slots 1, 4, 7, …) is missing.
+        let slots: Vec<u64> = blocks
+            .iter()
+            .map(|b| g.slot_of(b.header.timestamp_ms))
+            .collect();
+        assert_eq!(slots, vec![2, 3, 5, 6, 8, 9]);
+        for b in &blocks {
+            let owner = g.producer_for_slot(g.slot_of(b.header.timestamp_ms));
+            assert_eq!(&b.header.producer, owner);
+        }
+        validate_segment(&g, &parent, &blocks).unwrap();
+        // Parallel signing signs each block with its own slot's key.
+        let mut batched = ChainGenerator::with_keys(&g, two, parent, 8, 0).unwrap();
+        assert_eq!(batched.next_batch(6, 4), blocks);
+        // Every key: every slot.
+        let all: Vec<Block> = ChainGenerator::with_keys(&g, keys.clone(), parent, 8, 0)
+            .unwrap()
+            .take(4)
+            .collect();
+        let slots: Vec<u64> = all
+            .iter()
+            .map(|b| g.slot_of(b.header.timestamp_ms))
+            .collect();
+        assert_eq!(slots, vec![1, 2, 3, 4]);
+        validate_segment(&g, &parent, &all).unwrap();
+        let stranger = AuthorityKey::from_seed([9; 32]);
+        assert_eq!(
+            ChainGenerator::with_keys(&g, vec![keys[0].clone(), stranger.clone()], parent, 8, 0)
+                .err(),
+            Some(GeneratorError::NotAuthority {
+                key: stranger.public(),
+                genesis: g.hash()
+            })
+        );
+        assert_eq!(
+            ChainGenerator::with_keys(&g, vec![], parent, 8, 0).err(),
+            Some(GeneratorError::NoKeys)
+        );
     }
 
     #[test]

@@ -1,8 +1,7 @@
 //! Genesis: the network's name, start time, slot length, authorities and
-//! initial payload; the dev genesis and the dev authority key.
+//! initial payload; the dev genesis.
 //!
-//! Owns the genesis file format, the genesis block derived from it and the
-//! authority signing key type. It must not touch the store or the network:
+//! Owns the genesis file format and the genesis block derived from it. It must not touch the store or the network:
 //! the store only receives a [`Genesis`] to check a data dir against.
 //!
 //! # Genesis file (TOML)
@@ -31,17 +30,16 @@
 //! shortest-form integers). The body hash, and so the genesis hash, therefore
 //! commits to every field.
 
-use std::fmt;
 use std::path::Path;
 
-use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
+use crate::chain::authority::AuthorityKey;
 use crate::chain::{Block, BlockHeader, Hash, PublicKey, Signature};
 
 /// 2026-01-01T00:00:00Z in ms since the Unix epoch.
 const DEV_TIMESTAMP_MS: u64 = 1_767_225_600_000;
-const DEV_SEED_PHRASE: &[u8] = b"concord dev authority //Alice";
 
 /// Errors loading or parsing a genesis file.
 #[derive(Debug, thiserror::Error)]
@@ -287,41 +285,6 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// An authority's signing key (ed25519).
-#[derive(Clone)]
-pub struct AuthorityKey {
-    key: SigningKey,
-}
-
-impl fmt::Debug for AuthorityKey {
-    // Never print the secret.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "AuthorityKey({})", self.public())
-    }
-}
-
-impl AuthorityKey {
-    /// The well-known dev authority, derived from a fixed public seed (like Substrate's //Alice).
-    /// Never use it on a real network.
-    pub fn dev() -> AuthorityKey {
-        AuthorityKey::from_seed(*blake3::hash(DEV_SEED_PHRASE).as_bytes())
-    }
-
-    pub fn from_seed(seed: [u8; 32]) -> AuthorityKey {
-        AuthorityKey {
-            key: SigningKey::from_bytes(&seed),
-        }
-    }
-
-    pub fn public(&self) -> PublicKey {
-        PublicKey(self.key.verifying_key().to_bytes())
-    }
-
-    pub fn sign(&self, block_hash: &Hash) -> Signature {
-        Signature(self.key.sign(&block_hash.0).to_bytes())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -461,8 +424,8 @@ mod tests {
         let h = Hash::digest(b"x");
         let sig = ed25519_dalek::Signature::from_bytes(&key.sign(&h).0);
         assert!(g.verifying_key(0).verify_strict(&h.0, &sig).is_ok());
-        assert!(
-            !format!("{key:?}").contains(&hex::encode(blake3::hash(DEV_SEED_PHRASE).as_bytes()))
-        );
+        assert!(!format!("{key:?}").contains(&hex::encode(
+            blake3::hash(crate::chain::authority::DEV_SEED_PHRASE).as_bytes()
+        )));
     }
 }

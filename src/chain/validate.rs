@@ -8,8 +8,15 @@
 //! Rules, checked in this order so that cheap checks reject garbage before
 //! any hashing or curve arithmetic (the first broken one is reported):
 //! height, parent hash, body size, body hash, producer is an authority,
-//! producer owns the block's slot, timestamp not before the parent's, and the
-//! ed25519 signature of the producer over the 32-byte block hash.
+//! producer owns the block's slot, the block's slot strictly after its
+//! parent's (at most one block per slot), and the ed25519 signature of the
+//! producer over the 32-byte block hash.
+//!
+//! Time: a block more than a configured drift ahead of the local clock is
+//! not acceptable *yet* ([`check_not_future`], [`validate_received`]). That
+//! is not a property of the block alone, so it is reported as
+//! [`ValidationError::FromTheFuture`], which callers defer rather than
+//! punish. The functions here never read the clock: callers pass `now_ms`.
 //!
 //! Signatures: single blocks use `verify_strict`. Segments use
 //! `ed25519_dalek::verify_batch`, which can accept a signature with a torsion
@@ -19,7 +26,7 @@
 
 use ed25519_dalek::VerifyingKey;
 
-use crate::chain::{genesis::Genesis, Block, Hash};
+use crate::chain::{genesis::Genesis, Block, BlockHeader, Hash};
 
 /// Largest block body a valid block may carry (1 MiB). A consensus rule, so it
 /// lives with the other rules; the wire limits in `protocol` are derived from it.
@@ -48,8 +55,14 @@ pub enum ValidationError {
     UnknownProducer { height: u64 },
     #[error("block {height}: producer is an authority but not the one of this slot")]
     WrongSlotProducer { height: u64 },
-    #[error("block {height}: timestamp is before the parent's")]
-    TimestampBeforeParent { height: u64 },
+    #[error("block {height}: slot {slot} is not after its parent's slot {parent_slot} (one block per slot)")]
+    SlotNotAfterParent {
+        height: u64,
+        slot: u64,
+        parent_slot: u64,
+    },
+    #[error("block {height}: timestamp is {ahead_ms} ms ahead of the local clock (more than the allowed drift)")]
+    FromTheFuture { height: u64, ahead_ms: u64 },
     #[error("block {height}: invalid signature")]
     BadSignature { height: u64 },
 }
@@ -64,15 +77,20 @@ impl BlockRef {
     }
 }
 
-/// Every rule except the signature. Returns the block's hash (computed once
-/// here because both linking the next block and the signature need it) and
-/// the producer's verifying key.
-fn check_unsigned<'g>(
-    genesis: &'g Genesis,
+/// What links a block to its parent: the height, the parent hash and the
+/// slot order (strictly later slot: at most one block per slot).
+/// [`validate_detached`] cannot check these for a segment's first block; the
+/// caller that links the segment to the real parent runs this.
+pub fn check_link(
+    slot_ms: u64,
     parent: &BlockRef,
-    block: &Block,
-) -> Result<(Hash, &'g VerifyingKey), ValidationError> {
-    let h = &block.header;
+    header: &BlockHeader,
+) -> Result<(), ValidationError> {
+    check_parent(parent, header)?;
+    check_slot(slot_ms, parent, header)
+}
+
+fn check_parent(parent: &BlockRef, h: &BlockHeader) -> Result<(), ValidationError> {
     let height = h.height;
     let expected = parent.height.wrapping_add(1);
     if height != expected || parent.height == u64::MAX {
@@ -81,6 +99,35 @@ fn check_unsigned<'g>(
     if h.parent != parent.hash {
         return Err(ValidationError::WrongParent { height });
     }
+    Ok(())
+}
+
+fn check_slot(slot_ms: u64, parent: &BlockRef, h: &BlockHeader) -> Result<(), ValidationError> {
+    let slot_ms = slot_ms.max(1);
+    let (slot, parent_slot) = (h.timestamp_ms / slot_ms, parent.timestamp_ms / slot_ms);
+    if slot <= parent_slot {
+        return Err(ValidationError::SlotNotAfterParent {
+            height: h.height,
+            slot,
+            parent_slot,
+        });
+    }
+    Ok(())
+}
+
+/// Every rule except the signature (and, without `parent_time`, the slot
+/// order against the parent). Returns the block's hash (computed once here
+/// because both linking the next block and the signature need it) and the
+/// producer's verifying key.
+fn check_unsigned<'g>(
+    genesis: &'g Genesis,
+    parent: &BlockRef,
+    parent_time: bool,
+    block: &Block,
+) -> Result<(Hash, &'g VerifyingKey), ValidationError> {
+    let h = &block.header;
+    let height = h.height;
+    check_parent(parent, h)?;
     if block.body.len() > MAX_BODY_SIZE {
         return Err(ValidationError::BodyTooLarge {
             height,
@@ -98,8 +145,8 @@ fn check_unsigned<'g>(
             ValidationError::UnknownProducer { height }
         });
     }
-    if h.timestamp_ms < parent.timestamp_ms {
-        return Err(ValidationError::TimestampBeforeParent { height });
+    if parent_time {
+        check_slot(genesis.slot_ms, parent, h)?;
     }
     Ok((h.hash(), genesis.verifying_key(slot_index)))
 }
@@ -118,16 +165,49 @@ pub fn validate_block(
     parent: &BlockRef,
     block: &Block,
 ) -> Result<(), ValidationError> {
-    let (hash, key) = check_unsigned(genesis, parent, block)?;
+    let (hash, key) = check_unsigned(genesis, parent, true, block)?;
     verify_one(key, &hash, block)
+}
+
+/// The first block, if any, whose timestamp is more than `max_drift_ms`
+/// ahead of `now_ms`. Not a verdict on the blocks: they become acceptable as
+/// the clock advances (see the module docs).
+pub fn check_not_future(
+    blocks: &[Block],
+    now_ms: u64,
+    max_drift_ms: u64,
+) -> Result<(), ValidationError> {
+    let limit = now_ms.saturating_add(max_drift_ms);
+    match blocks.iter().find(|b| b.header.timestamp_ms > limit) {
+        Some(b) => Err(ValidationError::FromTheFuture {
+            height: b.header.height,
+            ahead_ms: b.header.timestamp_ms - now_ms,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// What sync runs on a downloaded segment: [`validate_detached`], then
+/// [`check_not_future`]. A segment that breaks a rule is invalid whatever the
+/// time, so that verdict comes first; one that is only early is
+/// [`ValidationError::FromTheFuture`].
+pub fn validate_received(
+    genesis: &Genesis,
+    blocks: &[Block],
+    now_ms: u64,
+    max_drift_ms: u64,
+) -> Result<(), ValidationError> {
+    validate_detached(genesis, blocks)?;
+    check_not_future(blocks, now_ms, max_drift_ms)
 }
 
 /// Validates a downloaded segment on its own: every rule between its blocks
 /// and on each block (signatures in a batch), against a stand-in parent made
-/// from the first block's own parent hash and timestamp. Linking the segment
-/// to the real parent is the caller's job (the sync engine does it when it
-/// hands batches to the store in order), so this needs no context and can
-/// run off the event loop while the segment is being voted on.
+/// from the first block's own parent hash. The rules between the first block
+/// and its real parent ([`check_link`]: height, hash, slot order) are the
+/// caller's job (the sync engine runs them when it hands batches to the
+/// store in order), so this needs no context and can run off the event loop
+/// while the segment is being voted on.
 pub fn validate_detached(genesis: &Genesis, blocks: &[Block]) -> Result<(), ValidationError> {
     let Some(first) = blocks.first() else {
         return Ok(());
@@ -135,9 +215,9 @@ pub fn validate_detached(genesis: &Genesis, blocks: &[Block]) -> Result<(), Vali
     let stand_in = BlockRef {
         height: first.header.height.saturating_sub(1),
         hash: first.header.parent,
-        timestamp_ms: first.header.timestamp_ms,
+        timestamp_ms: 0,
     };
-    validate_segment(genesis, &stand_in, blocks).map(|_| ())
+    check_segment(genesis, &stand_in, false, blocks).map(|_| ())
 }
 
 /// Validates consecutive blocks following `parent`, checking signatures in a
@@ -150,12 +230,23 @@ pub fn validate_segment(
     parent: &BlockRef,
     blocks: &[Block],
 ) -> Result<BlockRef, ValidationError> {
+    check_segment(genesis, parent, true, blocks)
+}
+
+/// [`validate_segment`]; without `parent_time`, the first block's slot is
+/// not compared with the parent's (the parent is a stand-in).
+fn check_segment(
+    genesis: &Genesis,
+    parent: &BlockRef,
+    parent_time: bool,
+    blocks: &[Block],
+) -> Result<BlockRef, ValidationError> {
     let mut hashes: Vec<Hash> = Vec::with_capacity(blocks.len());
     let mut keys: Vec<VerifyingKey> = Vec::with_capacity(blocks.len());
     let mut sigs: Vec<ed25519_dalek::Signature> = Vec::with_capacity(blocks.len());
     let mut prev = *parent;
-    for block in blocks {
-        let (hash, key) = check_unsigned(genesis, &prev, block)?;
+    for (i, block) in blocks.iter().enumerate() {
+        let (hash, key) = check_unsigned(genesis, &prev, parent_time || i > 0, block)?;
         hashes.push(hash);
         keys.push(*key);
         sigs.push(ed25519_dalek::Signature::from_bytes(
@@ -320,26 +411,109 @@ mod tests {
     }
 
     #[test]
-    fn timestamp_before_parent() {
+    fn slot_not_after_the_parents() {
         let g = Genesis::dev();
-        let b = produce_block(
-            &AuthorityKey::dev(),
-            &genesis_ref(&g),
-            g.timestamp_ms - 1,
+        let dev = AuthorityKey::dev();
+        let slot0 = g.slot_of(g.timestamp_ms);
+        let b = produce_block(&dev, &genesis_ref(&g), g.timestamp_ms - 1, vec![]);
+        assert_eq!(
+            validate_block(&g, &genesis_ref(&g), &b),
+            Err(ValidationError::SlotNotAfterParent {
+                height: 1,
+                slot: slot0 - 1,
+                parent_slot: slot0
+            })
+        );
+        // Same slot as the parent: equal timestamps, and a later one in the slot.
+        for ts in [g.timestamp_ms, g.timestamp_ms + g.slot_ms - 1] {
+            let b = produce_block(&dev, &genesis_ref(&g), ts, vec![]);
+            assert_eq!(
+                validate_block(&g, &genesis_ref(&g), &b),
+                Err(ValidationError::SlotNotAfterParent {
+                    height: 1,
+                    slot: slot0,
+                    parent_slot: slot0
+                })
+            );
+        }
+        // The first millisecond of the next slot is fine.
+        let one = produce_block(&dev, &genesis_ref(&g), g.timestamp_ms + g.slot_ms, vec![]);
+        validate_block(&g, &genesis_ref(&g), &one).unwrap();
+        // One authority cannot fill a slot with a run of blocks: the second
+        // block in slot 1 breaks the rule inside a segment too.
+        let two = produce_block(
+            &dev,
+            &BlockRef::of(&one),
+            one.header.timestamp_ms + 1,
             vec![],
         );
         assert_eq!(
-            validate_block(&g, &genesis_ref(&g), &b),
-            Err(ValidationError::TimestampBeforeParent { height: 1 })
+            validate_segment(&g, &genesis_ref(&g), &[one.clone(), two.clone()]),
+            Err(ValidationError::SlotNotAfterParent {
+                height: 2,
+                slot: slot0 + 1,
+                parent_slot: slot0 + 1
+            })
         );
-        // Equal timestamps are allowed (same slot, same producer).
-        let b = produce_block(
-            &AuthorityKey::dev(),
-            &genesis_ref(&g),
-            g.timestamp_ms,
-            vec![],
+        assert!(validate_detached(&g, &[one.clone(), two.clone()]).is_err());
+        // Detached, the first block's parent is unknown: the link check catches it.
+        validate_detached(&g, std::slice::from_ref(&two)).unwrap();
+        assert_eq!(
+            check_link(g.slot_ms, &BlockRef::of(&one), &two.header),
+            Err(ValidationError::SlotNotAfterParent {
+                height: 2,
+                slot: slot0 + 1,
+                parent_slot: slot0 + 1
+            })
         );
-        validate_block(&g, &genesis_ref(&g), &b).unwrap();
+        check_link(g.slot_ms, &genesis_ref(&g), &one.header).unwrap();
+        assert_eq!(
+            check_link(g.slot_ms, &genesis_ref(&g), &two.header),
+            Err(ValidationError::WrongHeight {
+                height: 2,
+                expected: 1
+            })
+        );
+    }
+
+    #[test]
+    fn too_far_in_the_future() {
+        let g = Genesis::dev();
+        let blocks: Vec<Block> =
+            ChainGenerator::new(&g, AuthorityKey::dev(), genesis_ref(&g), 8, 0)
+                .take(5)
+                .collect();
+        // Block k is at genesis + k s.
+        let at = |k: u64| g.timestamp_ms + k * g.slot_ms;
+        check_not_future(&blocks, at(5), 0).unwrap();
+        check_not_future(&blocks, at(3), 2000).unwrap();
+        assert_eq!(
+            check_not_future(&blocks, at(3), 1999),
+            Err(ValidationError::FromTheFuture {
+                height: 5,
+                ahead_ms: 2000
+            })
+        );
+        assert_eq!(
+            check_not_future(&blocks, at(0), 500),
+            Err(ValidationError::FromTheFuture {
+                height: 1,
+                ahead_ms: 1000
+            })
+        );
+        check_not_future(&blocks, u64::MAX, u64::MAX).unwrap();
+        // Received segments: invalid first, then early.
+        validate_received(&g, &blocks, at(5), 0).unwrap();
+        assert!(matches!(
+            validate_received(&g, &blocks, at(4), 0),
+            Err(ValidationError::FromTheFuture { height: 5, .. })
+        ));
+        let mut bad = blocks.clone();
+        bad[4].body.push(1);
+        assert_eq!(
+            validate_received(&g, &bad, at(0), 0),
+            Err(ValidationError::BodyHashMismatch { height: 5 })
+        );
     }
 
     #[test]
@@ -451,7 +625,7 @@ mod tests {
         let start = std::time::Instant::now();
         let mut parent = genesis_ref(&g);
         for b in &blocks {
-            let (hash, _) = check_unsigned(&g, &parent, b).unwrap();
+            let (hash, _) = check_unsigned(&g, &parent, true, b).unwrap();
             parent = BlockRef {
                 height: b.header.height,
                 hash,

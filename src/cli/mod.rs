@@ -11,6 +11,7 @@
 //! binary (`bench/main.rs`), which the node does not contain.
 
 mod admin;
+mod authority;
 mod http;
 mod run;
 mod status;
@@ -41,6 +42,8 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Write a genesis file (TOML) for a new network.
     Genesis(GenesisArgs),
+    /// Create or inspect authority key files (the keys that sign blocks).
+    Authority(authority::AuthorityArgs),
     /// Run a node: serve the chain, discover peers, optionally produce blocks.
     Run(run::RunArgs),
     /// Print this node's peer id (creates the node key if absent).
@@ -56,10 +59,14 @@ pub enum Command {
 #[derive(Args, Debug)]
 #[command(
     long_about = "Append deterministic, validly signed blocks to a data dir.\n\n\
-    Blocks are signed with the well-known dev authority key, so the genesis must list it \
-    (the built-in `dev` genesis does). The same genesis, seed, size and starting tip always \
-    give the same blocks; another seed gives a fork. The data dir is created if needed; \
-    an existing one is extended from its tip."
+    Each block goes in the next slot owned by one of the --authority-key keys and is signed \
+    by that key, so a multi-authority chain can be generated; with keys for only some \
+    authorities, the other authorities' slots stay empty. Without --authority-key, blocks are \
+    signed with the well-known dev authority key, so the genesis must list it (the built-in \
+    `dev` genesis does). The same genesis, keys, seed, size and starting tip always give the \
+    same blocks; another seed gives a fork. The data dir is created if needed; an existing \
+    one is extended from its tip. Timestamps advance one slot per block from the tip, so \
+    blocks past the current time are refused by peers until their time comes."
 )]
 pub struct GenerateArgs {
     /// Data dir of the chain store (created if missing).
@@ -77,6 +84,10 @@ pub struct GenerateArgs {
     /// `dev` for the built-in dev network, or the path of a genesis TOML file.
     #[arg(long, value_name = "dev|PATH", default_value = "dev")]
     pub genesis: String,
+    /// An authority key file (from `concord authority new`) to sign this
+    /// authority's slots with; repeat for several [default: the dev key].
+    #[arg(long = "authority-key", value_name = "FILE")]
+    pub authority_keys: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -113,6 +124,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Generate(args) => generate(args),
         Command::Genesis(args) => genesis(args),
+        Command::Authority(args) => authority::authority(args),
         Command::Run(args) => run::run(args),
         Command::Key(args) => run::key(args),
         Command::Status(args) => status::status(args),
@@ -133,14 +145,19 @@ fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let genesis = Genesis::resolve(&args.genesis)?;
-    let key = AuthorityKey::dev();
-    if !genesis.is_authority(&key.public()) {
-        bail!(
-            "genesis {} does not list the dev authority {}; generate can only sign with the dev key",
-            args.genesis,
-            key.public()
-        );
-    }
+    let keys = if args.authority_keys.is_empty() {
+        let key = AuthorityKey::dev();
+        if !genesis.is_authority(&key.public()) {
+            bail!(
+                "genesis {} does not list the dev authority {}; pass its authorities' keys with --authority-key",
+                args.genesis,
+                key.public()
+            );
+        }
+        vec![key]
+    } else {
+        authority::load_authorities(&args.authority_keys, &genesis, &args.genesis)?
+    };
     let store = Store::open(&args.data_dir, &genesis)
         .with_context(|| format!("cannot open data dir {}", args.data_dir.display()))?;
     let start_tip = store.tip();
@@ -150,7 +167,7 @@ fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     // Generation (hash chain, then parallel signing) runs on its own thread so
     // that store writes overlap with signing the next batch.
     let (tx, rx) = mpsc::sync_channel(2);
-    let mut gen = ChainGenerator::new(&genesis, key, start_tip, args.block_size, args.seed);
+    let mut gen = ChainGenerator::with_keys(&genesis, keys, start_tip, args.block_size, args.seed)?;
     let total = args.blocks;
     let producer = std::thread::spawn(move || {
         let mut left = total;
@@ -187,6 +204,14 @@ fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         made as f64 / secs.max(1e-9)
     );
     println!("tip height {} hash {}", tip.height, tip.hash);
+    let now = concord::sync::driver::now_ms();
+    if tip.timestamp_ms > now {
+        eprintln!(
+            "note: the tip is stamped {} s in the future; peers accept blocks only up to \
+             sync.max_future_drift_ms ahead of their clock",
+            (tip.timestamp_ms - now) / 1000
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

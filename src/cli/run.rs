@@ -42,9 +42,15 @@ pub struct RunArgs {
     /// Discover peers on the local link with mDNS (off by default).
     #[arg(long)]
     pub mdns: bool,
-    /// Produce blocks in our authority's slots (needs --dev-authority for now).
+    /// Produce blocks in our authority's slots, signed with --authority-key
+    /// (or --dev-authority). Production waits while the node is catching up
+    /// or resolving a fork, and never signs two blocks for one slot.
     #[arg(long)]
     pub produce: bool,
+    /// Authority key file to produce with (from `concord authority new`); its
+    /// public key must be an authority of the genesis.
+    #[arg(long, value_name = "FILE", conflicts_with = "dev_authority")]
+    pub authority_key: Option<PathBuf>,
     /// Use the well-known dev authority key to produce (never on a real network).
     #[arg(long)]
     pub dev_authority: bool,
@@ -66,6 +72,12 @@ pub struct KeyArgs {
     /// Data dir holding node.key (created with a new key if absent).
     #[arg(long, value_name = "DIR", default_value = "./concord-data")]
     pub data_dir: PathBuf,
+}
+
+/// Where the producer's key comes from.
+enum KeySource {
+    File(PathBuf),
+    Dev,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -116,6 +128,7 @@ fn effective(args: &RunArgs, file: FileConfig) -> FileConfig {
         bootstrap: Some(list(&args.bootstrap, file.bootstrap, &[])),
         mdns: Some(args.mdns || file.mdns.unwrap_or(false)),
         produce: Some(args.produce || file.produce.unwrap_or(false)),
+        authority_key: args.authority_key.clone().or(file.authority_key),
         dev_authority: Some(args.dev_authority || file.dev_authority.unwrap_or(false)),
         api: Some(
             args.api
@@ -209,17 +222,26 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Ok(a) => a,
         Err(e) => return usage_error(e),
     };
-    let produce = match (
-        eff.produce.unwrap_or(false),
-        eff.dev_authority.unwrap_or(false),
-    ) {
-        (true, true) => Some(AuthorityKey::dev()),
-        (true, false) => return usage_error(
-            "--produce needs an authority key: pass --dev-authority (the only key source so far)"
-                .into(),
-        ),
-        (false, _) => None,
+    let key_source = match (&eff.authority_key, eff.dev_authority.unwrap_or(false)) {
+        (Some(_), true) => {
+            return usage_error(
+                "give either an authority key file (--authority-key, authority_key) or \
+                 --dev-authority (dev_authority), not both"
+                    .into(),
+            )
+        }
+        (Some(path), false) => Some(KeySource::File(path.clone())),
+        (None, true) => Some(KeySource::Dev),
+        (None, false) => None,
     };
+    let produce = eff.produce.unwrap_or(false);
+    if produce && key_source.is_none() {
+        return usage_error(
+            "--produce needs an authority key: pass --authority-key FILE (made by \
+             `concord authority new`), or --dev-authority on a test network"
+                .into(),
+        );
+    }
     let api = match parse_api(eff.api.as_deref().unwrap_or(concord::api::DEFAULT_API_ADDR)) {
         Ok(a) => a,
         Err(e) => return usage_error(e),
@@ -269,7 +291,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         print!("{}", eff.to_toml()?);
         return Ok(ExitCode::SUCCESS);
     }
-    let genesis = Genesis::resolve(eff.genesis.as_deref().unwrap_or("dev"))?;
+    let genesis_name = eff.genesis.as_deref().unwrap_or("dev");
+    let genesis = Genesis::resolve(genesis_name)?;
+    // The key is checked even without --produce: a wrong key file in the
+    // config is better found now than on the day production is turned on.
+    let key = match key_source {
+        Some(KeySource::File(path)) => {
+            super::authority::load_authorities(&[path], &genesis, genesis_name)?.pop()
+        }
+        Some(KeySource::Dev) => Some(AuthorityKey::dev()),
+        None => None,
+    };
+    let produce = if produce { key } else { None };
     init_logging(log_format);
 
     let mut net = NetConfig {

@@ -133,6 +133,17 @@ pub struct SyncConfig {
     pub ban_duration: Duration,
     /// Score at or below which a peer is banned (default -100).
     pub ban_threshold: i32,
+    /// A downloaded block whose timestamp is more than this far ahead of the
+    /// local clock is not accepted yet: its batch is fetched again after a
+    /// backoff, and its server is not punished (clocks differ; the block is
+    /// early, not invalid). Default 2 s: honest producers stamp a block with
+    /// the start of its slot, never later than their clock, so the drift
+    /// only has to cover clock skew (NTP keeps it to milliseconds; 2 s also
+    /// covers an unsynchronized clock off by a second or so). It is also how
+    /// early an authority may claim one of its slots, skipping the slots of
+    /// others before it, so it is kept to a couple of slots of the dev
+    /// network, as Aura allows one slot and geth's 15 s is about one block.
+    pub max_future_drift: Duration,
     /// Seed of the engine's random choices (voter sampling, tie breaks), so a
     /// run is reproducible (default 0; the node uses its peer id).
     pub seed: u64,
@@ -166,6 +177,7 @@ impl Default for SyncConfig {
             stall_timeout: Duration::from_secs(15),
             ban_duration: Duration::from_secs(600),
             ban_threshold: -100,
+            max_future_drift: Duration::from_secs(2),
             seed: 0,
         }
     }

@@ -1,8 +1,9 @@
 //! The sync driver: the task that connects the pure [`SyncEngine`] to the
 //! world. It feeds the engine network events, answers and timer ticks, and
 //! carries out its actions: requests through the [`Client`], validation on
-//! the blocking pool, imports and rollbacks on one store worker (in order,
-//! so downloads, validation and writes overlap), bans through the client.
+//! the blocking pool (with the wall clock for the future-timestamp rule),
+//! imports and rollbacks on one store worker ([`super::store_worker`]; in
+//! order, so downloads, validation and writes overlap), bans through the client.
 //!
 //! The rest of the program talks to it through the cloneable [`SyncHandle`].
 //! It decides nothing about sync itself; that is the engine's job.
@@ -17,17 +18,18 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::chain::validate::validate_detached;
-use crate::chain::{Block, BlockRef, Genesis, Hash};
+use crate::chain::validate::validate_received;
+use crate::chain::{BlockRef, Genesis, Hash};
 use crate::metrics::Metrics;
 use crate::net::{Client, NetEvent, RequestError};
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 use crate::sync::batch::{BatchId, ReqId};
 use crate::sync::engine::{
     Action, Failure, LocalChain, Request, Response, Stats, StoreFailure, SyncEngine, SyncStatus,
 };
 use crate::sync::peer_book::GenesisVerdict;
 use crate::sync::progress::Progress;
+use crate::sync::store_worker::{self, store_failure, StoreDone, StoreJob};
 use crate::sync::SyncConfig;
 
 /// One peer as the sync engine sees it (for status output).
@@ -125,24 +127,6 @@ impl LocalChain for StoreView {
     }
 }
 
-/// The engine's view of a store error.
-fn store_failure(e: StoreError) -> StoreFailure {
-    match e {
-        StoreError::NotLinked { .. } => StoreFailure::NotLinked(e.to_string()),
-        _ => StoreFailure::Io(e.to_string()),
-    }
-}
-
-enum StoreJob {
-    Import(BatchId, Arc<Vec<Block>>),
-    Rollback(u64),
-}
-
-enum StoreDone {
-    Imported(BatchId, Result<BlockRef, StoreFailure>),
-    RolledBack(Result<BlockRef, StoreFailure>),
-}
-
 /// Starts the driver. It stops when the network's event channel closes.
 pub fn spawn(
     config: SyncConfig,
@@ -158,10 +142,11 @@ pub fn spawn(
     let engine = SyncEngine::new(
         config,
         genesis.hash(),
+        genesis.slot_ms,
         Box::new(StoreView(store.clone())),
         now,
     );
-    let (job_tx, done_rx) = store_worker(store.clone());
+    let (job_tx, done_rx) = store_worker::spawn(store.clone(), genesis.slot_ms, metrics.clone());
     let driver = Driver {
         engine,
         genesis: Arc::new(genesis),
@@ -185,33 +170,6 @@ pub fn spawn(
         },
         task,
     )
-}
-
-/// One thread owns store writes so they happen strictly in order.
-fn store_worker(
-    store: Store,
-) -> (
-    mpsc::UnboundedSender<StoreJob>,
-    mpsc::UnboundedReceiver<StoreDone>,
-) {
-    let (job_tx, mut job_rx) = mpsc::unbounded_channel::<StoreJob>();
-    let (done_tx, done_rx) = mpsc::unbounded_channel();
-    tokio::task::spawn_blocking(move || {
-        while let Some(job) = job_rx.blocking_recv() {
-            let done = match job {
-                StoreJob::Import(batch, blocks) => {
-                    StoreDone::Imported(batch, store.import(&blocks).map_err(store_failure))
-                }
-                StoreJob::Rollback(h) => {
-                    StoreDone::RolledBack(store.rollback_to(h).map_err(store_failure))
-                }
-            };
-            if done_tx.send(done).is_err() {
-                break;
-            }
-        }
-    });
-    (job_tx, done_rx)
 }
 
 type Answer = (ReqId, Result<Response, Failure>);
@@ -345,8 +303,11 @@ impl Driver {
                 }
                 Action::Validate { batch, blocks } => {
                     let genesis = self.genesis.clone();
+                    // The engine reads no clock; the wall clock for the
+                    // future-timestamp rule is read here, when validating.
+                    let drift = ms(self.engine.config().max_future_drift);
                     self.validations.push(tokio::task::spawn_blocking(move || {
-                        (batch, validate_detached(&genesis, &blocks))
+                        (batch, validate_received(&genesis, &blocks, now_ms(), drift))
                     }));
                 }
                 Action::Import { batch, blocks } => {
@@ -458,6 +419,17 @@ async fn send(
     };
     metrics.observe_request(protocol, result.is_ok(), started.elapsed());
     (id, result.map_err(failure))
+}
+
+/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, ms)
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn failure(e: RequestError) -> Failure {

@@ -4,12 +4,12 @@
 //! [`peer_book`], [`target`], [`batch`] (the scheduler's unit, which owns its
 //! state transitions), [`verifier`], [`fork_choice`] (whether we may leave our
 //! chain) and [`reorg`] — composed by [`engine::SyncEngine`], which takes
-//! events and time and emits actions. The [`driver`] task is the only part
-//! that touches the network handle and the store: it feeds the engine and
-//! executes its actions. Tests drive the engine directly with scripted peers
-//! and simulated time in `sim` (compiled for tests and with the `sim`
-//! feature only; see `tests/sync_sim.rs`). Nothing here may reach the swarm
-//! or sled directly.
+//! events and time and emits actions. The [`driver`] task (with its store
+//! worker, `store_worker`) is the only part that touches the network handle
+//! and the store: it feeds the engine and executes its actions. Tests drive
+//! the engine directly with scripted peers and simulated time in `sim`
+//! (compiled for tests and with the `sim` feature only; see
+//! `tests/sync_sim.rs`). Nothing here may reach the swarm or sled directly.
 
 pub mod batch;
 pub mod config;
@@ -21,6 +21,7 @@ mod progress;
 pub mod reorg;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
+mod store_worker;
 pub mod target;
 pub mod verifier;
 

@@ -160,6 +160,7 @@ pub(crate) fn figures(snap: &SyncSnapshot) -> SyncFigures {
             polls: st.polls,
             fork_judgments: st.fork_judgments,
             checkpoint_rejections: st.checkpoint_rejections,
+            future_blocks: st.future_blocks,
         },
         votes: vec![
             ("won", st.votes_won),

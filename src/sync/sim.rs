@@ -120,6 +120,10 @@ enum Event {
     },
 }
 
+/// Slot length the simulated engine links batches with: the sim's unsigned
+/// chains and the dev chain both put block `h` in a slot of its own, 1 s apart.
+pub const SIM_SLOT_MS: u64 = 1000;
+
 /// Validates a segment; the real one is `chain::validate::validate_segment`.
 pub type Validator = Box<dyn Fn(&[Block]) -> Result<(), ValidationError>>;
 
@@ -164,6 +168,7 @@ impl SimNet {
         let engine = SyncEngine::new(
             config,
             genesis_hash,
+            SIM_SLOT_MS,
             Box::new(SharedChain(chain.clone())),
             now,
         );

@@ -10,6 +10,7 @@ use std::time::Instant;
 use libp2p::PeerId;
 
 use super::{Action, Outstanding, StoreFailure, SyncEngine};
+use crate::chain::validate::check_link;
 use crate::chain::{Block, BlockRef, ValidationError};
 use crate::sync::batch::{BatchId, BatchState};
 use crate::sync::peer_book::Penalty;
@@ -142,6 +143,15 @@ impl SyncEngine {
                 }
                 self.try_import(now);
             }
+            Err(ValidationError::FromTheFuture { height, ahead_ms }) => {
+                // Not invalid, only early: clocks differ. Like a deferred
+                // block elsewhere, it is fetched again after a backoff (by
+                // then it may be acceptable), and nobody is punished.
+                tracing::info!(peer = %server, height, ahead_ms,
+                    "peer served a block too far ahead of our clock; fetching it again later");
+                self.stats.future_blocks += 1;
+                self.reject_batch(batch, "from the future", true, now);
+            }
             Err(e) => {
                 tracing::warn!(peer = %server, batch_start = b.start(), error = %e, "peer served invalid blocks");
                 self.reject_batch(batch, "invalid", false, now);
@@ -182,9 +192,16 @@ impl SyncEngine {
             };
             let (id, start, server) = (b.id(), b.start(), *server);
             let first = &blocks[0].header;
-            if first.parent != self.accepted.hash || first.timestamp_ms < self.accepted.timestamp_ms
-            {
+            if first.parent != self.accepted.hash {
                 self.on_link_failure(id, start, server, now);
+                return;
+            }
+            // Validation saw the segment alone; the rules between its first
+            // block and ours (one block per slot) are checked here.
+            if let Err(e) = check_link(self.slot_ms, &self.accepted, first) {
+                tracing::warn!(peer = %server, batch_start = start, error = %e, "peer served invalid blocks");
+                self.reject_batch(id, "invalid", false, now);
+                self.penalize(&server, Penalty::InvalidBlocks, now);
                 return;
             }
             let last = &blocks[blocks.len() - 1];

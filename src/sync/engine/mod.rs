@@ -92,6 +92,9 @@ struct Outstanding {
 pub struct SyncEngine {
     config: SyncConfig,
     genesis: Hash,
+    /// The genesis slot length: a batch's first block must be in a later
+    /// slot than the block it extends.
+    slot_ms: u64,
     local: Box<dyn LocalChain>,
     book: PeerBook,
     /// Ordered by id (= send order), so expiries are handled reproducibly.
@@ -152,6 +155,7 @@ impl SyncEngine {
     pub fn new(
         config: SyncConfig,
         genesis: Hash,
+        slot_ms: u64,
         local: Box<dyn LocalChain>,
         now: Instant,
     ) -> Self {
@@ -164,6 +168,7 @@ impl SyncEngine {
             next_consistency: now + config.consistency_interval,
             config,
             genesis,
+            slot_ms,
             local,
             book: PeerBook::with_retention(retention),
             requests: BTreeMap::new(),

@@ -431,3 +431,74 @@ fn blocks_taken_from_a_lone_liar_are_rolled_back_once_honest_peers_arrive() {
         .is_some_and(|p| p.forked_at.is_some())));
     assert!(n.report.bans.is_empty(), "{:?}", n.report.bans);
 }
+
+/// `chain[..=h]` plus a block at `h + 1` in the same slot as block `h` (its
+/// timestamp + 500 ms, slots being 1 s), linked and with a correct body hash.
+fn with_a_same_slot_block(chain: &[crate::chain::Block]) -> Vec<crate::chain::Block> {
+    let mut out = chain.to_vec();
+    let parent = &out[out.len() - 1];
+    let body = b"same slot".to_vec();
+    let block = crate::chain::Block {
+        header: crate::chain::BlockHeader {
+            height: parent.height() + 1,
+            parent: parent.hash(),
+            timestamp_ms: parent.header.timestamp_ms + 500,
+            body_hash: crate::chain::Hash::digest(&body),
+            ..parent.header.clone()
+        },
+        body,
+    };
+    out.push(block);
+    out
+}
+
+#[test]
+fn a_batch_whose_first_block_shares_its_parents_slot_is_invalid_and_its_server_banned() {
+    // The segment on its own is fine (one block); only linking it to our
+    // tip shows that it is a second block in the tip's slot.
+    let chain = sim::unsigned_chain(3, 64, 1);
+    let bad = Arc::new(with_a_same_slot_block(&chain));
+    let mut n = net(&chain, SyncConfig::default());
+    let server = n.add_peer(Behaviour::Honest, 5 * MS, bad.clone());
+    assert!(n.run_until(Duration::from_secs(30), |n| n
+        .report
+        .bans
+        .contains(&(server, Penalty::InvalidBlocks))));
+    assert_eq!(n.tip().height, 3, "the same-slot block was not imported");
+    // A valid block in the next slot from an honest peer is taken.
+    let mut good = chain.clone();
+    sim::extend_unsigned(&mut good, 1, 64, 1);
+    let good = Arc::new(good);
+    n.add_peer(Behaviour::Honest, 5 * MS, good.clone());
+    assert!(n.run_until(Duration::from_secs(30), |n| synced_to(n, &good)));
+}
+
+#[test]
+fn blocks_too_far_ahead_of_the_clock_wait_for_it_and_nobody_is_punished() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // Block h is stamped h s; our clock reads 5 s, no drift allowed.
+    let clock = Arc::new(AtomicU64::new(5_000));
+    let reading = clock.clone();
+    let validator: sim::Validator = Box::new(move |blocks: &[crate::chain::Block]| {
+        sim::unsigned_validator()(blocks)?;
+        crate::chain::validate::check_not_future(blocks, reading.load(Ordering::SeqCst), 0)
+    });
+    let chain = Arc::new(sim::unsigned_chain(10, 64, 1));
+    let mut n = SimNet::new(SyncConfig::default(), &chain[..1], validator, 7);
+    n.add_peer(Behaviour::Honest, 5 * MS, chain.clone());
+    n.add_peer(Behaviour::Honest, 5 * MS, chain.clone());
+    assert!(
+        n.run_until(Duration::from_secs(30), |n| n.engine.stats().future_blocks
+            >= 2)
+    );
+    assert!(n.tip().height < 10, "a block from the future was imported");
+    assert!(n.report.bans.is_empty(), "{:?}", n.report.bans);
+    // The clock catches up: the same blocks are fetched again and taken.
+    clock.store(10_000, Ordering::SeqCst);
+    assert!(n.run_until(Duration::from_secs(60), |n| synced_to(n, &chain)));
+    assert!(n.report.bans.is_empty(), "{:?}", n.report.bans);
+    assert!(
+        n.engine.peer_book().iter().all(|(_, p)| p.score >= 0),
+        "no penalty for early blocks"
+    );
+}

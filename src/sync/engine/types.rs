@@ -87,9 +87,11 @@ pub enum Action {
         peer: PeerId,
         request: Request,
     },
-    /// Validate `blocks` as a chain segment (signatures included) and answer
-    /// with `handle_validated(batch, …)`. Linking to the parent is the
-    /// engine's job, so this needs no context.
+    /// Validate `blocks` as a chain segment (signatures included), and that
+    /// none is too far ahead of the wall clock, and answer with
+    /// `handle_validated(batch, …)`. Linking the first block to its parent
+    /// (hash, height, one block per slot) is the engine's job, so this needs
+    /// no context.
     Validate {
         batch: BatchId,
         blocks: Arc<Vec<Block>>,
@@ -169,6 +171,8 @@ pub struct Stats {
     pub fork_judgments: u64,
     /// Peers or blocks refused for contradicting a checkpoint.
     pub checkpoint_rejections: u64,
+    /// Downloaded batches put off because a block was too far ahead of our clock.
+    pub future_blocks: u64,
     /// Reads of our own chain that failed (each stopped a fork decision).
     pub store_read_errors: u64,
     /// When the first peer connected (the `now` of that input).
