@@ -98,6 +98,14 @@ pub struct SyncConfig {
     /// How often every peer is asked for its height (default 5 s). New tips are
     /// also pushed by announcements, so this only keeps heights fresh.
     pub status_interval: Duration,
+    /// A peer's reported height and tip older than this no longer count
+    /// toward the sync target, and the peer is asked again (default 5 min, as
+    /// the original design said). Must be longer than `status_interval`, or
+    /// heights would lapse between two regular refreshes.
+    pub status_ttl: Duration,
+    /// Scores and bans are saved to the store at most this often, when they
+    /// changed (and once at shutdown; default 5 s).
+    pub persist_interval: Duration,
     /// How often the node checks that the majority agrees with its own tip
     /// hash while idle (default 30 s).
     pub consistency_interval: Duration,
@@ -149,6 +157,8 @@ impl Default for SyncConfig {
             vote_escalation: 16,
             vote_timeout: Duration::from_secs(3),
             status_interval: Duration::from_secs(5),
+            status_ttl: Duration::from_secs(300),
+            persist_interval: Duration::from_secs(5),
             consistency_interval: Duration::from_secs(30),
             max_reorg_depth: 1000,
             rollback_settle: Duration::from_secs(10),

@@ -5,7 +5,10 @@
 //! so downloads, validation and writes overlap), bans through the client.
 //!
 //! The rest of the program talks to it through the cloneable [`SyncHandle`].
-//! It decides nothing about sync itself; that is the engine's job.
+//! It decides nothing about sync itself; that is the engine's job. It also
+//! saves what should outlive the process (the engine's scores and bans, the
+//! network's address book; see [`crate::sync::persist`]), debounced and once
+//! more when it stops.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,13 +23,14 @@ use tracing::{debug, info, warn};
 use crate::chain::validate::validate_detached;
 use crate::chain::{Block, BlockRef, Genesis, Hash};
 use crate::metrics::Metrics;
-use crate::net::{Client, NetEvent, RequestError};
+use crate::net::{Client, InboundFault, NetEvent, NetEvents, RequestError};
 use crate::store::{Store, StoreError};
 use crate::sync::batch::{BatchId, ReqId};
 use crate::sync::engine::{
     Action, Failure, LocalChain, Request, Response, Stats, StoreFailure, SyncEngine, SyncStatus,
 };
-use crate::sync::peer_book::GenesisVerdict;
+use crate::sync::peer_book::{GenesisVerdict, PeerMemory};
+use crate::sync::persist::{self, Debounce};
 use crate::sync::progress::Progress;
 use crate::sync::SyncConfig;
 
@@ -52,6 +56,8 @@ pub struct SyncSnapshot {
     pub peers: Vec<PeerSnapshot>,
     /// Peers banned now, with the reason.
     pub banned: Vec<(PeerId, &'static str)>,
+    /// How long each ban has left.
+    pub ban_remaining: Vec<(PeerId, Duration)>,
 }
 
 enum Command {
@@ -144,23 +150,27 @@ enum StoreDone {
 }
 
 /// Starts the driver. It stops when the network's event channel closes.
+/// `memory` is what an earlier run saved about peers (scores, bans).
 pub fn spawn(
     config: SyncConfig,
     genesis: Genesis,
     store: Store,
     client: Client,
-    events: mpsc::Receiver<NetEvent>,
+    events: NetEvents,
     metrics: Arc<Metrics>,
+    memory: Vec<PeerMemory>,
 ) -> (SyncHandle, JoinHandle<()>) {
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let (snap_tx, snap_rx) = watch::channel(None);
     let now = Instant::now();
-    let engine = SyncEngine::new(
+    let persist_interval = config.persist_interval;
+    let mut engine = SyncEngine::new(
         config,
         genesis.hash(),
         Box::new(StoreView(store.clone())),
         now,
     );
+    engine.restore(memory, now);
     let (job_tx, done_rx) = store_worker(store.clone());
     let driver = Driver {
         engine,
@@ -176,6 +186,8 @@ pub fn spawn(
         validations: FuturesUnordered::new(),
         progress: Progress::new(now),
         metrics,
+        saves: Debounce::new(persist_interval, now),
+        saved_book: Arc::new(std::sync::Mutex::new(Vec::new())),
     };
     let task = tokio::spawn(driver.run());
     (
@@ -222,7 +234,7 @@ struct Driver {
     genesis: Arc<Genesis>,
     store: Store,
     client: Client,
-    events: mpsc::Receiver<NetEvent>,
+    events: NetEvents,
     commands: mpsc::Receiver<Command>,
     snapshot: watch::Sender<Option<SyncSnapshot>>,
     jobs: mpsc::UnboundedSender<StoreJob>,
@@ -231,6 +243,9 @@ struct Driver {
     validations: FuturesUnordered<JoinHandle<Checked>>,
     progress: Progress,
     metrics: Arc<Metrics>,
+    saves: Debounce,
+    /// The address book as last saved (written only when it changed).
+    saved_book: Arc<std::sync::Mutex<Vec<crate::net::AddressEntry>>>,
 }
 
 impl Driver {
@@ -239,6 +254,7 @@ impl Driver {
         loop {
             self.execute().await;
             self.publish();
+            self.persist(Instant::now());
             let wake = self
                 .engine
                 .poll_timeout()
@@ -275,7 +291,68 @@ impl Driver {
                 }
             }
         }
+        self.save_scores_now().await;
         debug!("sync driver stopped");
+    }
+
+    /// Saves scores and bans when they changed and the interval has passed,
+    /// and the address book with them; off the driver, on the blocking pool.
+    fn persist(&mut self, now: Instant) {
+        let engine = &self.engine;
+        let Some(memory) = self.saves.due(|| engine.peer_memory(now), now) else {
+            return;
+        };
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let records = persist::to_records(&memory, now, persist::unix_ms());
+            if let Err(e) = store.save_peer_scores(&records) {
+                warn!(error = %e, "cannot save peer scores and bans");
+            }
+        });
+        let (client, store, saved) = (
+            self.client.clone(),
+            self.store.clone(),
+            self.saved_book.clone(),
+        );
+        tokio::spawn(async move {
+            let book = client.address_book().await;
+            // Empty means the network is gone (or knows nobody yet): keep
+            // what was saved rather than forget every peer.
+            let changed = {
+                let mut last = saved.lock().unwrap_or_else(|e| e.into_inner());
+                let changed = !book.is_empty() && *last != book;
+                if changed {
+                    *last = book.clone();
+                }
+                changed
+            };
+            if changed {
+                let _ = tokio::task::spawn_blocking(move || {
+                    if let Err(e) = persist::save_addresses(&store, &book) {
+                        warn!(error = %e, "cannot save the address book");
+                    }
+                })
+                .await;
+            }
+        });
+    }
+
+    /// The last save at shutdown: scores and bans as they are now.
+    async fn save_scores_now(&mut self) {
+        let now = Instant::now();
+        let Some(memory) = self.saves.changed(self.engine.peer_memory(now)) else {
+            return;
+        };
+        let store = self.store.clone();
+        let saved = tokio::task::spawn_blocking(move || {
+            store.save_peer_scores(&persist::to_records(&memory, now, persist::unix_ms()))
+        })
+        .await;
+        match saved {
+            Ok(Ok(())) => debug!("peer scores and bans saved"),
+            Ok(Err(e)) => warn!(error = %e, "cannot save peer scores and bans"),
+            Err(e) => warn!(error = %e, "peer save task failed"),
+        }
     }
 
     fn on_net_event(&mut self, ev: NetEvent) {
@@ -286,6 +363,13 @@ impl Driver {
             NetEvent::TipAnnounced { peer, height, tip } => {
                 self.engine.handle_tip_announced(peer, height, tip, now)
             }
+            // Only bytes the peer alone can have sent are proof; a failed or
+            // slow stream may be the network's doing, or ours.
+            NetEvent::BadRequest {
+                peer,
+                fault: InboundFault::Malformed,
+                ..
+            } => self.engine.handle_bad_request(peer, now),
             NetEvent::NewListenAddr { .. } | NetEvent::BadRequest { .. } => {}
         }
     }
@@ -396,6 +480,15 @@ impl Driver {
                 .peer_book()
                 .banned(now)
                 .map(|(p, r)| (p, r.name()))
+                .collect(),
+            ban_remaining: self
+                .engine
+                .peer_book()
+                .banned(now)
+                .filter_map(|(p, _)| {
+                    let (until, _) = self.engine.peer_book().ban_of(&p)?;
+                    Some((p, until.saturating_duration_since(now)))
+                })
                 .collect(),
         }
     }

@@ -42,6 +42,8 @@ pub enum Penalty {
     WrongGenesis,
     /// Holds another block than an operator's `--checkpoint` at its height.
     ContradictsCheckpoint,
+    /// Sent us an undecodable or oversize request.
+    BadRequest,
 }
 
 impl Penalty {
@@ -50,7 +52,7 @@ impl Penalty {
         match self {
             Penalty::Timeout => -5,
             Penalty::NotDelivered => -30,
-            Penalty::BadResponse => -50,
+            Penalty::BadResponse | Penalty::BadRequest => -50,
             Penalty::InvalidBlocks | Penalty::WrongGenesis | Penalty::ContradictsCheckpoint => {
                 -1000
             }
@@ -66,8 +68,34 @@ impl Penalty {
             Penalty::InvalidBlocks => "invalid_blocks",
             Penalty::WrongGenesis => "wrong_genesis",
             Penalty::ContradictsCheckpoint => "contradicts_checkpoint",
+            Penalty::BadRequest => "bad_request",
         }
     }
+
+    /// The penalty of a stable name (as saved in the store).
+    pub fn from_name(name: &str) -> Option<Penalty> {
+        [
+            Penalty::Timeout,
+            Penalty::NotDelivered,
+            Penalty::BadResponse,
+            Penalty::InvalidBlocks,
+            Penalty::WrongGenesis,
+            Penalty::ContradictsCheckpoint,
+            Penalty::BadRequest,
+        ]
+        .into_iter()
+        .find(|p| p.name() == name)
+    }
+}
+
+/// What the book remembers of a peer beyond its connection: its score and
+/// its ban. The driver saves it and feeds it back at the next start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerMemory {
+    pub peer: PeerId,
+    pub score: i32,
+    /// Banned until then, and why.
+    pub ban: Option<(Instant, Penalty)>,
 }
 
 /// Everything the engine tracks about one peer.
@@ -138,6 +166,12 @@ impl PeerInfo {
         self.connected
             && self.genesis == GenesisVerdict::Verified
             && self.unverified_checkpoint.is_none()
+    }
+
+    /// Whether its reported height is younger than `ttl` at `now`.
+    pub fn status_fresh(&self, now: Instant, ttl: Duration) -> bool {
+        self.height_updated
+            .is_some_and(|t| now.saturating_duration_since(t) < ttl)
     }
 
     /// The height up to which it holds our chain, as far as we know: its
@@ -427,6 +461,73 @@ impl PeerBook {
         self.banned.retain(|_, (until, _)| *until > now);
     }
 
+    /// Scores other than 0 and bans in force, of connected and departed
+    /// peers alike, ordered by peer.
+    pub fn memory(&self, now: Instant) -> Vec<PeerMemory> {
+        let mut out: BTreeMap<PeerId, PeerMemory> = BTreeMap::new();
+        let mut note = |peer: PeerId, score: i32| {
+            if score != 0 {
+                out.insert(
+                    peer,
+                    PeerMemory {
+                        peer,
+                        score,
+                        ban: None,
+                    },
+                );
+            }
+        };
+        for (p, d) in &self.departed {
+            if now.saturating_duration_since(d.left) < self.retention {
+                note(*p, d.score);
+            }
+        }
+        for (p, info) in &self.peers {
+            note(*p, info.score);
+        }
+        for (p, (until, reason)) in &self.banned {
+            if *until > now {
+                out.entry(*p)
+                    .or_insert(PeerMemory {
+                        peer: *p,
+                        score: 0,
+                        ban: None,
+                    })
+                    .ban = Some((*until, *reason));
+            }
+        }
+        out.into_values().collect()
+    }
+
+    /// Takes back what [`PeerBook::memory`] gave at an earlier run: bans
+    /// that have not expired, and scores as if the peers left `now` (a
+    /// restart is a departure of everyone). Peers connected already keep
+    /// what they have.
+    pub fn restore(&mut self, memory: impl IntoIterator<Item = PeerMemory>, now: Instant) {
+        for m in memory {
+            if let Some((until, reason)) = m.ban {
+                if until > now {
+                    self.banned.insert(m.peer, (until, reason));
+                }
+            }
+            if m.score != 0
+                && !self.retention.is_zero()
+                && !self.peers.contains_key(&m.peer)
+                && self.departed.len() < MAX_DEPARTED
+            {
+                self.departed.insert(
+                    m.peer,
+                    Departed {
+                        left: now,
+                        score: m.score,
+                        failures: HashMap::new(),
+                        first_connected: now,
+                    },
+                );
+            }
+        }
+    }
+
     /// Earliest ban expiry, for the engine's timer.
     pub fn next_ban_expiry(&self) -> Option<Instant> {
         self.banned.values().map(|(u, _)| *u).min()
@@ -615,5 +716,37 @@ mod tests {
         book.mark_forked(&p, 300);
         book.recheck_tips(400);
         assert_eq!(book.get(&p).unwrap().forked_at, Some(300));
+    }
+
+    #[test]
+    fn scores_and_bans_come_back_from_memory_and_expired_bans_do_not() {
+        let t0 = Instant::now();
+        let ban_for = Duration::from_secs(600);
+        let mut book = PeerBook::with_retention(ban_for);
+        let (liar, slow, clean) = (PeerId::random(), PeerId::random(), PeerId::random());
+        for p in [liar, slow, clean] {
+            book.connected(p, t0);
+        }
+        book.penalize(&liar, Penalty::BadRequest, -100, ban_for, t0);
+        book.penalize(&liar, Penalty::BadRequest, -100, ban_for, t0);
+        book.penalize(&slow, Penalty::Timeout, -100, ban_for, t0);
+        book.disconnected(&slow, t0);
+        let memory = book.memory(t0);
+        assert_eq!(memory.len(), 2, "a clean peer is nothing to remember");
+        let later = t0 + Duration::from_secs(60);
+        let mut fresh = PeerBook::with_retention(ban_for);
+        fresh.restore(memory.clone(), later);
+        assert!(fresh.is_banned(&liar, later));
+        assert_eq!(
+            fresh.ban_of(&liar),
+            Some((t0 + ban_for, Penalty::BadRequest))
+        );
+        fresh.connected(slow, later);
+        assert_eq!(fresh.get(&slow).unwrap().score, -5);
+        let mut too_late = PeerBook::with_retention(ban_for);
+        too_late.restore(memory, t0 + ban_for);
+        assert!(!too_late.is_banned(&liar, t0 + ban_for));
+        assert_eq!(Penalty::from_name("bad_request"), Some(Penalty::BadRequest));
+        assert_eq!(Penalty::from_name("nonsense"), None);
     }
 }

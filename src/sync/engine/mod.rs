@@ -36,7 +36,7 @@ use crate::chain::{BlockRef, Hash, ValidationError};
 use crate::sync::batch::{Batch, BatchId, BatchState, ReqId};
 use crate::sync::config::SyncConfig;
 use crate::sync::fork_choice::ChainPoll;
-use crate::sync::peer_book::{GenesisVerdict, PeerBook};
+use crate::sync::peer_book::{GenesisVerdict, PeerBook, PeerMemory, Penalty};
 use crate::sync::reorg::AncestorSearch;
 use crate::sync::target::{self, Targets};
 use crate::sync::verifier::Vote;
@@ -259,6 +259,36 @@ impl SyncEngine {
         self.schedule(now);
     }
 
+    /// `peer` sent us an undecodable or oversize request: misbehaviour like
+    /// any other (two of them within the retention ban it).
+    pub fn handle_bad_request(&mut self, peer: PeerId, now: Instant) {
+        self.clock = self.clock.max(now);
+        self.penalize(&peer, Penalty::BadRequest, now);
+        self.schedule(now);
+    }
+
+    /// Scores and bans saved by an earlier run: bans still in force are
+    /// carried out again (the driver refuses the peer for what is left).
+    pub fn restore(&mut self, memory: Vec<PeerMemory>, now: Instant) {
+        self.clock = self.clock.max(now);
+        self.book.restore(memory, now);
+        let bans: Vec<_> = self.book.banned(now).collect();
+        for (peer, reason) in bans {
+            if let Some((until, _)) = self.book.ban_of(&peer) {
+                self.actions.push_back(Action::Ban {
+                    peer,
+                    duration: until.saturating_duration_since(now),
+                    reason,
+                });
+            }
+        }
+    }
+
+    /// What should outlive this run: scores and bans in force.
+    pub fn peer_memory(&self, now: Instant) -> Vec<PeerMemory> {
+        self.book.memory(now)
+    }
+
     /// `peer` pushed a new tip: treat it as a height report and react now.
     pub fn handle_tip_announced(&mut self, peer: PeerId, height: u64, tip: Hash, now: Instant) {
         self.clock = self.clock.max(now);
@@ -344,6 +374,8 @@ impl SyncEngine {
         if now >= self.next_status {
             self.next_status = now + self.config.status_interval;
             self.refresh_heights(now);
+        } else {
+            self.refresh_stale_heights(now);
         }
         if now >= self.next_consistency {
             self.next_consistency = now + self.config.consistency_interval;
@@ -445,11 +477,15 @@ impl SyncEngine {
 
     /// Targets from the heights peers hold of *our* chain: a peer known to be
     /// on another fork counts only below its fork point, so a longer fork
-    /// next to us is not something to sync to.
-    fn recompute_targets(&mut self) {
+    /// next to us is not something to sync to; and a report older than
+    /// `status_ttl` does not count (the peer may have fallen behind or gone
+    /// quiet; it is asked again).
+    fn recompute_targets(&mut self, now: Instant) {
+        let ttl = self.config.status_ttl;
         self.targets = target::compute(
             self.book
                 .usable()
+                .filter(|(_, p)| p.status_fresh(now, ttl))
                 .filter_map(|(_, p)| p.height_on_our_chain()),
         );
     }
@@ -496,3 +532,6 @@ mod tests;
 
 #[cfg(test)]
 mod fork_tests;
+
+#[cfg(test)]
+mod peer_tests;

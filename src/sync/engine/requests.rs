@@ -116,8 +116,26 @@ impl SyncEngine {
         }
     }
 
+    /// Asks the peers whose height lapsed (`status_ttl`) for it again, out
+    /// of the regular round.
+    pub(super) fn refresh_stale_heights(&mut self, now: Instant) {
+        let ttl = self.config.status_ttl;
+        let stale: Vec<PeerId> = self
+            .book
+            .usable()
+            .filter(|(_, p)| p.height.is_some() && !p.status_fresh(now, ttl))
+            .map(|(p, _)| *p)
+            .collect();
+        self.ask_heights(stale, now);
+    }
+
     pub(super) fn refresh_heights(&mut self, now: Instant) {
         let peers: Vec<PeerId> = self.book.usable().map(|(p, _)| *p).collect();
+        self.ask_heights(peers, now);
+    }
+
+    /// A height request to each of `peers` that has none outstanding.
+    fn ask_heights(&mut self, peers: Vec<PeerId>, now: Instant) {
         for p in peers {
             let pending = self
                 .requests
