@@ -30,7 +30,7 @@ use crate::sync::engine::{
     Action, Failure, LocalChain, Request, Response, Stats, StoreFailure, SyncEngine, SyncStatus,
 };
 use crate::sync::peer_book::{GenesisVerdict, PeerMemory};
-use crate::sync::persist::{self, Debounce};
+use crate::sync::persist::Saver;
 use crate::sync::progress::Progress;
 use crate::sync::SyncConfig;
 
@@ -186,8 +186,7 @@ pub fn spawn(
         validations: FuturesUnordered::new(),
         progress: Progress::new(now),
         metrics,
-        saves: Debounce::new(persist_interval, now),
-        saved_book: Arc::new(std::sync::Mutex::new(Vec::new())),
+        saver: Saver::new(persist_interval, now),
     };
     let task = tokio::spawn(driver.run());
     (
@@ -243,9 +242,7 @@ struct Driver {
     validations: FuturesUnordered<JoinHandle<Checked>>,
     progress: Progress,
     metrics: Arc<Metrics>,
-    saves: Debounce,
-    /// The address book as last saved (written only when it changed).
-    saved_book: Arc<std::sync::Mutex<Vec<crate::net::AddressEntry>>>,
+    saver: Saver,
 }
 
 impl Driver {
@@ -254,7 +251,10 @@ impl Driver {
         loop {
             self.execute().await;
             self.publish();
-            self.persist(Instant::now());
+            let now = Instant::now();
+            let engine = &self.engine;
+            self.saver
+                .tick(|| engine.peer_memory(now), &self.store, &self.client, now);
             let wake = self
                 .engine
                 .poll_timeout()
@@ -291,68 +291,10 @@ impl Driver {
                 }
             }
         }
-        self.save_scores_now().await;
+        self.saver
+            .save_now(self.engine.peer_memory(Instant::now()), &self.store)
+            .await;
         debug!("sync driver stopped");
-    }
-
-    /// Saves scores and bans when they changed and the interval has passed,
-    /// and the address book with them; off the driver, on the blocking pool.
-    fn persist(&mut self, now: Instant) {
-        let engine = &self.engine;
-        let Some(memory) = self.saves.due(|| engine.peer_memory(now), now) else {
-            return;
-        };
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
-            let records = persist::to_records(&memory, now, persist::unix_ms());
-            if let Err(e) = store.save_peer_scores(&records) {
-                warn!(error = %e, "cannot save peer scores and bans");
-            }
-        });
-        let (client, store, saved) = (
-            self.client.clone(),
-            self.store.clone(),
-            self.saved_book.clone(),
-        );
-        tokio::spawn(async move {
-            let book = client.address_book().await;
-            // Empty means the network is gone (or knows nobody yet): keep
-            // what was saved rather than forget every peer.
-            let changed = {
-                let mut last = saved.lock().unwrap_or_else(|e| e.into_inner());
-                let changed = !book.is_empty() && *last != book;
-                if changed {
-                    *last = book.clone();
-                }
-                changed
-            };
-            if changed {
-                let _ = tokio::task::spawn_blocking(move || {
-                    if let Err(e) = persist::save_addresses(&store, &book) {
-                        warn!(error = %e, "cannot save the address book");
-                    }
-                })
-                .await;
-            }
-        });
-    }
-
-    /// The last save at shutdown: scores and bans as they are now.
-    async fn save_scores_now(&mut self) {
-        let now = Instant::now();
-        let Some(memory) = self.saves.changed(self.engine.peer_memory(now)) else {
-            return;
-        };
-        let store = self.store.clone();
-        let saved = tokio::task::spawn_blocking(move || {
-            store.save_peer_scores(&persist::to_records(&memory, now, persist::unix_ms()))
-        })
-        .await;
-        match saved {
-            Ok(Ok(())) => debug!("peer scores and bans saved"),
-            Ok(Err(e)) => warn!(error = %e, "cannot save peer scores and bans"),
-            Err(e) => warn!(error = %e, "peer save task failed"),
-        }
     }
 
     fn on_net_event(&mut self, ev: NetEvent) {

@@ -9,11 +9,12 @@
 //! the store only through the functions the driver and the node call on
 //! the blocking pool; the engine never sees any of it.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use libp2p::{Multiaddr, PeerId};
 
-use crate::net::{AddressEntry, Source};
+use crate::net::{AddressEntry, Client, Source};
 use crate::store::peers::{AddressRecord, PeerRecord};
 use crate::store::{Store, StoreError};
 use crate::sync::peer_book::{PeerMemory, Penalty};
@@ -175,6 +176,81 @@ impl Debounce {
         }
         self.last = Some(memory.clone());
         Some(memory)
+    }
+}
+
+/// The driver's saving: scores and bans when they changed (at most every
+/// interval), the address book with them, and once more at shutdown. The
+/// writes run on the blocking pool, never on the driver.
+pub(crate) struct Saver {
+    scores: Debounce,
+    /// The address book as last saved (written only when it changed).
+    book: Arc<Mutex<Vec<AddressEntry>>>,
+}
+
+impl Saver {
+    pub(crate) fn new(interval: Duration, now: Instant) -> Saver {
+        Saver {
+            scores: Debounce::new(interval, now),
+            book: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    pub(crate) fn tick(
+        &mut self,
+        memory: impl FnOnce() -> Vec<PeerMemory>,
+        store: &Store,
+        client: &Client,
+        now: Instant,
+    ) {
+        let Some(memory) = self.scores.due(memory, now) else {
+            return;
+        };
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = s.save_peer_scores(&to_records(&memory, now, unix_ms())) {
+                tracing::warn!(error = %e, "cannot save peer scores and bans");
+            }
+        });
+        let (client, store, saved) = (client.clone(), store.clone(), self.book.clone());
+        tokio::spawn(async move {
+            let book = client.address_book().await;
+            // Empty means the network is gone (or knows nobody yet): keep
+            // what was saved rather than forget every peer.
+            let changed = {
+                let mut last = saved.lock().unwrap_or_else(|e| e.into_inner());
+                let changed = !book.is_empty() && *last != book;
+                if changed {
+                    *last = book.clone();
+                }
+                changed
+            };
+            if changed {
+                let _ = tokio::task::spawn_blocking(move || {
+                    if let Err(e) = save_addresses(&store, &book) {
+                        tracing::warn!(error = %e, "cannot save the address book");
+                    }
+                })
+                .await;
+            }
+        });
+    }
+
+    /// The last save at shutdown: scores and bans as they are now.
+    pub(crate) async fn save_now(&mut self, memory: Vec<PeerMemory>, store: &Store) {
+        let Some(memory) = self.scores.changed(memory) else {
+            return;
+        };
+        let (store, now) = (store.clone(), Instant::now());
+        let saved = tokio::task::spawn_blocking(move || {
+            store.save_peer_scores(&to_records(&memory, now, unix_ms()))
+        })
+        .await;
+        match saved {
+            Ok(Ok(())) => tracing::debug!("peer scores and bans saved"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot save peer scores and bans"),
+            Err(e) => tracing::warn!(error = %e, "peer save task failed"),
+        }
     }
 }
 

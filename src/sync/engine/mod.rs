@@ -36,7 +36,7 @@ use crate::chain::{BlockRef, Hash, ValidationError};
 use crate::sync::batch::{Batch, BatchId, BatchState, ReqId};
 use crate::sync::config::SyncConfig;
 use crate::sync::fork_choice::ChainPoll;
-use crate::sync::peer_book::{GenesisVerdict, PeerBook, PeerMemory, Penalty};
+use crate::sync::peer_book::{GenesisVerdict, PeerBook};
 use crate::sync::reorg::AncestorSearch;
 use crate::sync::target::{self, Targets};
 use crate::sync::verifier::Vote;
@@ -257,36 +257,6 @@ impl SyncEngine {
             self.balance_changed("a peer left", now);
         }
         self.schedule(now);
-    }
-
-    /// `peer` sent us an undecodable or oversize request: misbehaviour like
-    /// any other (two of them within the retention ban it).
-    pub fn handle_bad_request(&mut self, peer: PeerId, now: Instant) {
-        self.clock = self.clock.max(now);
-        self.penalize(&peer, Penalty::BadRequest, now);
-        self.schedule(now);
-    }
-
-    /// Scores and bans saved by an earlier run: bans still in force are
-    /// carried out again (the driver refuses the peer for what is left).
-    pub fn restore(&mut self, memory: Vec<PeerMemory>, now: Instant) {
-        self.clock = self.clock.max(now);
-        self.book.restore(memory, now);
-        let bans: Vec<_> = self.book.banned(now).collect();
-        for (peer, reason) in bans {
-            if let Some((until, _)) = self.book.ban_of(&peer) {
-                self.actions.push_back(Action::Ban {
-                    peer,
-                    duration: until.saturating_duration_since(now),
-                    reason,
-                });
-            }
-        }
-    }
-
-    /// What should outlive this run: scores and bans in force.
-    pub fn peer_memory(&self, now: Instant) -> Vec<PeerMemory> {
-        self.book.memory(now)
     }
 
     /// `peer` pushed a new tip: treat it as a height report and react now.

@@ -1,6 +1,7 @@
 //! Requests out and their bookkeeping: sending (with its timeout), releasing
 //! a peer's slot when an answer or failure comes back, failing a departed
-//! peer's requests over, penalties and bans, and the periodic height refresh.
+//! peer's requests over, penalties and bans (also for bad inbound requests,
+//! and those restored from an earlier run), and the height refreshes.
 
 use std::time::Instant;
 
@@ -8,7 +9,7 @@ use libp2p::PeerId;
 
 use super::{Action, Failure, Outstanding, Purpose, Request, SyncEngine};
 use crate::sync::batch::ReqId;
-use crate::sync::peer_book::Penalty;
+use crate::sync::peer_book::{PeerMemory, Penalty};
 
 impl SyncEngine {
     /// Asks each of `peers` for its block hash at `height` (votes, polls,
@@ -145,5 +146,37 @@ impl SyncEngine {
                 self.send(p, Request::Height, Purpose::Height, now);
             }
         }
+    }
+
+    // ----- inputs about peers' conduct and memory -----
+
+    /// `peer` sent us an undecodable or oversize request: misbehaviour like
+    /// any other (two of them within the retention ban it).
+    pub fn handle_bad_request(&mut self, peer: PeerId, now: Instant) {
+        self.clock = self.clock.max(now);
+        self.penalize(&peer, Penalty::BadRequest, now);
+        self.schedule(now);
+    }
+
+    /// Scores and bans saved by an earlier run: bans still in force are
+    /// carried out again (the driver refuses the peer for what is left).
+    pub fn restore(&mut self, memory: Vec<PeerMemory>, now: Instant) {
+        self.clock = self.clock.max(now);
+        self.book.restore(memory, now);
+        let bans: Vec<_> = self.book.banned(now).collect();
+        for (peer, reason) in bans {
+            if let Some((until, _)) = self.book.ban_of(&peer) {
+                self.actions.push_back(Action::Ban {
+                    peer,
+                    duration: until.saturating_duration_since(now),
+                    reason,
+                });
+            }
+        }
+    }
+
+    /// What should outlive this run: scores and bans in force.
+    pub fn peer_memory(&self, now: Instant) -> Vec<PeerMemory> {
+        self.book.memory(now)
     }
 }
