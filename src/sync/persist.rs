@@ -162,11 +162,19 @@ impl Debounce {
         memory: impl FnOnce() -> Vec<PeerMemory>,
         now: Instant,
     ) -> Option<Vec<PeerMemory>> {
-        if now < self.next {
+        if !self.interval_passed(now) {
             return None;
         }
-        self.next = now + self.interval;
         self.changed(memory())
+    }
+
+    /// Whether the interval has passed (starting the next one if so).
+    pub fn interval_passed(&mut self, now: Instant) -> bool {
+        if now < self.next {
+            return false;
+        }
+        self.next = now + self.interval;
+        true
     }
 
     /// The memory to save regardless of the interval, if it changed.
@@ -203,15 +211,19 @@ impl Saver {
         client: &Client,
         now: Instant,
     ) {
-        let Some(memory) = self.scores.due(memory, now) else {
+        if !self.scores.interval_passed(now) {
             return;
-        };
-        let s = store.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = s.save_peer_scores(&to_records(&memory, now, unix_ms())) {
-                tracing::warn!(error = %e, "cannot save peer scores and bans");
-            }
-        });
+        }
+        if let Some(memory) = self.scores.changed(memory()) {
+            let s = store.clone();
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = s.save_peer_scores(&to_records(&memory, now, unix_ms())) {
+                    tracing::warn!(error = %e, "cannot save peer scores and bans");
+                }
+            });
+        }
+        // The book changes on its own (peers found, dials failed): looked
+        // at every interval, written when it differs from the last save.
         let (client, store, saved) = (client.clone(), store.clone(), self.book.clone());
         tokio::spawn(async move {
             let book = client.address_book().await;
