@@ -133,6 +133,9 @@ pub struct PeerBody {
     /// The height from which it is known to hold another chain than ours
     /// (it is on another fork: not synced from above it), or null.
     pub fork_at: Option<u64>,
+    /// Where it came from: `bootstrap`, `mdns`, `kademlia`, `address_book`
+    /// or `inbound` (null if it is no longer connected).
+    pub source: Option<String>,
 }
 
 /// `GET /blocks/{height}`.
@@ -246,6 +249,8 @@ struct PeersBody {
 
 async fn peers(State(ctx): State<ApiContext>) -> Json<PeersBody> {
     let mut addrs: HashMap<_, _> = ctx.client.peer_addresses().await;
+    let sources = ctx.client.peer_sources().await;
+    let source = |p: &libp2p::PeerId| sources.get(p).map(|s| s.name().to_string());
     let to_strings = |v: Vec<libp2p::Multiaddr>| v.iter().map(|a| a.to_string()).collect();
     let mut peers: Vec<PeerBody> = Vec::new();
     if let Some(snap) = ctx.sync.status() {
@@ -259,6 +264,7 @@ async fn peers(State(ctx): State<ApiContext>) -> Json<PeersBody> {
                 state: p.state.into(),
                 in_flight: p.in_flight,
                 fork_at: p.forked_at,
+                source: source(&p.peer),
             });
         }
     }
@@ -273,6 +279,7 @@ async fn peers(State(ctx): State<ApiContext>) -> Json<PeersBody> {
             state: "connected".into(),
             in_flight: 0,
             fork_at: None,
+            source: source(&peer),
         });
     }
     peers.sort_by(|a, b| a.id.cmp(&b.id));

@@ -131,6 +131,13 @@ pub fn validate_sync(c: &SyncConfig) -> Result<(), InvalidValue> {
         c.max_future_drift <= MAX_FUTURE_DRIFT,
         "must be at most 3600000 ms (1 hour); more would all but disable the rule",
     )?;
+    ms_positive("sync.persist_interval_ms", c.persist_interval)?;
+    check(
+        "sync.status_ttl_ms",
+        ms(c.status_ttl),
+        c.status_ttl > c.status_interval,
+        "must be longer than sync.status_interval_ms",
+    )?;
     Ok(())
 }
 
@@ -161,6 +168,19 @@ pub fn validate_net(c: &NetConfig) -> Result<(), InvalidValue> {
     ms_positive("net.blocks_request_timeout_ms", c.blocks_request_timeout)?;
     ms_positive("net.idle_connection_timeout_ms", c.idle_connection_timeout)?;
     ms_positive("net.kad_bootstrap_interval_ms", c.kad_bootstrap_interval)?;
+    ms_positive("net.redial_initial_ms", c.redial_initial)?;
+    check(
+        "net.redial_max_ms",
+        ms(c.redial_max),
+        c.redial_max >= c.redial_initial,
+        "must be at least net.redial_initial_ms",
+    )?;
+    check(
+        "net.address_book_size",
+        c.address_book_size,
+        c.address_book_size >= 1,
+        POSITIVE,
+    )?;
     Ok(())
 }
 
@@ -276,12 +296,15 @@ section! {
             max_established_per_peer: u32,
             target_peers: usize,
             event_channel_capacity: usize,
+            address_book_size: usize,
         }
         millis {
             request_timeout_ms => request_timeout,
             blocks_request_timeout_ms => blocks_request_timeout,
             idle_connection_timeout_ms => idle_connection_timeout,
             kad_bootstrap_interval_ms => kad_bootstrap_interval,
+            redial_initial_ms => redial_initial,
+            redial_max_ms => redial_max,
         }
     }
 }
@@ -316,6 +339,8 @@ section! {
             split_backoff_ms => split_backoff,
             produce_alone_after_ms => produce_alone_after,
             max_future_drift_ms => max_future_drift,
+            status_ttl_ms => status_ttl,
+            persist_interval_ms => persist_interval,
         }
     }
 }
@@ -408,6 +433,20 @@ mod tests {
                     ..SyncConfig::default()
                 },
             ),
+            (
+                "sync.status_ttl_ms",
+                SyncConfig {
+                    status_ttl: Duration::from_secs(5),
+                    ..SyncConfig::default()
+                },
+            ),
+            (
+                "sync.persist_interval_ms",
+                SyncConfig {
+                    persist_interval: Duration::ZERO,
+                    ..SyncConfig::default()
+                },
+            ),
         ];
         // No drift at all is strict but works: early blocks wait for the clock.
         let strict = SyncConfig {
@@ -426,6 +465,22 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "invalid net.max_established = 0: must be at least 1"
+        );
+        let slow_first = NetConfig {
+            redial_initial: Duration::from_secs(90),
+            ..NetConfig::default()
+        };
+        assert_eq!(
+            validate_net(&slow_first).map_err(|e| e.key),
+            Err("net.redial_max_ms")
+        );
+        let no_book = NetConfig {
+            address_book_size: 0,
+            ..NetConfig::default()
+        };
+        assert_eq!(
+            validate_net(&no_book).map_err(|e| e.key),
+            Err("net.address_book_size")
         );
     }
 

@@ -8,7 +8,7 @@
 //! [`Metrics::observe_request`] around each outbound request, and
 //! [`Metrics::equivocation`] from its store worker), the block producer
 //! ([`Metrics::equivocation`]) and the net event loop (inbound requests
-//! served/refused). Readers: `/metrics` in
+//! served/refused, redials, address book size). Readers: `/metrics` in
 //! [`crate::api`]. It must not hold node state of its own or do I/O, and the
 //! pure sync engine must not see it.
 
@@ -101,6 +101,8 @@ pub struct Metrics {
     request_duration: HistogramFamily,
     inbound_served: Family<Labels, Counter>,
     inbound_refused: Family<Labels, Counter>,
+    redials: Counter,
+    address_book: Gauge,
 }
 
 impl Metrics {
@@ -136,6 +138,8 @@ impl Metrics {
             request_duration: Family::new_with_constructor(latency_histogram),
             inbound_served: Family::default(),
             inbound_refused: Family::default(),
+            redials: Counter::default(),
+            address_book: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("concord");
         r.register("height", "Height of the local chain tip", m.height.clone());
@@ -269,6 +273,16 @@ impl Metrics {
             "Inbound requests refused because of the peer (bad request, stream error, timeout), by protocol",
             m.inbound_refused.clone(),
         );
+        r.register(
+            "redials",
+            "Dials of lost peers (and unreachable bootstrap or address-book peers) on their backoff schedule",
+            m.redials.clone(),
+        );
+        r.register(
+            "address_book_peers",
+            "Peers in the address book",
+            m.address_book.clone(),
+        );
         m
     }
 
@@ -358,6 +372,18 @@ impl Metrics {
         self.inbound_refused
             .get_or_create(&vec![("protocol", protocol)])
             .inc();
+    }
+}
+
+impl Metrics {
+    /// The event loop redialed a lost peer.
+    pub fn redial(&self) {
+        self.redials.inc();
+    }
+
+    /// The address book now holds `n` peers.
+    pub fn address_book_size(&self, n: usize) {
+        set(&self.address_book, n as u64);
     }
 }
 

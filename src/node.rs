@@ -116,6 +116,18 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
     };
     let tip = store.tip();
     info!(genesis = %genesis.hash(), network = %genesis.name, height = tip.height, tip = %tip.hash, "chain store opened");
+    // Scores, bans and the address book of the last run. Unreadable, they
+    // are only lost, not a reason to refuse to start.
+    let remembered = {
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || sync::persist::load(&s, std::time::Instant::now()))
+            .await
+            .map_err(|e| NodeError::Task(e.to_string()))?
+            .unwrap_or_else(|e| {
+                warn!(error = %e, "cannot read the saved peers; starting without them");
+                sync::persist::Loaded::default()
+            })
+    };
 
     // Bind the API before starting the network so a taken port fails fast.
     let api_listener = match api_addr {
@@ -128,9 +140,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
 
     // A node with somewhere to dial must not produce without peers (see
     // `SyncConfig::produce_alone_after`).
-    let alone = net_config
-        .bootstrap
-        .is_empty()
+    let alone = (net_config.bootstrap.is_empty() && remembered.addresses.is_empty())
         .then_some(sync_config.produce_alone_after);
     let node_key = keys::load_or_generate(&data_dir)?;
     let (client, events, event_loop) = net::new_with_metrics(
@@ -142,6 +152,9 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         metrics.clone(),
     )?;
     let net_task = tokio::spawn(event_loop.run());
+    if !remembered.addresses.is_empty() {
+        client.add_known(remembered.addresses).await;
+    }
 
     // Different nodes make different random choices (voter samples, ties).
     let id = client.local_peer_id().to_bytes();
@@ -154,6 +167,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         client.clone(),
         events,
         metrics.clone(),
+        remembered.memory,
     );
     let node_metrics = metrics.clone();
 
@@ -225,15 +239,25 @@ impl RunningNode {
             task.abort();
             let _ = task.await;
         }
+        // Taken while the network still runs; the driver saves the scores
+        // and bans itself once the network is gone.
+        let book = self.client.address_book().await;
         self.client.shutdown().await;
         let _ = self.net_task.await;
         // The network is gone, so the driver's event channel closes and it ends.
         let _ = tokio::time::timeout(Duration::from_secs(5), self.sync_task).await;
         let store = self.store;
-        tokio::task::spawn_blocking(move || store.flush())
-            .await
-            .map_err(|e| NodeError::Task(e.to_string()))?
-            .map_err(NodeError::Flush)?;
+        tokio::task::spawn_blocking(move || {
+            if !book.is_empty() {
+                if let Err(e) = sync::persist::save_addresses(&store, &book) {
+                    warn!(error = %e, "cannot save the address book");
+                }
+            }
+            store.flush()
+        })
+        .await
+        .map_err(|e| NodeError::Task(e.to_string()))?
+        .map_err(NodeError::Flush)?;
         info!("node stopped, store flushed");
         Ok(())
     }

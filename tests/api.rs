@@ -42,6 +42,7 @@ const PEER_FIELDS: &[&str] = &[
     "state",
     "in_flight",
     "fork_at",
+    "source",
 ];
 const BLOCK_FIELDS: &[&str] = &[
     "height",
@@ -111,6 +112,7 @@ fn api_shapes_errors_and_status_command() {
         .unwrap_or_else(|| panic!("seeder not in {peers}"));
     assert_fields(seed, PEER_FIELDS, "/peers entry");
     assert_eq!(seed["state"], "verified", "{seed}");
+    assert_eq!(seed["source"], "bootstrap", "{seed}");
     assert!(
         seed["addresses"][0]
             .as_str()
@@ -308,6 +310,10 @@ fn metrics_parse_and_move_while_syncing() {
     }
     assert_eq!(sample(&after, "concord_fork_peers"), Some(0.0));
     assert_eq!(sample(&after, "concord_splits_total"), Some(0.0));
+    // The bootstrap peer is in the address book; nothing was lost, so
+    // nothing needed a redial beyond (at most) the start-up dial.
+    assert!(sample(&after, "concord_address_book_peers").is_some_and(|n| n >= 1.0));
+    assert!(sample(&after, "concord_redials_total").is_some_and(|n| n <= 1.0));
     assert!(
         sample(
             &after,

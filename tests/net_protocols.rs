@@ -1,19 +1,18 @@
 //! Real swarms on 127.0.0.1: the five Concord protocols end to end, bad
 //! inbound requests, and discovery through Kademlia.
 
-use std::io;
+mod common;
+
 use std::time::Duration;
 
+use common::raw_peer::RawPeer;
 use concord::chain::generate::ChainGenerator;
 use concord::chain::{AuthorityKey, Block, BlockRef, Genesis};
-use concord::net::{self, Client, NetConfig, NetEvent};
+use concord::net::{self, Client, InboundFault, NetConfig, NetEvent, NetEvents};
 use concord::protocol::{limits, BLOCKS_PROTOCOL};
 use concord::store::Store;
 use futures::prelude::*;
-use libp2p::{
-    identity::Keypair, multiaddr::Protocol, request_response, Multiaddr, PeerId, StreamProtocol,
-};
-use tokio::sync::mpsc;
+use libp2p::{identity::Keypair, multiaddr::Protocol, Multiaddr};
 use tokio::time::{timeout, Instant};
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -29,7 +28,7 @@ fn test_config(bootstrap: Vec<Multiaddr>) -> NetConfig {
 
 struct Node {
     client: Client,
-    events: mpsc::Receiver<NetEvent>,
+    events: NetEvents,
     addr: Multiaddr,
 }
 
@@ -57,10 +56,7 @@ async fn start(store: Store, bootstrap: Vec<Multiaddr>) -> Node {
 }
 
 /// Reads events until `f` returns `Some`, failing after the deadline.
-async fn next_event<T>(
-    rx: &mut mpsc::Receiver<NetEvent>,
-    mut f: impl FnMut(&NetEvent) -> Option<T>,
-) -> T {
+async fn next_event<T>(rx: &mut NetEvents, mut f: impl FnMut(&NetEvent) -> Option<T>) -> T {
     timeout(DEADLINE, async {
         loop {
             let event = rx.recv().await.expect("event channel closed");
@@ -218,16 +214,21 @@ async fn protocols_end_to_end() {
         .collect();
     raw.send(pa, a_base.clone(), b"\xff\x00 definitely not CBOR".to_vec())
         .await;
-    let (peer, protocol, error) = next_event(&mut a.events, |e| match e {
+    let (peer, protocol, fault, error) = next_event(&mut a.events, |e| match e {
         NetEvent::BadRequest {
             peer,
             protocol,
+            fault,
             error,
-        } => Some((*peer, *protocol, error.clone())),
+        } => Some((*peer, *protocol, *fault, error.clone())),
         _ => None,
     })
     .await;
-    assert_eq!((peer, protocol), (raw_id, BLOCKS_PROTOCOL), "{error}");
+    assert_eq!(
+        (peer, protocol, fault),
+        (raw_id, BLOCKS_PROTOCOL, InboundFault::Malformed),
+        "{error}"
+    );
 
     raw.send(
         pa,
@@ -311,113 +312,4 @@ async fn fresh_node_discovers_other_seeders_through_kademlia() {
         fresh.client.request_genesis(p3).await.unwrap().genesis,
         genesis.hash()
     );
-}
-
-// ----------------------------------------------------------------- raw peer
-
-/// A codec that writes arbitrary request bytes: a misbehaving client.
-#[derive(Clone, Default)]
-struct RawCodec;
-
-impl request_response::Codec for RawCodec {
-    type Protocol = StreamProtocol;
-    type Request = Vec<u8>;
-    type Response = Vec<u8>;
-
-    async fn read_request<T: AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> io::Result<Vec<u8>> {
-        let mut v = Vec::new();
-        io.read_to_end(&mut v).await?;
-        Ok(v)
-    }
-    async fn read_response<T: AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> io::Result<Vec<u8>> {
-        let mut v = Vec::new();
-        io.read_to_end(&mut v).await?;
-        Ok(v)
-    }
-    async fn write_request<T: AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        req: Vec<u8>,
-    ) -> io::Result<()> {
-        io.write_all(&req).await
-    }
-    async fn write_response<T: AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        res: Vec<u8>,
-    ) -> io::Result<()> {
-        io.write_all(&res).await
-    }
-}
-
-struct RawPeer {
-    swarm: libp2p::Swarm<request_response::Behaviour<RawCodec>>,
-    peer_id: PeerId,
-}
-
-impl RawPeer {
-    fn new() -> RawPeer {
-        let swarm = libp2p::SwarmBuilder::with_new_identity()
-            .with_tokio()
-            .with_tcp(
-                libp2p::tcp::Config::default(),
-                libp2p::noise::Config::new,
-                libp2p::yamux::Config::default,
-            )
-            .unwrap()
-            .with_behaviour(|_| {
-                request_response::Behaviour::with_codec(
-                    RawCodec,
-                    [(
-                        StreamProtocol::new(BLOCKS_PROTOCOL),
-                        request_response::ProtocolSupport::Outbound,
-                    )],
-                    request_response::Config::default()
-                        .with_request_timeout(Duration::from_secs(5)),
-                )
-            })
-            .unwrap()
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-            .build();
-        let peer_id = *swarm.local_peer_id();
-        RawPeer { swarm, peer_id }
-    }
-
-    /// Sends `bytes` as a blocks request and drives the swarm until the
-    /// request ends (the server closes the stream without answering).
-    async fn send(&mut self, peer: PeerId, addr: Multiaddr, bytes: Vec<u8>) {
-        self.swarm.add_peer_address(peer, addr);
-        let id = self.swarm.behaviour_mut().send_request(&peer, bytes);
-        timeout(DEADLINE, async {
-            loop {
-                if let libp2p::swarm::SwarmEvent::Behaviour(e) = self.swarm.select_next_some().await
-                {
-                    match e {
-                        request_response::Event::OutboundFailure { request_id, .. }
-                            if request_id == id =>
-                        {
-                            return
-                        }
-                        request_response::Event::Message {
-                            message: request_response::Message::Response { request_id, .. },
-                            ..
-                        } if request_id == id => return,
-                        _ => {}
-                    }
-                }
-            }
-        })
-        .await
-        .expect("raw request did not finish");
-    }
 }

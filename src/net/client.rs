@@ -6,6 +6,7 @@ use std::time::Duration;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 
+use super::address_book::{AddressEntry, Source};
 use super::RequestError;
 use crate::chain::Hash;
 use crate::protocol::{BlockHashResponse, BlocksResponse, GenesisResponse, HeightResponse};
@@ -56,6 +57,16 @@ pub(crate) enum Command {
     },
     PeerAddresses {
         reply: oneshot::Sender<HashMap<PeerId, Vec<Multiaddr>>>,
+    },
+    PeerSources {
+        reply: oneshot::Sender<HashMap<PeerId, Source>>,
+    },
+    AddressBook {
+        reply: oneshot::Sender<Vec<AddressEntry>>,
+    },
+    Known {
+        entries: Vec<AddressEntry>,
+        reply: oneshot::Sender<()>,
     },
     Shutdown {
         reply: oneshot::Sender<()>,
@@ -178,6 +189,27 @@ impl Client {
         self.call(|reply| Command::PeerAddresses { reply })
             .await
             .unwrap_or_default()
+    }
+
+    /// Where each connected peer came from.
+    pub async fn peer_sources(&self) -> HashMap<PeerId, Source> {
+        self.call(|reply| Command::PeerSources { reply })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// The address book, best entries first (empty once the loop stopped).
+    pub async fn address_book(&self) -> Vec<AddressEntry> {
+        self.call(|reply| Command::AddressBook { reply })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Peers known from an earlier run (the saved address book): entered in
+    /// the book and Kademlia and dialed now, with backoff if unreachable.
+    /// Entries of banned peers are skipped.
+    pub async fn add_known(&self, entries: Vec<AddressEntry>) {
+        self.call(|reply| Command::Known { entries, reply }).await;
     }
 
     /// Stop the event loop (closes connections). Returns once it has stopped

@@ -9,21 +9,27 @@
 //! requests for [`crate::sync`] and reports what happened as [`NetEvent`]s.
 //!
 //! Use [`new`] to build the three parts, spawn [`EventLoop::run`], keep the
-//! [`Client`] and read the [`NetEvent`] receiver.
+//! [`Client`] and read the [`NetEvents`] receiver.
 //!
 //! Files: `transport.rs` (the transport stack, [`build_swarm`], also used by
 //! the benchmark), `behaviour.rs` (the composed behaviour), `codec.rs`,
-//! `client.rs`, `keys.rs`, and `event_loop/`: the loop and its commands
-//! (`mod.rs`), inbound serving through one generic path (`serve.rs`) and
-//! discovery (`discovery.rs`). `throttle.rs` exists only with the `bench`
-//! feature.
+//! `client.rs`, `keys.rs`, `events.rs` (the two lanes of [`NetEvent`]s: what
+//! must never be lost, and what may be), `redial.rs` (the backoff schedule of
+//! lost peers), `address_book.rs` (peers reached before, for the next start),
+//! and `event_loop/`: the loop and its commands (`mod.rs`), inbound serving
+//! through one generic path (`serve.rs`) and discovery (`discovery.rs`).
+//! `throttle.rs` exists only with the `bench` feature.
 //!
 //! Discovery: bootstrap addresses are dialed at start and added to Kademlia
 //! (protocol `/concord/kad/1.0.0`, always in server mode). Identify feeds the
 //! listen addresses of every peer into Kademlia; a periodic Kademlia bootstrap
 //! walks the DHT, and every newly routable peer (and every peer mDNS finds,
 //! when enabled) is dialed while we have fewer than
-//! [`NetConfig::target_peers`] connected peers.
+//! [`NetConfig::target_peers`] connected peers. A lost peer (and a bootstrap
+//! or address-book peer that could not be reached) is redialed with
+//! exponential backoff ([`NetConfig::redial_initial`] to
+//! [`NetConfig::redial_max`]) rather than waiting for the discovery tick;
+//! banned peers never are.
 //!
 //! Identify runs on libp2p's fixed stream protocol `/ipfs/id/1.0.0`
 //! (libp2p-identify 0.48 cannot rename it); our protocol version string in it is
@@ -36,11 +42,14 @@
 //! error, timeout) are logged with peer id and protocol and reported as
 //! [`NetEvent::BadRequest`]; nothing a peer sends can panic the loop.
 
+pub mod address_book;
 mod behaviour;
 mod client;
 mod codec;
 mod event_loop;
+mod events;
 pub mod keys;
+pub mod redial;
 #[cfg(feature = "bench")]
 mod throttle;
 mod transport;
@@ -48,12 +57,12 @@ mod transport;
 use std::sync::Arc;
 use std::time::Duration;
 
-use libp2p::{identity::Keypair, metrics::Registry, Multiaddr, PeerId};
-use tokio::sync::mpsc;
-
+pub use address_book::{AddressEntry, Source};
 pub use behaviour::{IDENTIFY_PROTOCOL_VERSION, KAD_PROTOCOL};
 pub use client::Client;
 pub use event_loop::EventLoop;
+pub use events::{NetEvents, MAX_PENDING_BAD_REQUESTS};
+use libp2p::{identity::Keypair, metrics::Registry, Multiaddr, PeerId};
 pub use transport::build_swarm;
 
 use crate::chain::Hash;
@@ -100,8 +109,21 @@ pub enum NetEvent {
         peer: PeerId,
         /// Protocol name, e.g. `/concord/blocks/1`.
         protocol: &'static str,
+        fault: InboundFault,
         error: String,
     },
+}
+
+/// What went wrong with an inbound request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboundFault {
+    /// Oversize or undecodable bytes: only the peer can have sent them.
+    Malformed,
+    /// The stream failed while we read or answered it (the peer may have
+    /// given up on its own timeout: not proof of anything).
+    Stream,
+    /// No request or no answer in time (possibly our own slowness).
+    Timeout,
 }
 
 /// Network settings. Every field has a documented default
@@ -138,9 +160,20 @@ pub struct NetConfig {
     /// Interval of Kademlia bootstrap (random walk) and of the discovery
     /// check that dials known-but-unconnected peers. Default: 30 s.
     pub kad_bootstrap_interval: Duration,
-    /// Capacity of the [`NetEvent`] channel. The event loop never waits on it:
-    /// when it is full, events are dropped with a WARN log. Default: 1024.
+    /// Capacity of the bulk lane of [`NetEvents`] (pushed tips, which are also
+    /// polled). The event loop never waits on it: when it is full, a tip
+    /// announcement is dropped with a WARN log. Connections, disconnections
+    /// and bad requests take the lossless lane, which is bounded by the peers
+    /// instead (see `events.rs`). Default: 1024.
     pub event_channel_capacity: usize,
+    /// First delay before a lost peer is redialed; it doubles per failed dial
+    /// (jittered to 50–100 %). Default: 1 s.
+    pub redial_initial: Duration,
+    /// Longest delay between redials of a lost peer. Default: 60 s.
+    pub redial_max: Duration,
+    /// Most peers kept in the address book (the worst, then the oldest, are
+    /// evicted). Default: 1000.
+    pub address_book_size: usize,
     /// Serve `/concord/blocks/1` responses at no more than this many bytes per
     /// second (of encoded blocks), to play a slow seeder. Only with the `bench`
     /// feature (the benchmark and tests): a node binary cannot throttle itself.
@@ -165,6 +198,9 @@ impl Default for NetConfig {
             target_peers: 8,
             kad_bootstrap_interval: Duration::from_secs(30),
             event_channel_capacity: 1024,
+            redial_initial: Duration::from_secs(1),
+            redial_max: Duration::from_secs(60),
+            address_book_size: 1000,
             #[cfg(feature = "bench")]
             serve_rate_limit: None,
         }
@@ -194,7 +230,7 @@ pub fn new(
     config: NetConfig,
     store: Store,
     genesis: Hash,
-) -> Result<(Client, mpsc::Receiver<NetEvent>, EventLoop), NetError> {
+) -> Result<(Client, NetEvents, EventLoop), NetError> {
     let mut registry = Registry::default();
     let metrics = Arc::new(Metrics::register(&mut registry));
     new_with_metrics(key, config, store, genesis, &mut registry, metrics)
@@ -209,13 +245,13 @@ pub fn new_with_metrics(
     genesis: Hash,
     registry: &mut Registry,
     metrics: Arc<Metrics>,
-) -> Result<(Client, mpsc::Receiver<NetEvent>, EventLoop), NetError> {
+) -> Result<(Client, NetEvents, EventLoop), NetError> {
     let local_peer_id = key.public().to_peer_id();
     let behaviour = behaviour::Behaviour::new(&key, &config).map_err(NetError::Mdns)?;
     let swarm = build_swarm(key, behaviour, config.idle_connection_timeout, registry)?;
     let p2p_metrics = libp2p::metrics::Metrics::new(registry);
-    let (command_tx, command_rx) = mpsc::channel(256);
-    let (event_tx, event_rx) = mpsc::channel(config.event_channel_capacity.max(1));
+    let (command_tx, command_rx) = tokio::sync::mpsc::channel(256);
+    let (event_tx, event_rx) = events::channel(config.event_channel_capacity);
     let event_loop = EventLoop::new(
         swarm,
         command_rx,

@@ -32,6 +32,10 @@
 //! segments above the new tip and cuts the one that straddles it, in one
 //! batch.
 //!
+//! A second tree, `peers`, holds what the node remembers about its peers
+//! between runs (scores, bans, the address book): see [`peers`]. It is not
+//! part of the chain and never written in the chain's batches.
+//!
 //! Stores of earlier layouts are refused with [`StoreError::UnsupportedLayout`]:
 //! nothing was deployed with them, so there is no migration; re-sync into a
 //! fresh data dir.
@@ -39,6 +43,7 @@
 mod block_file;
 mod index;
 mod open;
+pub mod peers;
 mod segment;
 
 use std::path::Path;
@@ -76,6 +81,7 @@ pub enum StoreError {
 }
 
 const TREE: &[u8] = b"concord-chain";
+const PEERS_TREE: &[u8] = b"peers";
 const META_GENESIS: &[u8] = b"mgenesis";
 const META_TIP: &[u8] = b"mtip";
 const META_LAYOUT: &[u8] = b"mlayout";
@@ -136,6 +142,8 @@ fn decode_block(height: u64, bytes: &[u8]) -> Result<Block, StoreError> {
 
 struct Inner {
     tree: sled::Tree,
+    /// Peer scores, bans and the address book (see [`peers`]).
+    peers: sled::Tree,
     /// Kept so the database outlives every handle to its tree and can be flushed.
     db: sled::Db,
     blocks: BlockFile,

@@ -98,9 +98,11 @@ impl Store {
             }
         };
         let index = Self::load_index(&tree, &tip)?;
+        let peers = db.open_tree(PEERS_TREE)?;
         let store = Store {
             inner: Arc::new(Inner {
                 tree,
+                peers,
                 db,
                 blocks,
                 genesis_hash: expected,

@@ -98,6 +98,14 @@ pub struct SyncConfig {
     /// How often every peer is asked for its height (default 5 s). New tips are
     /// also pushed by announcements, so this only keeps heights fresh.
     pub status_interval: Duration,
+    /// A peer's reported height and tip older than this no longer count
+    /// toward the sync target, and the peer is asked again (default 5 min, as
+    /// the original design said). Must be longer than `status_interval`, or
+    /// heights would lapse between two regular refreshes.
+    pub status_ttl: Duration,
+    /// Scores and bans are saved to the store at most this often, when they
+    /// changed (and once at shutdown; default 5 s).
+    pub persist_interval: Duration,
     /// How often the node checks that the majority agrees with its own tip
     /// hash while idle (default 30 s).
     pub consistency_interval: Duration,
@@ -117,11 +125,12 @@ pub struct SyncConfig {
     pub split_backoff: Duration,
     /// A block producer extends its chain only when sync says it may: synced
     /// to the safe target, its peers agreeing with its tip. With no peers at
-    /// all, a node given no `--bootstrap` address produces alone once this
-    /// long has passed since start (default 5 s, time for mDNS to find a
-    /// neighbour): that is a one-node network. A node with bootstrap
-    /// addresses never produces without peers, so an authority restarted on
-    /// a stale tip or cut off from its network does not build a fork.
+    /// all, a node with no `--bootstrap` address and an empty address book
+    /// produces alone once this long has passed since start (default 5 s,
+    /// time for mDNS to find a neighbour): that is a one-node network. A
+    /// node with somewhere to dial never produces without peers, so an
+    /// authority restarted on a stale tip or cut off from its network does
+    /// not build a fork.
     pub produce_alone_after: Duration,
     /// Blocks the operator vouches for (default none); sorted by height.
     pub checkpoints: Vec<Checkpoint>,
@@ -168,6 +177,8 @@ impl Default for SyncConfig {
             vote_escalation: 16,
             vote_timeout: Duration::from_secs(3),
             status_interval: Duration::from_secs(5),
+            status_ttl: Duration::from_secs(300),
+            persist_interval: Duration::from_secs(5),
             consistency_interval: Duration::from_secs(30),
             max_reorg_depth: 1000,
             rollback_settle: Duration::from_secs(10),

@@ -6,7 +6,10 @@
 //! order, so downloads, validation and writes overlap), bans through the client.
 //!
 //! The rest of the program talks to it through the cloneable [`SyncHandle`].
-//! It decides nothing about sync itself; that is the engine's job.
+//! It decides nothing about sync itself; that is the engine's job. It also
+//! saves what should outlive the process (the engine's scores and bans, the
+//! network's address book; see [`crate::sync::persist`]), debounced and once
+//! more when it stops.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,13 +24,14 @@ use tracing::{debug, info, warn};
 use crate::chain::validate::validate_received;
 use crate::chain::{BlockRef, Genesis, Hash};
 use crate::metrics::Metrics;
-use crate::net::{Client, NetEvent, RequestError};
+use crate::net::{Client, InboundFault, NetEvent, NetEvents, RequestError};
 use crate::store::Store;
 use crate::sync::batch::{BatchId, ReqId};
 use crate::sync::engine::{
     Action, Failure, LocalChain, Request, Response, Stats, StoreFailure, SyncEngine, SyncStatus,
 };
-use crate::sync::peer_book::GenesisVerdict;
+use crate::sync::peer_book::{GenesisVerdict, PeerMemory};
+use crate::sync::persist::Saver;
 use crate::sync::progress::Progress;
 use crate::sync::store_worker::{self, store_failure, StoreDone, StoreJob};
 use crate::sync::SyncConfig;
@@ -54,6 +58,8 @@ pub struct SyncSnapshot {
     pub peers: Vec<PeerSnapshot>,
     /// Peers banned now, with the reason.
     pub banned: Vec<(PeerId, &'static str)>,
+    /// How long each ban has left.
+    pub ban_remaining: Vec<(PeerId, Duration)>,
 }
 
 enum Command {
@@ -128,24 +134,28 @@ impl LocalChain for StoreView {
 }
 
 /// Starts the driver. It stops when the network's event channel closes.
+/// `memory` is what an earlier run saved about peers (scores, bans).
 pub fn spawn(
     config: SyncConfig,
     genesis: Genesis,
     store: Store,
     client: Client,
-    events: mpsc::Receiver<NetEvent>,
+    events: NetEvents,
     metrics: Arc<Metrics>,
+    memory: Vec<PeerMemory>,
 ) -> (SyncHandle, JoinHandle<()>) {
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let (snap_tx, snap_rx) = watch::channel(None);
     let now = Instant::now();
-    let engine = SyncEngine::new(
+    let persist_interval = config.persist_interval;
+    let mut engine = SyncEngine::new(
         config,
         genesis.hash(),
         genesis.slot_ms,
         Box::new(StoreView(store.clone())),
         now,
     );
+    engine.restore(memory, now);
     let (job_tx, done_rx) = store_worker::spawn(store.clone(), genesis.slot_ms, metrics.clone());
     let driver = Driver {
         engine,
@@ -161,6 +171,7 @@ pub fn spawn(
         validations: FuturesUnordered::new(),
         progress: Progress::new(now),
         metrics,
+        saver: Saver::new(persist_interval, now),
     };
     let task = tokio::spawn(driver.run());
     (
@@ -180,7 +191,7 @@ struct Driver {
     genesis: Arc<Genesis>,
     store: Store,
     client: Client,
-    events: mpsc::Receiver<NetEvent>,
+    events: NetEvents,
     commands: mpsc::Receiver<Command>,
     snapshot: watch::Sender<Option<SyncSnapshot>>,
     jobs: mpsc::UnboundedSender<StoreJob>,
@@ -189,6 +200,7 @@ struct Driver {
     validations: FuturesUnordered<JoinHandle<Checked>>,
     progress: Progress,
     metrics: Arc<Metrics>,
+    saver: Saver,
 }
 
 impl Driver {
@@ -197,6 +209,10 @@ impl Driver {
         loop {
             self.execute().await;
             self.publish();
+            let now = Instant::now();
+            let engine = &self.engine;
+            self.saver
+                .tick(|| engine.peer_memory(now), &self.store, &self.client, now);
             let wake = self
                 .engine
                 .poll_timeout()
@@ -233,6 +249,9 @@ impl Driver {
                 }
             }
         }
+        self.saver
+            .save_now(self.engine.peer_memory(Instant::now()), &self.store)
+            .await;
         debug!("sync driver stopped");
     }
 
@@ -244,6 +263,13 @@ impl Driver {
             NetEvent::TipAnnounced { peer, height, tip } => {
                 self.engine.handle_tip_announced(peer, height, tip, now)
             }
+            // Only bytes the peer alone can have sent are proof; a failed or
+            // slow stream may be the network's doing, or ours.
+            NetEvent::BadRequest {
+                peer,
+                fault: InboundFault::Malformed,
+                ..
+            } => self.engine.handle_bad_request(peer, now),
             NetEvent::NewListenAddr { .. } | NetEvent::BadRequest { .. } => {}
         }
     }
@@ -357,6 +383,15 @@ impl Driver {
                 .peer_book()
                 .banned(now)
                 .map(|(p, r)| (p, r.name()))
+                .collect(),
+            ban_remaining: self
+                .engine
+                .peer_book()
+                .banned(now)
+                .filter_map(|(p, _)| {
+                    let (until, _) = self.engine.peer_book().ban_of(&p)?;
+                    Some((p, until.saturating_duration_since(now)))
+                })
                 .collect(),
         }
     }

@@ -9,7 +9,9 @@
 //! and the store: it feeds the engine and executes its actions. Tests drive
 //! the engine directly with scripted peers and simulated time in `sim`
 //! (compiled for tests and with the `sim` feature only; see
-//! `tests/sync_sim.rs`). Nothing here may reach the swarm or sled directly.
+//! `tests/sync_sim.rs`). Nothing here may reach the swarm or sled directly;
+//! [`persist`] turns the engine's memory of peers into the store's records,
+//! and the driver saves them through the store's API.
 
 pub mod batch;
 pub mod config;
@@ -17,6 +19,7 @@ pub mod driver;
 pub mod engine;
 pub mod fork_choice;
 pub mod peer_book;
+pub mod persist;
 mod progress;
 pub mod reorg;
 #[cfg(any(test, feature = "sim"))]

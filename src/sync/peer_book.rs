@@ -11,6 +11,9 @@ use libp2p::PeerId;
 
 use crate::chain::Hash;
 
+mod memory;
+pub use memory::PeerMemory;
+
 /// What we know of a peer's genesis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GenesisVerdict {
@@ -42,6 +45,8 @@ pub enum Penalty {
     WrongGenesis,
     /// Holds another block than an operator's `--checkpoint` at its height.
     ContradictsCheckpoint,
+    /// Sent us an undecodable or oversize request.
+    BadRequest,
 }
 
 impl Penalty {
@@ -50,7 +55,7 @@ impl Penalty {
         match self {
             Penalty::Timeout => -5,
             Penalty::NotDelivered => -30,
-            Penalty::BadResponse => -50,
+            Penalty::BadResponse | Penalty::BadRequest => -50,
             Penalty::InvalidBlocks | Penalty::WrongGenesis | Penalty::ContradictsCheckpoint => {
                 -1000
             }
@@ -66,7 +71,23 @@ impl Penalty {
             Penalty::InvalidBlocks => "invalid_blocks",
             Penalty::WrongGenesis => "wrong_genesis",
             Penalty::ContradictsCheckpoint => "contradicts_checkpoint",
+            Penalty::BadRequest => "bad_request",
         }
+    }
+
+    /// The penalty of a stable name (as saved in the store).
+    pub fn from_name(name: &str) -> Option<Penalty> {
+        [
+            Penalty::Timeout,
+            Penalty::NotDelivered,
+            Penalty::BadResponse,
+            Penalty::InvalidBlocks,
+            Penalty::WrongGenesis,
+            Penalty::ContradictsCheckpoint,
+            Penalty::BadRequest,
+        ]
+        .into_iter()
+        .find(|p| p.name() == name)
     }
 }
 
@@ -138,6 +159,12 @@ impl PeerInfo {
         self.connected
             && self.genesis == GenesisVerdict::Verified
             && self.unverified_checkpoint.is_none()
+    }
+
+    /// Whether its reported height is younger than `ttl` at `now`.
+    pub fn status_fresh(&self, now: Instant, ttl: Duration) -> bool {
+        self.height_updated
+            .is_some_and(|t| now.saturating_duration_since(t) < ttl)
     }
 
     /// The height up to which it holds our chain, as far as we know: its

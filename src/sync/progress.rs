@@ -44,7 +44,11 @@ impl Progress {
         let status = engine.status(Instant::now());
         // No target means no peer to compare with: that is not "synced"
         // (with no peers the node cannot know), so the state carries over.
-        let syncing = status.target.map_or(self.was_syncing, |t| tip.height < t);
+        // No usable peer is not "synced" either, whatever the last target said.
+        let syncing = match status.target {
+            Some(t) if status.peers > 0 => tip.height < t,
+            _ => self.was_syncing,
+        };
         if self.was_syncing && !syncing {
             info!(
                 height = tip.height,

@@ -1,6 +1,8 @@
 //! Helpers for tests that run the `concord` binary.
 #![allow(dead_code)]
 
+pub mod raw_peer;
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -242,14 +244,15 @@ pub fn node_config(
     produce: Option<concord::chain::AuthorityKey>,
     sync: concord::sync::SyncConfig,
 ) -> concord::node::NodeConfig {
+    let net = concord::net::NetConfig {
+        listen_addrs: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        bootstrap,
+        ..concord::net::NetConfig::default()
+    };
     concord::node::NodeConfig {
         data_dir,
         genesis: concord::chain::Genesis::dev(),
-        net: concord::net::NetConfig {
-            listen_addrs: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-            bootstrap,
-            ..concord::net::NetConfig::default()
-        },
+        net,
         produce,
         sync,
         api: None,
@@ -267,13 +270,46 @@ pub async fn start_node(
     start_config(node_config(data_dir, bootstrap, produce, sync)).await
 }
 
+/// [`start_node`] with the whole network config given.
+pub async fn start_node_with(
+    data_dir: PathBuf,
+    net: concord::net::NetConfig,
+    produce: Option<concord::chain::AuthorityKey>,
+    sync: concord::sync::SyncConfig,
+) -> (concord::node::RunningNode, libp2p::Multiaddr) {
+    let mut config = node_config(data_dir, vec![], produce, sync);
+    config.net = net;
+    start_config(config).await
+}
+
 /// Starts an in-process node and waits until it listens; returns it with
-/// its `/p2p/<id>` address.
+/// its `/p2p/<id>` address. A data dir a node just stopped on may still be
+/// locked for a moment (its last store handles are being dropped): that is
+/// waited out.
 pub async fn start_config(
     config: concord::node::NodeConfig,
 ) -> (concord::node::RunningNode, libp2p::Multiaddr) {
-    let node = concord::node::start(config).await.expect("node starts");
+    let end = Instant::now() + Duration::from_secs(60);
+    let node = loop {
+        match concord::node::start(config.clone()).await {
+            Ok(node) => break node,
+            Err(concord::node::NodeError::Store {
+                source: concord::store::StoreError::Locked(_),
+                ..
+            }) if Instant::now() < end => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("node does not start: {e}"),
+        }
+    };
     let id = node.client.local_peer_id();
+    if config.net.listen_addrs.is_empty() {
+        // Listens nowhere: reachable only through its own dials.
+        return (
+            node,
+            libp2p::Multiaddr::empty().with(libp2p::multiaddr::Protocol::P2p(id)),
+        );
+    }
     let addr = tokio::time::timeout(Duration::from_secs(180), async {
         loop {
             if let Some(a) = node.client.listen_addrs().await.into_iter().next() {

@@ -1,7 +1,7 @@
 //! The event loop: owns the [`Swarm`], runs the one `select!` loop, executes
 //! the [`Command`]s of the [`super::Client`]s, keeps the connection
 //! bookkeeping (dials in progress, remote addresses, bans) and reports
-//! [`NetEvent`]s.
+//! [`NetEvent`]s through the [`EventSink`] (which never waits).
 //!
 //! Two rooms hang off it, each an `impl EventLoop` of its own: [`serve`]
 //! (every request-response event: answering peers, and the answers to our
@@ -28,9 +28,12 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, trace, warn};
 
 use self::serve::{PendingReplies, Reply, Served, Server, BLOCK_READERS};
+use super::address_book::{AddressBook, Source};
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::client::Command;
 use super::codec::Inbound;
+pub(crate) use super::events::EventSink;
+use super::redial::Redial;
 use super::{NetConfig, NetError, NetEvent, RequestError};
 use crate::chain::Hash;
 use crate::metrics::Metrics;
@@ -38,25 +41,6 @@ use crate::protocol::{
     AnnounceRequest, BlockHashRequest, BlocksRequest, GenesisRequest, HeightRequest,
 };
 use crate::store::Store;
-
-/// Sends [`NetEvent`]s without ever waiting: the loop must keep serving peers
-/// even if nobody reads events, so a full channel drops the event (WARN).
-/// Events are hints for the sync engine, which also polls peers itself.
-struct EventSink(mpsc::Sender<NetEvent>);
-
-impl EventSink {
-    fn emit(&self, event: NetEvent) {
-        match self.0.try_send(event) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(event)) => {
-                warn!(?event, "net event channel full, dropping event")
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                trace!("net event receiver dropped")
-            }
-        }
-    }
-}
 
 /// Owns the swarm. Spawn [`EventLoop::run`]; it returns when a
 /// [`super::Client::shutdown`] arrives or every `Client` is dropped.
@@ -74,6 +58,14 @@ pub struct EventLoop {
     bans: HashMap<PeerId, Instant>,
     /// Remote address of every established connection, per peer.
     peer_addrs: HashMap<PeerId, HashMap<ConnectionId, Multiaddr>>,
+    /// Lost peers waiting to be dialed again.
+    redial: Redial,
+    /// Peers reached before (saved by the node for the next start).
+    book: AddressBook,
+    /// Why we dialed a peer (or first heard of it), until it connects.
+    origins: HashMap<PeerId, Source>,
+    /// Where each connected peer came from (for `/peers`).
+    sources: HashMap<PeerId, Source>,
     /// libp2p's own metrics (identify, Kademlia, ping, swarm events).
     p2p_metrics: libp2p::metrics::Metrics,
     /// Concord's: inbound requests served and refused.
@@ -84,7 +76,7 @@ impl EventLoop {
     pub(crate) fn new(
         mut swarm: Swarm<Behaviour>,
         commands: mpsc::Receiver<Command>,
-        events: mpsc::Sender<NetEvent>,
+        events: EventSink,
         store: Store,
         genesis: Hash,
         config: NetConfig,
@@ -99,7 +91,6 @@ impl EventLoop {
                     reason: e.to_string(),
                 })?;
         }
-        discovery::dial_bootstrap(&mut swarm, &config.bootstrap);
         let (served_tx, served_rx) = mpsc::unbounded_channel();
         let server = Server {
             store,
@@ -108,10 +99,19 @@ impl EventLoop {
             #[cfg(feature = "bench")]
             throttle: config.serve_rate_limit.map(super::throttle::Throttle::new),
         };
-        Ok(EventLoop {
+        let seed = u64::from_le_bytes(
+            swarm.local_peer_id().to_bytes()[..8]
+                .try_into()
+                .unwrap_or([7; 8]),
+        );
+        let mut event_loop = EventLoop {
+            redial: Redial::new(config.redial_initial, config.redial_max, seed),
+            book: AddressBook::new(config.address_book_size),
+            origins: HashMap::new(),
+            sources: HashMap::new(),
             swarm,
             commands,
-            events: EventSink(events),
+            events,
             server,
             served_tx,
             served_rx,
@@ -122,7 +122,9 @@ impl EventLoop {
             config,
             p2p_metrics,
             metrics,
-        })
+        };
+        event_loop.dial_bootstrap();
+        Ok(event_loop)
     }
 
     /// Runs until shutdown. Never panics on anything a peer sends.
@@ -132,6 +134,7 @@ impl EventLoop {
         let mut discovery = tokio::time::interval(self.config.kad_bootstrap_interval);
         discovery.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
+            let redial_at = self.redial.next_due().map(Instant::from_std);
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 command = self.commands.recv() => match command {
@@ -147,6 +150,7 @@ impl EventLoop {
                     }
                 },
                 Some(send) = self.served_rx.recv() => send(&mut self.swarm, &self.metrics),
+                _ = sleep_until(redial_at) => self.redial_due(),
                 _ = housekeeping.tick() => self.expire_bans(),
                 _ = discovery.tick() => self.on_discovery_tick(),
             }
@@ -189,10 +193,19 @@ impl EventLoop {
                 b.blocked.block_peer(peer);
                 b.kad.remove_peer(&peer);
                 let _ = self.swarm.disconnect_peer_id(peer);
+                // Never dialed again, nor offered to the next start.
+                self.redial.forget(&peer);
+                self.book.remove(&peer);
+                self.origins.remove(&peer);
+                self.metrics.address_book_size(self.book.len());
                 self.bans.insert(peer, Instant::now() + duration);
                 let _ = reply.send(());
             }
             Command::Dial { addr, reply } => {
+                if let Some(Protocol::P2p(peer)) = addr.iter().last() {
+                    // Someone chose this address for us: as good as a bootstrap.
+                    self.origins.entry(peer).or_insert(Source::Bootstrap);
+                }
                 let opts = DialOpts::from(addr.clone());
                 let connection_id = opts.connection_id();
                 match self.swarm.dial(opts) {
@@ -224,6 +237,16 @@ impl EventLoop {
                     })
                     .collect();
                 let _ = reply.send(addrs);
+            }
+            Command::PeerSources { reply } => {
+                let _ = reply.send(self.sources.clone());
+            }
+            Command::AddressBook { reply } => {
+                let _ = reply.send(self.book.entries());
+            }
+            Command::Known { entries, reply } => {
+                self.add_known(entries);
+                let _ = reply.send(());
             }
             Command::Shutdown { reply } => {
                 // Handled in `run`; kept for exhaustiveness.
@@ -281,6 +304,7 @@ impl EventLoop {
                     .insert(connection_id, addr.clone());
                 if num_established.get() == 1 {
                     info!(peer = %peer_id, %addr, dialer = endpoint.is_dialer(), "peer connected");
+                    self.on_peer_connected(peer_id, &addr, endpoint.is_dialer());
                     self.events.emit(NetEvent::PeerConnected {
                         peer: peer_id,
                         addr,
@@ -311,6 +335,7 @@ impl EventLoop {
                     }
                     self.events
                         .emit(NetEvent::PeerDisconnected { peer: peer_id });
+                    self.on_peer_lost(peer_id);
                 }
             }
             SwarmEvent::OutgoingConnectionError {
@@ -318,6 +343,9 @@ impl EventLoop {
                 peer_id,
                 error,
             } => {
+                if let Some(peer) = peer_id {
+                    self.on_dial_failed(peer);
+                }
                 if let Some(reply) = self.pending_dials.remove(&connection_id) {
                     warn!(peer = ?peer_id, %error, "dial failed");
                     let _ = reply.send(Err(RequestError::Unreachable));
@@ -356,5 +384,14 @@ impl EventLoop {
             BehaviourEvent::Blocks(event) => self.on_request_response::<BlocksRequest>(event),
             BehaviourEvent::Announce(event) => self.on_request_response::<AnnounceRequest>(event),
         }
+    }
+}
+
+/// Sleeps until `at`, or forever without one (a `select!` branch that is
+/// only live while something is scheduled).
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

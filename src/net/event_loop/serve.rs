@@ -26,7 +26,7 @@ use crate::chain::Hash;
 use crate::metrics::Metrics;
 use crate::net::behaviour::{Behaviour, Rr};
 use crate::net::codec::Inbound;
-use crate::net::{NetEvent, RequestError};
+use crate::net::{InboundFault, NetEvent, RequestError};
 use crate::protocol::{
     limits, AnnounceRequest, AnnounceResponse, BlockHashRequest, BlockHashResponse, BlocksRequest,
     BlocksResponse, GenesisRequest, GenesisResponse, HeightRequest, HeightResponse,
@@ -243,7 +243,7 @@ impl EventLoop {
                 Inbound::Invalid(error) => {
                     warn!(%peer, protocol, %error, "bad request");
                     // `channel` is dropped: the stream closes without a response.
-                    self.refused(peer, protocol, error);
+                    self.refused(peer, protocol, InboundFault::Malformed, error);
                 }
             },
             Event::Message {
@@ -275,11 +275,11 @@ impl EventLoop {
                 InboundFailure::Io(e) => {
                     let error = format!("stream error: {e}");
                     warn!(%peer, protocol, %error, "bad request");
-                    self.refused(peer, protocol, error);
+                    self.refused(peer, protocol, InboundFault::Stream, error);
                 }
                 InboundFailure::Timeout => {
                     debug!(%peer, protocol, "inbound request timed out");
-                    self.refused(peer, protocol, "timed out".into());
+                    self.refused(peer, protocol, InboundFault::Timeout, "timed out".into());
                 }
                 other => debug!(%peer, protocol, error = %other, "inbound request not answered"),
             },
@@ -313,11 +313,12 @@ impl EventLoop {
     }
 
     /// A request the peer got wrong: counted and reported, never answered.
-    fn refused(&self, peer: PeerId, protocol: &'static str, error: String) {
+    fn refused(&self, peer: PeerId, protocol: &'static str, fault: InboundFault, error: String) {
         self.metrics.inbound_refused(protocol);
         self.events.emit(NetEvent::BadRequest {
             peer,
             protocol,
+            fault,
             error,
         });
     }

@@ -349,6 +349,8 @@ impl SyncEngine {
         if now >= self.next_status {
             self.next_status = now + self.config.status_interval;
             self.refresh_heights(now);
+        } else {
+            self.refresh_stale_heights(now);
         }
         if now >= self.next_consistency {
             self.next_consistency = now + self.config.consistency_interval;
@@ -450,11 +452,15 @@ impl SyncEngine {
 
     /// Targets from the heights peers hold of *our* chain: a peer known to be
     /// on another fork counts only below its fork point, so a longer fork
-    /// next to us is not something to sync to.
-    fn recompute_targets(&mut self) {
+    /// next to us is not something to sync to; and a report older than
+    /// `status_ttl` does not count (the peer may have fallen behind or gone
+    /// quiet; it is asked again).
+    fn recompute_targets(&mut self, now: Instant) {
+        let ttl = self.config.status_ttl;
         self.targets = target::compute(
             self.book
                 .usable()
+                .filter(|(_, p)| p.status_fresh(now, ttl))
                 .filter_map(|(_, p)| p.height_on_our_chain()),
         );
     }
@@ -501,3 +507,6 @@ mod tests;
 
 #[cfg(test)]
 mod fork_tests;
+
+#[cfg(test)]
+mod peer_tests;

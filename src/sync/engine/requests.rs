@@ -1,6 +1,7 @@
 //! Requests out and their bookkeeping: sending (with its timeout), releasing
 //! a peer's slot when an answer or failure comes back, failing a departed
-//! peer's requests over, penalties and bans, and the periodic height refresh.
+//! peer's requests over, penalties and bans (also for bad inbound requests,
+//! and those restored from an earlier run), and the height refreshes.
 
 use std::time::Instant;
 
@@ -8,7 +9,7 @@ use libp2p::PeerId;
 
 use super::{Action, Failure, Outstanding, Purpose, Request, SyncEngine};
 use crate::sync::batch::ReqId;
-use crate::sync::peer_book::Penalty;
+use crate::sync::peer_book::{PeerMemory, Penalty};
 
 impl SyncEngine {
     /// Asks each of `peers` for its block hash at `height` (votes, polls,
@@ -116,8 +117,26 @@ impl SyncEngine {
         }
     }
 
+    /// Asks the peers whose height lapsed (`status_ttl`) for it again, out
+    /// of the regular round.
+    pub(super) fn refresh_stale_heights(&mut self, now: Instant) {
+        let ttl = self.config.status_ttl;
+        let stale: Vec<PeerId> = self
+            .book
+            .usable()
+            .filter(|(_, p)| p.height.is_some() && !p.status_fresh(now, ttl))
+            .map(|(p, _)| *p)
+            .collect();
+        self.ask_heights(stale, now);
+    }
+
     pub(super) fn refresh_heights(&mut self, now: Instant) {
         let peers: Vec<PeerId> = self.book.usable().map(|(p, _)| *p).collect();
+        self.ask_heights(peers, now);
+    }
+
+    /// A height request to each of `peers` that has none outstanding.
+    fn ask_heights(&mut self, peers: Vec<PeerId>, now: Instant) {
         for p in peers {
             let pending = self
                 .requests
@@ -127,5 +146,37 @@ impl SyncEngine {
                 self.send(p, Request::Height, Purpose::Height, now);
             }
         }
+    }
+
+    // ----- inputs about peers' conduct and memory -----
+
+    /// `peer` sent us an undecodable or oversize request: misbehaviour like
+    /// any other (two of them within the retention ban it).
+    pub fn handle_bad_request(&mut self, peer: PeerId, now: Instant) {
+        self.clock = self.clock.max(now);
+        self.penalize(&peer, Penalty::BadRequest, now);
+        self.schedule(now);
+    }
+
+    /// Scores and bans saved by an earlier run: bans still in force are
+    /// carried out again (the driver refuses the peer for what is left).
+    pub fn restore(&mut self, memory: Vec<PeerMemory>, now: Instant) {
+        self.clock = self.clock.max(now);
+        self.book.restore(memory, now);
+        let bans: Vec<_> = self.book.banned(now).collect();
+        for (peer, reason) in bans {
+            if let Some((until, _)) = self.book.ban_of(&peer) {
+                self.actions.push_back(Action::Ban {
+                    peer,
+                    duration: until.saturating_duration_since(now),
+                    reason,
+                });
+            }
+        }
+    }
+
+    /// What should outlive this run: scores and bans in force.
+    pub fn peer_memory(&self, now: Instant) -> Vec<PeerMemory> {
+        self.book.memory(now)
     }
 }

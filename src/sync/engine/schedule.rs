@@ -19,7 +19,7 @@ type PeerRank = (bool, i32, u32, u128, u64);
 impl SyncEngine {
     /// Plans batches up to the target and sends whatever can be sent now.
     pub(super) fn schedule(&mut self, now: Instant) {
-        self.recompute_targets();
+        self.recompute_targets(now);
         if !self.may_extend() {
             return;
         }

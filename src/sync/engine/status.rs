@@ -104,18 +104,26 @@ impl SyncEngine {
             _ => None,
         });
         let stall =
-            (self.is_syncing() || self.mode != Mode::Normal).then(|| self.next_stall_check());
+            (self.is_syncing() || self.mode != Mode::Normal || self.book.usable().next().is_none())
+                .then(|| self.next_stall_check());
         let grace_ends = self
             .book
             .iter()
             .filter(|(_, p)| p.reporting())
             .map(|(_, p)| p.connected_at + self.config.verify_grace);
+        // A lapsing height changes the target (and is asked again).
+        let lapses = self
+            .book
+            .usable()
+            .filter_map(|(_, p)| p.height_updated)
+            .map(|t| t + self.config.status_ttl);
         [self.next_status, self.next_consistency]
             .into_iter()
             .chain(self.requests.values().map(|r| r.deadline))
             .chain(batches)
             .chain(stall)
             .chain(grace_ends)
+            .chain(lapses)
             .chain(self.votes.values().map(|v| v.deadline))
             .chain(self.poll.as_ref().map(|p| p.deadline))
             .chain(self.poll_not_before)
@@ -161,7 +169,10 @@ impl SyncEngine {
             _ => {}
         }
         let usable = self.book.usable().count();
-        let had_peers = self.stats.first_peer_connected_at.is_some() || !self.batches.is_empty();
+        // A node that never had a peer gets `stall_timeout` to find one.
+        let had_peers = self.stats.first_peer_connected_at.is_some()
+            || !self.batches.is_empty()
+            || now >= self.started + self.config.stall_timeout;
         if usable == 0 && had_peers {
             return Some(if self.book.is_empty() {
                 "no peers".into()

@@ -1,0 +1,119 @@
+//! A misbehaving client for tests: a bare libp2p swarm that writes
+//! arbitrary bytes as a `/concord/blocks/1` request.
+
+use std::io;
+use std::time::Duration;
+
+use concord::protocol::BLOCKS_PROTOCOL;
+use futures::prelude::*;
+use libp2p::{request_response, Multiaddr, PeerId, StreamProtocol};
+use tokio::time::timeout;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A codec that writes arbitrary request bytes: a misbehaving client.
+#[derive(Clone, Default)]
+pub struct RawCodec;
+
+impl request_response::Codec for RawCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Vec<u8>> {
+        let mut v = Vec::new();
+        io.read_to_end(&mut v).await?;
+        Ok(v)
+    }
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Vec<u8>> {
+        let mut v = Vec::new();
+        io.read_to_end(&mut v).await?;
+        Ok(v)
+    }
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Vec<u8>,
+    ) -> io::Result<()> {
+        io.write_all(&req).await
+    }
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Vec<u8>,
+    ) -> io::Result<()> {
+        io.write_all(&res).await
+    }
+}
+
+pub struct RawPeer {
+    swarm: libp2p::Swarm<request_response::Behaviour<RawCodec>>,
+    pub peer_id: PeerId,
+}
+
+impl RawPeer {
+    pub fn new() -> RawPeer {
+        let swarm = libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(
+                libp2p::tcp::Config::default(),
+                libp2p::noise::Config::new,
+                libp2p::yamux::Config::default,
+            )
+            .unwrap()
+            .with_behaviour(|_| {
+                request_response::Behaviour::with_codec(
+                    RawCodec,
+                    [(
+                        StreamProtocol::new(BLOCKS_PROTOCOL),
+                        request_response::ProtocolSupport::Outbound,
+                    )],
+                    request_response::Config::default()
+                        .with_request_timeout(Duration::from_secs(5)),
+                )
+            })
+            .unwrap()
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build();
+        let peer_id = *swarm.local_peer_id();
+        RawPeer { swarm, peer_id }
+    }
+
+    /// Sends `bytes` as a blocks request and drives the swarm until the
+    /// request ends (the server closes the stream without answering).
+    pub async fn send(&mut self, peer: PeerId, addr: Multiaddr, bytes: Vec<u8>) {
+        self.swarm.add_peer_address(peer, addr);
+        let id = self.swarm.behaviour_mut().send_request(&peer, bytes);
+        timeout(DEADLINE, async {
+            loop {
+                if let libp2p::swarm::SwarmEvent::Behaviour(e) = self.swarm.select_next_some().await
+                {
+                    match e {
+                        request_response::Event::OutboundFailure { request_id, .. }
+                            if request_id == id =>
+                        {
+                            return
+                        }
+                        request_response::Event::Message {
+                            message: request_response::Message::Response { request_id, .. },
+                            ..
+                        } if request_id == id => return,
+                        _ => {}
+                    }
+                }
+            }
+        })
+        .await
+        .expect("raw request did not finish");
+    }
+}
