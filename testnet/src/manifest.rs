@@ -455,6 +455,11 @@ impl Manifest {
                 }
             }
         }
+        if a.at.is_some() && !matches!(a.kind, AssertKind::Height | AssertKind::SameChain) {
+            return bad(
+                "at is only for height and same_chain (the others cover the whole run)".into(),
+            );
+        }
         if a.min_height.is_some() && a.kind != AssertKind::SameChain {
             return bad("min_height is only for kind = \"same_chain\"".into());
         }

@@ -262,14 +262,26 @@ impl Drop for Children {
     }
 }
 
+/// Whether `pid` is gone (no such process, or a zombie nobody reaps yet).
+fn gone(pid: libc::pid_t) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+    }
+}
+
 /// Kills what a previous run on this out dir left behind: every pid in its
-/// pidfile whose command line still mentions `marker` (the out dir). Returns
-/// how many it killed.
+/// pidfile whose command line still mentions `marker` (the out dir), and
+/// waits (up to 5 s) until they are gone, so their ports and data dirs are
+/// free. Returns how many it killed.
 pub fn kill_leftovers(pidfile: &Path, marker: &str) -> usize {
     let Ok(text) = std::fs::read_to_string(pidfile) else {
         return 0;
     };
-    let mut killed = 0;
+    let mut killed = Vec::new();
     for pid in text
         .lines()
         .filter_map(|l| l.trim().parse::<libc::pid_t>().ok())
@@ -278,9 +290,13 @@ pub fn kill_leftovers(pidfile: &Path, marker: &str) -> usize {
         if pid > 1 && String::from_utf8_lossy(&cmdline).contains(marker) {
             // SAFETY: kill has no memory effects.
             if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
-                killed += 1;
+                killed.push(pid);
             }
         }
     }
-    killed
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !killed.iter().all(|&p| gone(p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    killed.len()
 }

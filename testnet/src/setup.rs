@@ -81,10 +81,6 @@ pub fn prepare_out_dir(out: &Path) -> Result<(PathBuf, usize), SetupError> {
             )));
         }
         killed = process::kill_leftovers(&out.join("pids"), &out.display().to_string());
-        if killed > 0 {
-            // Give the kernel a moment to release their ports and files.
-            std::thread::sleep(std::time::Duration::from_millis(300));
-        }
         std::fs::remove_dir_all(&out).map_err(io(&out))?;
         std::fs::create_dir_all(&out).map_err(io(&out))?;
     }
@@ -154,9 +150,9 @@ pub fn plan(manifest: &Manifest, out: &Path, bin: &Path) -> Result<Vec<NodePlan>
         let mut chain_tip = None;
         if node.blocks > 0 {
             let seed = node.chain_seed(net);
-            let chain = out
-                .join("chains")
-                .join(format!("seed{seed}-{}x{}", node.blocks, net.block_size));
+            let name = format!("seed{seed}-{}x{}", node.blocks, net.block_size);
+            let chain = out.join("chains").join(&name);
+            let tip_file = out.join("chains").join(format!("{name}.tip"));
             if !chain.exists() {
                 let said = concord(
                     bin,
@@ -179,9 +175,9 @@ pub fn plan(manifest: &Manifest, out: &Path, bin: &Path) -> Result<Vec<NodePlan>
                     .find_map(|l| l.strip_prefix("tip height "))
                     .unwrap_or_default()
                     .replace(" hash ", " ");
-                std::fs::write(chain.join("TIP"), &tip).map_err(io(&chain))?;
+                std::fs::write(&tip_file, &tip).map_err(io(&tip_file))?;
             }
-            chain_tip = std::fs::read_to_string(chain.join("TIP")).ok();
+            chain_tip = std::fs::read_to_string(&tip_file).ok();
             copy_dir(&chain, &data_dir)?;
         }
         let peer_id = concord(
