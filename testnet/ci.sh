@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 
 echo "== testnet: cargo build (node and runner)"
-cargo build --bin concord -p concord-testnet
+cargo build -p concord -p concord-testnet
 echo "== testnet: cargo test -p concord-testnet"
 cargo test -p concord-testnet
 out="${TESTNET_OUT:-target/testnet-quick}"

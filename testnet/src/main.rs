@@ -68,7 +68,7 @@ fn find_concord(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     };
     match beside.or_else(on_path) {
         Some(p) => Ok(p),
-        None => bail!("no `concord` binary next to concord-testnet or on PATH; build it with `cargo build --bin concord` or pass --concord PATH"),
+        None => bail!("no `concord` binary next to concord-testnet or on PATH; build it with `cargo build -p concord` or pass --concord PATH"),
     }
 }
 

@@ -3,8 +3,8 @@
 //! starts clean and passes the `smoke` manifest; a manifest whose assertion
 //! cannot hold exits 1; a broken manifest exits 2 with one line.
 //!
-//! Needs the `concord` binary next to `concord-testnet` (`cargo build --bin
-//! concord`, which `cargo test --workspace` and `testnet/ci.sh` do).
+//! Needs the `concord` binary next to `concord-testnet` (`cargo build -p
+//! concord`; `cargo test --workspace` and `testnet/ci.sh` build it too).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -16,7 +16,7 @@ fn concord() -> PathBuf {
     let path = Path::new(RUNNER).with_file_name("concord");
     assert!(
         path.is_file(),
-        "{} is missing: build it first with `cargo build --bin concord`",
+        "{} is missing: build it first with `cargo build -p concord`",
         path.display()
     );
     path
