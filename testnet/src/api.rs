@@ -96,6 +96,9 @@ pub struct Status {
     pub peers: usize,
     pub mode: String,
     pub stalled: Option<String>,
+    /// Empty until the p2p listener is up.
+    #[serde(default)]
+    pub listen_addrs: Vec<String>,
 }
 
 /// One entry of `GET /peers`.

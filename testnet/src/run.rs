@@ -24,6 +24,9 @@ use crate::{chain_check, evaluate};
 const TICK: Duration = Duration::from_millis(200);
 const SAMPLE_EVERY: f64 = 1.0;
 const API_TIMEOUT: Duration = Duration::from_millis(1000);
+/// How long a started node may take to listen, and how often to look.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+const READY_POLL: Duration = Duration::from_millis(25);
 /// How long a node may take to stop on SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
@@ -92,8 +95,48 @@ impl Run<'_> {
         });
         self.intent[i] = None;
         let name = p.name.clone();
-        self.live.note(t, &format!("started {name} (pid {pid})"));
+        let ready = self.wait_ready(i);
+        let t = self.t();
+        match ready {
+            Some(after) => self.live.note(
+                t,
+                &format!("started {name} (pid {pid}, listening after {after:.2}s)"),
+            ),
+            None => self.live.note(
+                t,
+                &format!(
+                    "started {name} (pid {pid}) but it is NOT listening after {READY_TIMEOUT:?}"
+                ),
+            ),
+        }
         Ok(())
+    }
+
+    /// Polls the node's `/status` until its p2p listener is up (its
+    /// `listen_addrs` is not empty), so that the nodes started next can dial
+    /// it: a node's bootstrap dial to a peer that is not listening yet is
+    /// not retried soon. Seconds it took, or `None` (exited or timed out).
+    fn wait_ready(&mut self, i: usize) -> Option<f64> {
+        let started = Instant::now();
+        let deadline = started + READY_TIMEOUT;
+        while Instant::now() < deadline {
+            let status = api::status(self.plans[i].api, API_TIMEOUT);
+            if status.is_ok_and(|s| !s.listen_addrs.is_empty()) {
+                return Some(started.elapsed().as_secs_f64());
+            }
+            let mut gone = false;
+            for (name, exit) in self.children.reap() {
+                if let Some(j) = self.index(&name) {
+                    gone |= j == i;
+                    self.ended(j, exit);
+                }
+            }
+            if gone {
+                return None;
+            }
+            std::thread::sleep(READY_POLL);
+        }
+        None
     }
 
     fn ended(&mut self, i: usize, exit: Exit) {
