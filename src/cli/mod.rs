@@ -15,6 +15,7 @@ mod authority;
 mod http;
 mod run;
 mod status;
+mod testnet;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,6 +55,18 @@ pub enum Command {
     Reset(admin::ResetArgs),
     /// Cut a stopped node's chain back to a height (offline recovery from a halt).
     Rollback(admin::RollbackArgs),
+    /// Run a manifest-driven local testnet (runs `concord-testnet`, built with
+    /// `cargo build -p concord-testnet`; `concord testnet --help` for its options).
+    #[command(disable_help_flag = true)]
+    Testnet {
+        /// Arguments passed on to `concord-testnet` unchanged.
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -130,6 +143,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::status(args),
         Command::Reset(args) => admin::reset(args),
         Command::Rollback(args) => admin::rollback(args),
+        Command::Testnet { args } => testnet::exec(&args),
     }
 }
 

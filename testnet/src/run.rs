@@ -1,0 +1,458 @@
+//! One run of a manifest, stage by stage: setup → start (with delays) →
+//! timeline of perturbations while sampling every node about once a second
+//! → end checks (while the nodes still run) → cleanup (SIGTERM, then
+//! SIGKILL) → log scan → assertions → report.
+//!
+//! Owns the order of the stages and the bookkeeping of what happened when;
+//! the stages' details live in `setup`, `process`, `chain_check`,
+//! `assertions` and `report`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::api;
+use crate::assertions::Outcome;
+use crate::history::{Life, LogFacts, NodeHistory, Sample};
+use crate::live::{Live, Row};
+use crate::manifest::{Action, AssertKind, Event, Manifest};
+use crate::process::{self, Children, Exit};
+use crate::report::{self, TimelineEntry};
+use crate::setup::{self, NodePlan};
+use crate::{chain_check, evaluate};
+
+/// How often the loop wakes; samples are taken every [`SAMPLE_EVERY`].
+const TICK: Duration = Duration::from_millis(200);
+const SAMPLE_EVERY: f64 = 1.0;
+const API_TIMEOUT: Duration = Duration::from_millis(1000);
+/// How long a started node may take to listen, and how often to look.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+const READY_POLL: Duration = Duration::from_millis(25);
+/// How long a node may take to stop on SIGTERM.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("setup: {0}")]
+    Setup(#[from] setup::SetupError),
+    #[error("{0}")]
+    Process(#[from] process::ProcessError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What a run ended with.
+pub struct RunResult {
+    pub passed: bool,
+    pub interrupted: Option<i32>,
+    pub out: PathBuf,
+    pub outcomes: Vec<Outcome>,
+    pub seconds: f64,
+}
+
+/// The state of one run while it goes.
+struct Run<'a> {
+    manifest: &'a Manifest,
+    /// The timeline in time order, and the next event to fire.
+    events: Vec<&'a Event>,
+    next_event: usize,
+    plans: Vec<NodePlan>,
+    bin: PathBuf,
+    children: Children,
+    hist: Vec<NodeHistory>,
+    started: Vec<bool>,
+    /// The action whose signal should end the node's current life.
+    intent: Vec<Option<&'static str>>,
+    timeline: Vec<TimelineEntry>,
+    live: Live,
+    t0: Instant,
+}
+
+impl Run<'_> {
+    fn t(&self) -> f64 {
+        self.t0.elapsed().as_secs_f64()
+    }
+
+    fn start(&mut self, i: usize) -> Result<(), RunError> {
+        let p = &self.plans[i];
+        let log = self.manifest.run.log.as_str();
+        let pid = self.children.spawn(
+            &p.name,
+            &self.bin,
+            &p.args,
+            &[("RUST_LOG", log), ("NO_COLOR", "1")],
+            &p.log,
+        )?;
+        let t = self.t();
+        self.hist[i].lives.push(Life {
+            started: t,
+            ended: None,
+            exit_code: None,
+            signal: None,
+            ended_by: None,
+        });
+        self.intent[i] = None;
+        let name = p.name.clone();
+        let ready = self.wait_ready(i);
+        let t = self.t();
+        match ready {
+            Some(after) => self.live.note(
+                t,
+                &format!("started {name} (pid {pid}, listening after {after:.2}s)"),
+            ),
+            None => self.live.note(
+                t,
+                &format!(
+                    "started {name} (pid {pid}) but it is NOT listening after {READY_TIMEOUT:?}"
+                ),
+            ),
+        }
+        Ok(())
+    }
+
+    /// Polls the node's `/status` until its p2p listener is up (its
+    /// `listen_addrs` is not empty), so that the nodes started next can dial
+    /// it: a node's bootstrap dial to a peer that is not listening yet is
+    /// not retried soon. Seconds it took, or `None` (exited or timed out).
+    fn wait_ready(&mut self, i: usize) -> Option<f64> {
+        let started = Instant::now();
+        let deadline = started + READY_TIMEOUT;
+        while Instant::now() < deadline {
+            let status = api::status(self.plans[i].api, API_TIMEOUT);
+            if status.is_ok_and(|s| !s.listen_addrs.is_empty()) {
+                return Some(started.elapsed().as_secs_f64());
+            }
+            let mut gone = false;
+            for (name, exit) in self.children.reap() {
+                if let Some(j) = self.index(&name) {
+                    gone |= j == i;
+                    self.ended(j, exit);
+                }
+            }
+            if gone {
+                return None;
+            }
+            std::thread::sleep(READY_POLL);
+        }
+        None
+    }
+
+    fn ended(&mut self, i: usize, exit: Exit) {
+        let t = self.t();
+        let by = self.intent[i].take();
+        if let Some(life) = self.hist[i].lives.last_mut() {
+            life.ended = Some(t);
+            life.exit_code = exit.code;
+            life.signal = exit.signal;
+            life.ended_by = by.map(str::to_string);
+        }
+        if by.is_none() {
+            let name = self.plans[i].name.clone();
+            self.live.note(
+                t,
+                &format!(
+                    "{name} EXITED on its own (code {:?}, signal {:?})",
+                    exit.code, exit.signal
+                ),
+            );
+        }
+    }
+
+    fn index(&self, name: &str) -> Option<usize> {
+        self.plans.iter().position(|p| p.name == name)
+    }
+
+    /// Applies one perturbation; an error says why it could not apply.
+    fn perturb(&mut self, action: Action, i: usize) -> Result<(), String> {
+        let name = self.plans[i].name.clone();
+        let running = self.children.is_running(&name);
+        let signal =
+            |run: &mut Self, s: i32| run.children.signal(&name, s).map_err(|e| e.to_string());
+        match action {
+            Action::Kill | Action::Stop | Action::Pause if !running => Err("not running".into()),
+            Action::Resume if !self.children.is_paused(&name) => Err("not paused".into()),
+            Action::Restart if running => Err("still running".into()),
+            Action::Restart => self.start(i).map_err(|e| e.to_string()),
+            Action::Kill => {
+                self.intent[i] = Some("kill");
+                signal(self, libc::SIGKILL)
+            }
+            Action::Stop => {
+                self.intent[i] = Some("stop");
+                // A paused node must run to handle SIGTERM.
+                signal(self, libc::SIGTERM)?;
+                signal(self, libc::SIGCONT)
+            }
+            Action::Pause => signal(self, libc::SIGSTOP),
+            Action::Resume => signal(self, libc::SIGCONT),
+        }
+    }
+
+    fn sample(&mut self) {
+        let t = self.t();
+        for i in 0..self.plans.len() {
+            let name = &self.plans[i].name;
+            if !self.children.is_running(name) || self.children.is_paused(name) {
+                continue;
+            }
+            if let Ok(s) = api::status(self.plans[i].api, API_TIMEOUT) {
+                self.hist[i].samples.push(Sample::from_status(t, &s));
+            }
+            if let Ok(peers) = api::peers(self.plans[i].api, API_TIMEOUT) {
+                self.hist[i].record_peers(&peers);
+            }
+        }
+    }
+
+    fn rows(&self) -> Vec<Row> {
+        self.plans
+            .iter()
+            .zip(&self.hist)
+            .zip(&self.started)
+            .map(|((p, h), started)| {
+                let state = if self.children.is_paused(&p.name) {
+                    "paused"
+                } else if self.children.is_running(&p.name) {
+                    "running"
+                } else if !started {
+                    "waiting"
+                } else {
+                    h.lives
+                        .last()
+                        .and_then(|l| l.ended_by.as_deref())
+                        .map_or(
+                            "exited",
+                            |by| if by == "kill" { "killed" } else { "stopped" },
+                        )
+                };
+                let last = h
+                    .samples
+                    .last()
+                    .filter(|_| self.children.is_running(&p.name));
+                Row {
+                    name: p.name.clone(),
+                    role: p.role.name(),
+                    state: state.to_string(),
+                    height: h.last_height(),
+                    target: last.and_then(|s| s.target),
+                    peers: last.map(|s| s.peers),
+                    mode: last.map(|s| s.mode.clone()),
+                    stalled: last.and_then(|s| s.stalled.clone()),
+                }
+            })
+            .collect()
+    }
+
+    /// Timeline, starts, sampling and the live view until `until` seconds
+    /// (or a stop signal, returned).
+    fn drive(&mut self, until: f64) -> Result<Option<i32>, RunError> {
+        let mut next_sample = 0.0;
+        loop {
+            if let Some(s) = process::stop_requested() {
+                return Ok(Some(s));
+            }
+            for (name, exit) in self.children.reap() {
+                if let Some(i) = self.index(&name) {
+                    self.ended(i, exit);
+                }
+            }
+            let t = self.t();
+            if t >= until {
+                return Ok(None);
+            }
+            for i in 0..self.plans.len() {
+                if !self.started[i] && self.plans[i].start_after <= t {
+                    self.started[i] = true;
+                    self.start(i)?;
+                }
+            }
+            while let Some(e) = self
+                .events
+                .get(self.next_event)
+                .copied()
+                .filter(|e| e.at.0.as_secs_f64() <= t)
+            {
+                self.next_event += 1;
+                let Some(i) = self.index(&e.node) else {
+                    continue;
+                };
+                let height = self.hist[i].last_height();
+                let result = self.perturb(e.action, i);
+                let t = self.t();
+                let text = format!("{} {} (height {height:?})", e.action.name(), e.node);
+                match &result {
+                    Ok(()) => self.live.note(t, &text),
+                    Err(why) => self.live.note(t, &format!("{text} FAILED: {why}")),
+                }
+                self.timeline.push(TimelineEntry {
+                    t,
+                    planned_at: e.at.0.as_secs_f64(),
+                    action: e.action.name().to_string(),
+                    node: e.node.clone(),
+                    height_before: height,
+                    error: result.err(),
+                });
+            }
+            if t >= next_sample {
+                next_sample = t + SAMPLE_EVERY;
+                self.sample();
+                let (t, rows) = (self.t(), self.rows());
+                self.live.draw(t, &rows);
+            }
+            std::thread::sleep(TICK);
+        }
+    }
+
+    /// SIGTERM to every live node (SIGCONT first), SIGKILL after the grace.
+    fn cleanup(&mut self) {
+        for name in self.children.names() {
+            let Some(i) = self.index(&name) else { continue };
+            self.intent[i] = Some("cleanup");
+            let _ = self.children.signal(&name, libc::SIGTERM);
+            let _ = self.children.signal(&name, libc::SIGCONT);
+        }
+        let deadline = Instant::now() + STOP_GRACE;
+        for name in self.children.names() {
+            let Some(i) = self.index(&name) else { continue };
+            let left = deadline.saturating_duration_since(Instant::now());
+            let exit = match self.children.wait(&name, left) {
+                Some(exit) => exit,
+                None => {
+                    self.intent[i] = Some("cleanup_timeout");
+                    let _ = self.children.signal(&name, libc::SIGKILL);
+                    self.children.wait(&name, STOP_GRACE).unwrap_or(Exit {
+                        code: None,
+                        signal: Some(libc::SIGKILL),
+                    })
+                }
+            };
+            self.ended(i, exit);
+        }
+    }
+}
+
+/// Runs `manifest` with the `concord` binary `bin`, writing into `out`.
+pub fn run(
+    manifest: &Manifest,
+    manifest_text: &str,
+    manifest_path: &Path,
+    out: &Path,
+    bin: &Path,
+) -> Result<RunResult, RunError> {
+    let (out, killed) = setup::prepare_out_dir(out)?;
+    if killed > 0 {
+        println!(
+            "killed {killed} process(es) left by an earlier run in {}",
+            out.display()
+        );
+    }
+    let copy = out.join("manifest.toml");
+    std::fs::write(&copy, manifest_text).map_err(|source| RunError::Io { path: copy, source })?;
+    println!(
+        "setup: generating chains, keys and ports in {}",
+        out.display()
+    );
+    let plans = setup::plan(manifest, &out, bin)?;
+    let hist = plans
+        .iter()
+        .map(|p| NodeHistory::new(&p.name, p.role, &p.peer_id))
+        .collect();
+    let n = plans.len();
+    let mut events: Vec<_> = manifest.timeline.iter().collect();
+    events.sort_by_key(|e| e.at);
+    let mut run = Run {
+        manifest,
+        events,
+        next_event: 0,
+        bin: bin.to_path_buf(),
+        children: Children::new(out.join("pids")),
+        hist,
+        started: vec![false; n],
+        intent: vec![None; n],
+        timeline: Vec::new(),
+        live: Live::new(),
+        t0: Instant::now(),
+        plans,
+    };
+    let end = manifest.run.duration.0.as_secs_f64();
+    let mut outcomes_now = Vec::new();
+    // A same_chain with `at` is checked when its time comes (the timeline
+    // waits while it settles); the rest is judged from the records at the end.
+    let mut checkpoints: Vec<_> = manifest
+        .assertions()
+        .into_iter()
+        .filter(|a| a.kind == AssertKind::SameChain)
+        .collect();
+    checkpoints.sort_by_key(|a| a.at.unwrap_or(manifest.run.duration));
+    let mut interrupted = None;
+    for a in &checkpoints {
+        let at = a.at.map_or(end, |d| d.0.as_secs_f64());
+        interrupted = run.drive(at)?;
+        if interrupted.is_some() {
+            break;
+        }
+        let t = run.t();
+        run.live.note(t, "checking same_chain");
+        outcomes_now.push((
+            a.clone(),
+            same_chain(&run, &a.nodes, a.min_height, manifest),
+        ));
+    }
+    if interrupted.is_none() {
+        interrupted = run.drive(end)?;
+    }
+    let metrics = report::metrics(&run.plans, &run.children.names());
+    let t = run.t();
+    run.live.note(t, "stopping every node");
+    run.cleanup();
+    for (h, p) in run.hist.iter_mut().zip(&run.plans) {
+        h.log = LogFacts::scan(&std::fs::read_to_string(&p.log).unwrap_or_default());
+    }
+    let outcomes = evaluate::all(manifest, &run.hist, outcomes_now, &run.timeline);
+    let passed = interrupted.is_none() && outcomes.iter().all(|o| o.pass);
+    let seconds = run.t();
+    report::write(&report::Report {
+        out: &out,
+        manifest_path,
+        manifest,
+        plans: &run.plans,
+        hist: &run.hist,
+        timeline: &run.timeline,
+        outcomes: &outcomes,
+        metrics,
+        passed,
+        interrupted,
+        seconds,
+    })
+    .map_err(|source| RunError::Io {
+        path: out.clone(),
+        source,
+    })?;
+    Ok(RunResult {
+        passed,
+        interrupted,
+        out,
+        outcomes,
+        seconds,
+    })
+}
+
+/// `same_chain` over the named nodes (or every honest one) that run now.
+fn same_chain(run: &Run, names: &[String], min_height: Option<u64>, m: &Manifest) -> Outcome {
+    let names = if names.is_empty() {
+        m.honest()
+    } else {
+        names.to_vec()
+    };
+    let (running, stopped): (Vec<_>, Vec<_>) = names
+        .into_iter()
+        .partition(|n| run.children.is_running(n) && !run.children.is_paused(n));
+    let plans: Vec<&NodePlan> = run
+        .plans
+        .iter()
+        .filter(|p| running.contains(&p.name))
+        .collect();
+    chain_check::check(&plans, min_height.unwrap_or(1), &stopped, m.run.settle.0)
+}

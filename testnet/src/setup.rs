@@ -1,0 +1,245 @@
+//! Setup stage: the out dir, pre-generated chains, node keys, ports and each
+//! node's `concord run` command line.
+//!
+//! Owns the layout of `--out DIR` (`nodes/NAME/{data,log,config.toml}`,
+//! `chains/`, `manifest.toml`, `pids`, the `.concord-testnet` marker) and the
+//! loopback placement: every node listens on 127.0.0.1 with a p2p and an
+//! API port picked free by the OS. Uses only the `concord` binary's
+//! commands (`generate`, `key`, `run`), never the node's code.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::manifest::{Manifest, Role};
+use crate::process;
+
+/// Marks a directory as a testnet out dir, which a new run may wipe.
+pub const MARKER: &str = ".concord-testnet";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("{0}")]
+    OutDir(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("`concord {command}` failed: {detail}")]
+    Concord { command: String, detail: String },
+    #[error("cannot pick a free port on 127.0.0.1: {0}")]
+    Port(std::io::Error),
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> SetupError + '_ {
+    move |source| SetupError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Everything needed to start (and restart) one node.
+#[derive(Clone, Debug)]
+pub struct NodePlan {
+    pub name: String,
+    pub role: Role,
+    pub peer_id: String,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    pub p2p: SocketAddr,
+    pub api: SocketAddr,
+    pub args: Vec<String>,
+    pub start_after: f64,
+    /// The pre-generated chain's tip (`height hash`), if any.
+    pub chain_tip: Option<String>,
+}
+
+impl NodePlan {
+    pub fn multiaddr(&self) -> String {
+        format!(
+            "/ip4/127.0.0.1/tcp/{}/p2p/{}",
+            self.p2p.port(),
+            self.peer_id
+        )
+    }
+}
+
+/// Prepares `out` (wiping an earlier run's) and returns the absolute out dir
+/// and how many leftover processes of an earlier run it killed.
+pub fn prepare_out_dir(out: &Path) -> Result<(PathBuf, usize), SetupError> {
+    std::fs::create_dir_all(out).map_err(io(out))?;
+    let out = out.canonicalize().map_err(io(out))?;
+    let mut entries = std::fs::read_dir(&out).map_err(io(&out))?;
+    let empty = entries.next().is_none();
+    let mut killed = 0;
+    if !empty {
+        if !out.join(MARKER).exists() {
+            return Err(SetupError::OutDir(format!(
+                "{} is not empty and not a testnet out dir (no {MARKER}); give an empty or new directory",
+                out.display()
+            )));
+        }
+        killed = process::kill_leftovers(&out.join("pids"), &out.display().to_string());
+        std::fs::remove_dir_all(&out).map_err(io(&out))?;
+        std::fs::create_dir_all(&out).map_err(io(&out))?;
+    }
+    std::fs::write(
+        out.join(MARKER),
+        "concord-testnet out dir: a new run wipes it\n",
+    )
+    .map_err(io(&out))?;
+    Ok((out, killed))
+}
+
+fn concord(bin: &Path, args: &[String]) -> Result<String, SetupError> {
+    let output = Command::new(bin)
+        .args(args)
+        .output()
+        .map_err(|e| SetupError::Concord {
+            command: args.join(" "),
+            detail: format!("cannot run {}: {e}", bin.display()),
+        })?;
+    if !output.status.success() {
+        return Err(SetupError::Concord {
+            command: args.join(" "),
+            detail: String::from_utf8_lossy(&output.stderr)
+                .trim()
+                .replace('\n', " "),
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<(), SetupError> {
+    std::fs::create_dir_all(to).map_err(io(to))?;
+    for entry in std::fs::read_dir(from).map_err(io(from))? {
+        let entry = entry.map_err(io(from))?;
+        let target = to.join(entry.file_name());
+        if entry.file_type().map_err(io(from))?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target).map_err(io(&target))?;
+        }
+    }
+    Ok(())
+}
+
+/// Generates each distinct pre-generated chain once (in `chains/`), copies it
+/// into the nodes' data dirs, makes node keys, picks ports and writes
+/// configs. Returns the nodes' plans in manifest order.
+pub fn plan(manifest: &Manifest, out: &Path, bin: &Path) -> Result<Vec<NodePlan>, SetupError> {
+    let net = &manifest.network;
+    // Ports first, all at once, so no two nodes get the same one.
+    let listeners = (0..manifest.nodes.len() * 2)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(SetupError::Port)?;
+    let ports = listeners
+        .iter()
+        .map(|l| l.local_addr())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(SetupError::Port)?;
+    drop(listeners);
+
+    let mut plans = Vec::new();
+    for (i, node) in manifest.nodes.iter().enumerate() {
+        let dir = out.join("nodes").join(&node.name);
+        let data_dir = dir.join("data");
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let mut chain_tip = None;
+        if node.blocks > 0 {
+            let seed = node.chain_seed(net);
+            let name = format!("seed{seed}-{}x{}", node.blocks, net.block_size);
+            let chain = out.join("chains").join(&name);
+            let tip_file = out.join("chains").join(format!("{name}.tip"));
+            if !chain.exists() {
+                let said = concord(
+                    bin,
+                    &[
+                        "generate".into(),
+                        "--data-dir".into(),
+                        chain.display().to_string(),
+                        "--blocks".into(),
+                        node.blocks.to_string(),
+                        "--block-size".into(),
+                        net.block_size.to_string(),
+                        "--seed".into(),
+                        seed.to_string(),
+                        "--genesis".into(),
+                        net.genesis.clone(),
+                    ],
+                )?;
+                let tip = said
+                    .lines()
+                    .find_map(|l| l.strip_prefix("tip height "))
+                    .unwrap_or_default()
+                    .replace(" hash ", " ");
+                std::fs::write(&tip_file, &tip).map_err(io(&tip_file))?;
+            }
+            chain_tip = std::fs::read_to_string(&tip_file).ok();
+            copy_dir(&chain, &data_dir)?;
+        }
+        let peer_id = concord(
+            bin,
+            &[
+                "key".into(),
+                "--data-dir".into(),
+                data_dir.display().to_string(),
+            ],
+        )?
+        .trim()
+        .to_string();
+        let (p2p, api) = (ports[2 * i], ports[2 * i + 1]);
+        let mut args = vec![
+            "run".to_string(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--genesis".into(),
+            net.genesis.clone(),
+            "--listen".into(),
+            format!("/ip4/127.0.0.1/tcp/{}", p2p.port()),
+            "--api".into(),
+            api.to_string(),
+            "--log-format".into(),
+            "text".into(),
+        ];
+        if node.role == Role::Producer {
+            args.extend(["--produce".into(), "--dev-authority".into()]);
+        }
+        if let Some(table) = &node.config {
+            let path = dir.join("config.toml");
+            let text = toml::to_string(table).map_err(|e| SetupError::Io {
+                path: path.clone(),
+                source: std::io::Error::other(e),
+            })?;
+            std::fs::write(&path, text).map_err(io(&path))?;
+            args.extend(["--config".into(), path.display().to_string()]);
+        }
+        plans.push(NodePlan {
+            name: node.name.clone(),
+            role: node.role,
+            peer_id,
+            log: dir.join("log"),
+            data_dir,
+            p2p,
+            api,
+            args,
+            start_after: node.start_after.0.as_secs_f64(),
+            chain_tip: chain_tip.map(|t| t.trim().to_string()),
+        });
+    }
+    // Bootstrap addresses need every peer id.
+    let addrs: Vec<(String, String)> = plans
+        .iter()
+        .map(|p| (p.name.clone(), p.multiaddr()))
+        .collect();
+    for (plan, node) in plans.iter_mut().zip(&manifest.nodes) {
+        for name in &node.bootstrap {
+            if let Some((_, addr)) = addrs.iter().find(|(n, _)| n == name) {
+                plan.args.extend(["--bootstrap".into(), addr.clone()]);
+            }
+        }
+    }
+    Ok(plans)
+}
