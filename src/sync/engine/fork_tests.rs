@@ -423,3 +423,27 @@ fn a_producer_on_a_minority_fork_may_not_extend_it() {
     }));
     assert_eq!(n.engine.stats().reorgs, 1);
 }
+
+#[test]
+fn a_longer_fork_taken_from_its_only_peer_is_left_once_for_the_majority_and_not_taken_again() {
+    let chain = honest(1_500);
+    // Another chain from #1, a thousand blocks longer than the honest one.
+    let fork = fork_of(&chain, 0, 2_500, 9);
+    let mut n = net(&chain[..1], SyncConfig::default());
+    let evil = n.add_peer(Behaviour::Honest, 5 * MS, fork.clone());
+    assert!(
+        n.run_until(60 * SEC, |n| on(n, &fork)),
+        "took the only chain there was"
+    );
+    for _ in 0..3 {
+        n.add_peer(Behaviour::Honest, 5 * MS, chain.clone());
+    }
+    assert!(n.run_until(120 * SEC, |n| on(n, &chain)));
+    // Stays there: the peer of the longer chain is on another fork from #1,
+    // and its blocks above the majority's height are not planned again.
+    n.run_until(60 * SEC, |_| false);
+    assert!(on(&n, &chain), "back on the longer fork");
+    assert_eq!(n.engine.stats().reorgs, 1);
+    assert_eq!(fork_at(&n, &evil), Some(1));
+    assert!(n.report.bans.is_empty(), "bans: {:?}", n.report.bans);
+}

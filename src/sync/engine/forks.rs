@@ -197,10 +197,12 @@ impl SyncEngine {
             return;
         };
         let h = poll.height;
+        let mut holders_of_ours = Vec::new();
         // Every answer is a fact about that peer's chain, whatever the verdict.
         for side in poll.sides() {
             for p in side.holders {
                 if side.ours {
+                    holders_of_ours.push(p);
                     if self.book.mark_agrees(&p, h) {
                         tracing::info!(peer = %p, height = h, "peer is back on our chain");
                     }
@@ -247,6 +249,7 @@ impl SyncEngine {
                 self.split_rounds = 0;
                 self.end_split_if(SplitOrigin::Chain, "a 2/3 majority formed");
                 let reference = supporters.into_iter().take(PROBE_PEERS).collect();
+                self.abandoning = holders_of_ours;
                 self.start_search(h, reference, now);
             }
             Verdict::Split { sides } => self.enter_split(h, sides, SplitOrigin::Chain, now),
@@ -395,9 +398,11 @@ impl SyncEngine {
                 tracing::error!("{why}");
                 self.stats.halts += 1;
                 self.mode = Mode::Halted(why);
+                self.abandoning.clear();
             }
             SearchStep::NoAnswers => {
                 tracing::warn!("fork search: reference peers stopped answering; resuming");
+                self.abandoning.clear();
                 self.search = None;
                 self.mode = Mode::Normal;
             }
@@ -435,6 +440,7 @@ impl SyncEngine {
     }
 
     pub(super) fn on_rolled_back(&mut self, result: Result<BlockRef, StoreFailure>, now: Instant) {
+        let rolled_back = result.is_ok();
         match result {
             Ok(tip) => {
                 tracing::warn!(height = tip.height, tip = %tip.hash, "rolled back to the common ancestor; re-syncing")
@@ -446,6 +452,21 @@ impl SyncEngine {
         self.drop_work(false);
         self.confirmed = self.confirmed.min(self.stored.height);
         self.book.recheck_tips(self.stored.height);
+        // The peers that held the blocks we just dropped hold another chain
+        // than the majority's from the first dropped height: were they
+        // unjudged, a longer such chain would be planned, served by them,
+        // taken (nobody else can vote above the majority's height) and
+        // rolled back again, in a loop.
+        let first_dropped = self.stored.height + 1;
+        for peer in std::mem::take(&mut self.abandoning) {
+            if rolled_back {
+                self.judge_forked(
+                    peer,
+                    first_dropped,
+                    "holds the chain we left for the majority's",
+                );
+            }
+        }
         self.last_progress = now;
     }
 }

@@ -134,6 +134,9 @@ pub struct SyncEngine {
     targets: Option<Targets>,
     mode: Mode,
     search: Option<AncestorSearch>,
+    /// Peers that held our block when a 2/3 majority told us to leave it:
+    /// judged on another fork once the rollback is done.
+    abandoning: Vec<PeerId>,
     actions: VecDeque<Action>,
     next_status: Instant,
     next_consistency: Instant,
@@ -191,6 +194,7 @@ impl SyncEngine {
             targets: None,
             mode: Mode::Normal,
             search: None,
+            abandoning: Vec::new(),
             actions: VecDeque::new(),
             last_progress: now,
             last_stall_warning: None,
