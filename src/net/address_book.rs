@@ -172,15 +172,7 @@ impl AddressBook {
         if addrs.is_empty() && !self.entries.contains_key(&peer) {
             return;
         }
-        self.make_room(&peer);
-        let e = self.entries.entry(peer).or_insert_with(|| AddressEntry {
-            peer,
-            addrs: Vec::new(),
-            last_seen_ms: now_ms,
-            successes: 0,
-            failures: 0,
-            source,
-        });
+        let e = self.entry(peer, source, now_ms);
         e.successes = e.successes.saturating_add(1);
         e.last_seen_ms = now_ms;
         // Newest first, so a peer that moved is dialed where it is now.
@@ -197,9 +189,7 @@ impl AddressBook {
     pub fn listen_addrs(&mut self, peer: PeerId, addrs: &[Multiaddr]) {
         if let Some(e) = self.entries.get_mut(&peer) {
             for a in addrs.iter().map(without_peer_id).filter(is_dialable) {
-                if !e.addrs.contains(&a) && e.addrs.len() < MAX_ADDRS_PER_PEER {
-                    e.addrs.push(a);
-                }
+                add_addr(&mut e.addrs, a);
             }
         }
     }
@@ -210,18 +200,21 @@ impl AddressBook {
         if !is_dialable(&a) {
             return;
         }
+        let e = self.entry(peer, source, now_ms);
+        add_addr(&mut e.addrs, a);
+    }
+
+    /// The entry of `peer`, made (after making room) if it has none.
+    fn entry(&mut self, peer: PeerId, source: Source, now_ms: u64) -> &mut AddressEntry {
         self.make_room(&peer);
-        let e = self.entries.entry(peer).or_insert_with(|| AddressEntry {
+        self.entries.entry(peer).or_insert_with(|| AddressEntry {
             peer,
             addrs: Vec::new(),
             last_seen_ms: now_ms,
             successes: 0,
             failures: 0,
             source,
-        });
-        if !e.addrs.contains(&a) && e.addrs.len() < MAX_ADDRS_PER_PEER {
-            e.addrs.push(a);
-        }
+        })
     }
 
     /// A dial to a peer in the book failed.
@@ -253,6 +246,13 @@ impl AddressBook {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+}
+
+/// Appends `a` unless it is known already or the entry is full.
+fn add_addr(addrs: &mut Vec<Multiaddr>, a: Multiaddr) {
+    if !addrs.contains(&a) && addrs.len() < MAX_ADDRS_PER_PEER {
+        addrs.push(a);
     }
 }
 

@@ -109,11 +109,7 @@ impl EventLoop {
                 self.redial.postpone(&peer, now);
                 continue;
             }
-            let opts = DialOpts::peer_id(peer)
-                .addresses(addrs)
-                .condition(PeerCondition::DisconnectedAndNotDialing)
-                .build();
-            match self.swarm.dial(opts) {
+            match self.dial(peer, addrs) {
                 Ok(()) => {
                     debug!(%peer, "redialing lost peer");
                     self.metrics.redial();
@@ -179,6 +175,19 @@ impl EventLoop {
         self.swarm.network_info().num_peers() < self.config.target_peers
     }
 
+    /// Dials `peer` at `addrs` unless a connection or a dial to it exists.
+    fn dial(
+        &mut self,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+    ) -> Result<(), libp2p::swarm::DialError> {
+        let opts = DialOpts::peer_id(peer)
+            .addresses(addrs)
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        self.swarm.dial(opts)
+    }
+
     /// Dials `peer` at `addrs` if we want more peers and are not connected.
     fn maybe_dial(&mut self, peer: PeerId, addrs: Vec<Multiaddr>, why: Source) {
         if peer == *self.swarm.local_peer_id()
@@ -188,11 +197,7 @@ impl EventLoop {
         {
             return;
         }
-        let opts = DialOpts::peer_id(peer)
-            .addresses(addrs)
-            .condition(PeerCondition::DisconnectedAndNotDialing)
-            .build();
-        match self.swarm.dial(opts) {
+        match self.dial(peer, addrs) {
             Ok(()) => {
                 debug!(%peer, %why, "dialing discovered peer");
                 self.origins.entry(peer).or_insert(why);
