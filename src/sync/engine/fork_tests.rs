@@ -447,3 +447,24 @@ fn a_longer_fork_taken_from_its_only_peer_is_left_once_for_the_majority_and_not_
     assert_eq!(fork_at(&n, &evil), Some(1));
     assert!(n.report.bans.is_empty(), "bans: {:?}", n.report.bans);
 }
+
+#[test]
+fn a_fork_holder_met_while_we_are_below_its_tip_is_judged_once_we_pass_it() {
+    let chain = honest(1_500);
+    // Another chain from #700 whose tip is below the honest one: the node
+    // hears it at the start, while it holds nothing above genesis.
+    let fork = fork_of(&chain, 700, 500, 9);
+    let mut n = net(&chain[..1], SyncConfig::default());
+    let evil = n.add_peer(Behaviour::Honest, 5 * MS, fork.clone());
+    let honest_peers: Vec<PeerId> = (0..3)
+        .map(|_| n.add_peer(Behaviour::Honest, 5 * MS, chain.clone()))
+        .collect();
+    assert!(n.run_until(60 * SEC, |n| on(n, &chain)), "{:?}", n.tip());
+    assert!(
+        n.run_until(5 * SEC, |n| fork_at(n, &evil).is_some()),
+        "passed the fork holder's tip #1200 without comparing it"
+    );
+    assert!(fork_at(&n, &evil).unwrap() <= 1_200);
+    assert!(honest_peers.iter().all(|p| fork_at(&n, p).is_none()));
+    assert!(n.report.bans.is_empty(), "bans: {:?}", n.report.bans);
+}

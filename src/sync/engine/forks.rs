@@ -34,7 +34,8 @@ impl SyncEngine {
     }
 
     /// Compares peers' reported tips with our chain. A tip at a height we
-    /// hold that is not our block there makes the peer a fork holder and
+    /// hold (now, or once we get there) that is not our block there makes
+    /// the peer a fork holder and
     /// puts our block to a poll (every new view counts); a peer judged to be
     /// on another fork that announces a tip above ours is asked one small
     /// question to see whether it came back to our chain.
@@ -52,6 +53,13 @@ impl SyncEngine {
             })
             .collect();
         for (peer, height, tip, forked) in due {
+            // A tip above ours that is not known to be on another fork is
+            // left unchecked: it is compared once our chain reaches its
+            // height (this runs after every import), so a peer met while we
+            // were still below its tip cannot stay unjudged.
+            if height > self.stored.height && forked.is_none() {
+                continue;
+            }
             if let Some(p) = self.book.get_mut(&peer) {
                 p.tip_checked = true;
             }
