@@ -105,6 +105,12 @@ pub struct PeerInfo {
     pub latency: Option<Duration>,
     /// Block requests in flight to this peer.
     pub in_flight: u32,
+    /// EWMA of the bytes per second it delivers blocks at, each sample
+    /// timed from the later of the request and its previous delivery, so
+    /// that pipelined requests do not count its queue twice.
+    pub throughput: Option<f64>,
+    /// When it last delivered blocks.
+    pub last_delivery: Option<Instant>,
     pub successes: u64,
     pub failures: HashMap<Penalty, u32>,
     pub score: i32,
@@ -135,6 +141,8 @@ impl PeerInfo {
             tip_checked: false,
             latency: None,
             in_flight: 0,
+            throughput: None,
+            last_delivery: None,
             successes: 0,
             failures: HashMap::new(),
             score: 0,
@@ -215,6 +223,8 @@ const MAX_DEPARTED: usize = 4096;
 
 /// Weight of a new latency sample in the EWMA.
 const LATENCY_ALPHA: f64 = 0.3;
+/// Weight of a new throughput sample in the EWMA.
+const THROUGHPUT_ALPHA: f64 = 0.3;
 /// Successes raise the score up to this cap, so a long good record cannot
 /// absorb a lie (lies cost far more than this).
 const MAX_SCORE: i32 = 50;
@@ -363,6 +373,22 @@ impl PeerBook {
                 None => rtt,
                 Some(old) => old.mul_f64(1.0 - LATENCY_ALPHA) + rtt.mul_f64(LATENCY_ALPHA),
             });
+        }
+    }
+
+    /// `peer` delivered `bytes` of blocks for a request sent at `sent`.
+    pub fn record_delivery(&mut self, peer: &PeerId, bytes: u64, sent: Instant, now: Instant) {
+        if let Some(p) = self.peers.get_mut(peer) {
+            let since = p.last_delivery.map_or(sent, |d| d.max(sent));
+            // A floor of 100 µs keeps a burst of tiny answers from reading
+            // as an infinitely fast peer.
+            let secs = now.saturating_duration_since(since).as_secs_f64().max(1e-4);
+            let sample = bytes as f64 / secs;
+            p.throughput = Some(match p.throughput {
+                None => sample,
+                Some(old) => old * (1.0 - THROUGHPUT_ALPHA) + sample * THROUGHPUT_ALPHA,
+            });
+            p.last_delivery = Some(now);
         }
     }
 

@@ -61,6 +61,10 @@ pub struct SimPeer {
     /// Its chain, indexed by height (genesis at 0).
     pub chain: Arc<Vec<Block>>,
     pub connected: bool,
+    /// When its uplink finishes sending what it was already asked for:
+    /// concurrent responses share the peer's bandwidth, so a slow peer's
+    /// queue grows with every request it is given.
+    pub link_free_at: Instant,
 }
 
 /// Our simulated local store.
@@ -214,6 +218,7 @@ impl SimNet {
                 bandwidth,
                 chain,
                 connected: true,
+                link_free_at: self.now,
             },
         );
         self.engine.handle_peer_connected(id, self.now);
@@ -472,8 +477,15 @@ impl SimNet {
             _ => 64,
         };
         let transfer = Duration::from_secs_f64(bytes as f64 / bandwidth as f64);
+        let now = self.now;
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let sending = (now + rtt / 2).max(p.link_free_at);
+        p.link_free_at = sending + transfer;
+        let arrives = p.link_free_at + rtt / 2;
         self.at(
-            rtt + transfer,
+            arrives.saturating_duration_since(now),
             Event::Deliver {
                 id,
                 result: Ok(response),

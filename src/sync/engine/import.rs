@@ -71,6 +71,7 @@ impl SyncEngine {
             return;
         }
         let elapsed = now.saturating_duration_since(out.sent);
+        self.book.record_delivery(&peer, bytes, out.sent, now);
         self.avg_download = Some(match self.avg_download {
             None => elapsed,
             Some(a) => a.mul_f64(1.0 - ALPHA) + elapsed.mul_f64(ALPHA),

@@ -514,3 +514,6 @@ mod fork_tests;
 
 #[cfg(test)]
 mod peer_tests;
+
+#[cfg(test)]
+mod route_tests;

@@ -12,9 +12,10 @@ use super::{Failure, Outstanding, Purpose, Request, SyncEngine};
 use crate::sync::batch::{Batch, BatchId, BatchState};
 use crate::sync::peer_book::Penalty;
 
-/// Ordering key of a candidate peer: holds the whole batch, score, spare
-/// capacity, speed, random tie-break (higher is better in every field).
-type PeerRank = (bool, i32, u32, u128, u64);
+/// Ordering key of a candidate peer: holds the whole batch, in good
+/// standing, minus its expected completion time in µs, random tie-break
+/// (higher is better in every field).
+type PeerRank = (bool, bool, i64, u64);
 
 impl SyncEngine {
     /// Plans batches up to the target and sends whatever can be sent now.
@@ -167,6 +168,9 @@ impl SyncEngine {
                 }
                 continue;
             };
+            if self.faster_when_free(start, end, peer) {
+                break;
+            }
             self.request_batch(start, peer, now);
             // Extra copies only when configured: the vote, not duplicate
             // downloads, is what makes a batch trustworthy.
@@ -185,8 +189,12 @@ impl SyncEngine {
     }
 
     /// The best peer to fetch `start..=end` from: one that holds the start
-    /// of our chain, preferring one that holds it all, then score, load and
-    /// latency.
+    /// of our chain, preferring one that holds it all, then one in good
+    /// standing, then the one expected to deliver it soonest (its queue of
+    /// requests and this batch at its measured throughput, plus its
+    /// latency). Speed, not score, decides among good peers: ranking by
+    /// score let the first peer to answer take most batches, and gave a
+    /// slow peer as much as a fast one.
     pub(super) fn pick_peer(
         &mut self,
         start: u64,
@@ -194,13 +202,65 @@ impl SyncEngine {
         exclude: &HashSet<PeerId>,
         also_exclude: Option<PeerId>,
     ) -> Option<PeerId> {
+        self.rank_peers(start, end, exclude, also_exclude, false)
+            .map(|(p, _)| p)
+    }
+
+    /// Whether a peer that has no room for another request now (all its
+    /// `max_requests_per_peer` in flight) is still expected to deliver
+    /// `start..=end` sooner than `chosen` would: then the batch waits for
+    /// it. This is what gives a slow peer fewer batches rather than every
+    /// batch the fast ones have no room for — each of which would hold the
+    /// in-order import back until it arrived.
+    fn faster_when_free(&mut self, start: u64, end: u64, chosen: PeerId) -> bool {
+        let exclude = HashSet::new();
+        let fastest = self.fastest_throughput();
+        let Some(chosen_eta) = self.eta(start, end, &chosen, fastest) else {
+            return false;
+        };
+        self.rank_peers(start, end, &exclude, Some(chosen), true)
+            .is_some_and(|(_, eta)| eta < chosen_eta)
+    }
+
+    /// When `peer` is expected to have delivered `start..=end`, in seconds
+    /// from now: its latency plus its queue and this batch at its measured
+    /// throughput. A peer not measured yet is expected to be as fast as the
+    /// fastest one measured, so that every peer gets tried.
+    fn eta(&self, start: u64, end: u64, peer: &PeerId, fastest: Option<f64>) -> Option<f64> {
+        let info = self.book.get(peer)?;
+        let bytes = ((end - start + 1) as f64 * self.avg_block_bytes)
+            .min(self.config.batch_bytes.max(self.avg_block_bytes as u64) as f64);
+        let latency = info.latency.map_or(0.1, |l| l.as_secs_f64());
+        Some(match info.throughput.or(fastest) {
+            Some(t) => latency + f64::from(info.in_flight + 1) * bytes / t.max(1.0),
+            // Nothing measured yet: spread by load, then latency.
+            None => f64::from(info.in_flight) * 10.0 + latency,
+        })
+    }
+
+    fn fastest_throughput(&self) -> Option<f64> {
+        self.book
+            .usable()
+            .filter_map(|(_, p)| p.throughput)
+            .fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))))
+    }
+
+    /// The best candidate for `start..=end` and its expected delivery time.
+    /// `busy_only` ranks only the peers with no room for another request.
+    fn rank_peers(
+        &mut self,
+        start: u64,
+        end: u64,
+        exclude: &HashSet<PeerId>,
+        also_exclude: Option<PeerId>,
+        busy_only: bool,
+    ) -> Option<(PeerId, f64)> {
         let max = self.config.max_requests_per_peer;
-        let mut best: Option<(PeerId, PeerRank)> = None;
-        let candidates: Vec<(PeerId, bool, i32, u32, u128)> = self
+        let candidates: Vec<(PeerId, bool, bool)> = self
             .book
             .usable()
             .filter(|(p, info)| {
-                info.in_flight < max
+                (info.in_flight < max) != busy_only
                     && info.height_on_our_chain().is_some_and(|h| h >= start)
                     && !exclude.contains(p)
                     && Some(**p) != also_exclude
@@ -209,21 +269,25 @@ impl SyncEngine {
                 (
                     *p,
                     info.height_on_our_chain().unwrap_or(0) >= end,
-                    info.score,
-                    info.in_flight,
-                    info.latency.map_or(u128::MAX / 2, |l| l.as_micros()),
+                    info.score >= 0,
                 )
             })
             .collect();
-        for (p, full, score, load, lat) in candidates {
+        let fastest = self.fastest_throughput();
+        let mut best: Option<(PeerId, PeerRank, f64)> = None;
+        for (p, full, good) in candidates {
+            let Some(eta) = self.eta(start, end, &p, fastest) else {
+                continue;
+            };
             let tie = self.random();
-            // Higher is better for the first two, lower for the rest.
-            let key = (full, score, u32::MAX - load, u128::MAX - lat, tie);
-            if best.as_ref().is_none_or(|(_, k)| key > *k) {
-                best = Some((p, key));
+            // Higher is better in every field; the expected time in µs is
+            // negated.
+            let key = (full, good, -((eta * 1e6) as i64), tie);
+            if best.as_ref().is_none_or(|(_, k, _)| key > *k) {
+                best = Some((p, key, eta));
             }
         }
-        best.map(|(p, _)| p)
+        best.map(|(p, _, eta)| (p, eta))
     }
 
     fn request_batch(&mut self, start: u64, peer: PeerId, now: Instant) {
