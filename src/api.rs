@@ -114,6 +114,9 @@ pub struct StatusBody {
     /// `normal`, `searching`, `rolling_back`, `halted` or `split`.
     pub mode: String,
     pub stalled: Option<String>,
+    /// The lowest height at which a stored block was found damaged (it is
+    /// not served; `concord check --repair` rolls back below it), or null.
+    pub store_damaged_at: Option<u64>,
     /// Listen addresses with `/p2p/<peer id>`, ready for another node's `--bootstrap`.
     pub listen_addrs: Vec<String>,
 }
@@ -218,6 +221,7 @@ async fn status(State(ctx): State<ApiContext>) -> Json<StatusBody> {
         batches_in_flight: 0,
         mode: "normal".into(),
         stalled: None,
+        store_damaged_at: ctx.store.damaged_height(),
         listen_addrs,
     };
     // Before the driver's first step there is no snapshot: report the store.
