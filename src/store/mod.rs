@@ -111,6 +111,21 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether a write failed for lack of space (ENOSPC, or EDQUOT: the
+    /// user's quota), in the block file or in sled.
+    pub fn is_disk_full(&self) -> bool {
+        const ENOSPC: i32 = 28;
+        const EDQUOT: i32 = 122;
+        let io = match self {
+            StoreError::BlockFile(io) => io,
+            StoreError::Sled(sled::Error::Io(io)) => io,
+            _ => return false,
+        };
+        matches!(io.raw_os_error(), Some(ENOSPC) | Some(EDQUOT))
+            || io.kind() == std::io::ErrorKind::StorageFull
+            || io.to_string().contains("No space left on device")
+    }
+
     /// Whether this is the store's own damage (as opposed to an I/O or
     /// usage error).
     pub fn is_damage(&self) -> bool {
