@@ -114,6 +114,12 @@ pub struct StatusBody {
     /// `normal`, `searching`, `rolling_back`, `halted` or `split`.
     pub mode: String,
     pub stalled: Option<String>,
+    /// The lowest height at which a stored block was found damaged (it is
+    /// not served; `concord check --repair` rolls back below it), or null.
+    pub store_damaged_at: Option<u64>,
+    /// Imports fail for lack of disk space: downloads are paused and retried
+    /// with backoff (the reason is in `stalled`).
+    pub disk_full: bool,
     /// Listen addresses with `/p2p/<peer id>`, ready for another node's `--bootstrap`.
     pub listen_addrs: Vec<String>,
 }
@@ -218,6 +224,8 @@ async fn status(State(ctx): State<ApiContext>) -> Json<StatusBody> {
         batches_in_flight: 0,
         mode: "normal".into(),
         stalled: None,
+        store_damaged_at: ctx.store.damaged_height(),
+        disk_full: false,
         listen_addrs,
     };
     // Before the driver's first step there is no snapshot: report the store.
@@ -232,6 +240,7 @@ async fn status(State(ctx): State<ApiContext>) -> Json<StatusBody> {
         body.pending_blocks = s.pending_blocks;
         body.batches_in_flight = s.batches_in_flight;
         body.mode = s.mode.name().into();
+        body.disk_full = s.disk_full;
         if let crate::sync::engine::Mode::Halted(reason) = &s.mode {
             body.stalled = Some(reason.clone());
         }

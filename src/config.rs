@@ -123,6 +123,8 @@ pub fn validate_sync(c: &SyncConfig) -> Result<(), InvalidValue> {
     ms_positive("sync.status_interval_ms", c.status_interval)?;
     ms_positive("sync.consistency_interval_ms", c.consistency_interval)?;
     ms_positive("sync.stall_timeout_ms", c.stall_timeout)?;
+    ms_positive("sync.disk_full_retry_ms", c.disk_full_retry)?;
+    ms_positive("sync.disk_full_retry_max_ms", c.disk_full_retry_max)?;
     ms_positive("sync.ban_duration_ms", c.ban_duration)?;
     ms_positive("sync.split_backoff_ms", c.split_backoff)?;
     check(
@@ -334,6 +336,8 @@ section! {
             status_interval_ms => status_interval,
             consistency_interval_ms => consistency_interval,
             stall_timeout_ms => stall_timeout,
+            disk_full_retry_ms => disk_full_retry,
+            disk_full_retry_max_ms => disk_full_retry_max,
             ban_duration_ms => ban_duration,
             rollback_settle_ms => rollback_settle,
             split_backoff_ms => split_backoff,

@@ -37,6 +37,8 @@ pub struct SyncFigures {
     /// Peers by state (`verified`, `checking`, `wrong_genesis`, `banned`).
     pub peers: Vec<(&'static str, u64)>,
     pub fork_peers: u64,
+    /// Imports fail for lack of disk space (downloads paused).
+    pub disk_full: bool,
     /// Every mode's name, and whether it is the current one.
     pub modes: Vec<(&'static str, bool)>,
     pub counters: SyncCounters,
@@ -103,6 +105,7 @@ pub struct Metrics {
     inbound_refused: Family<Labels, Counter>,
     redials: Counter,
     address_book: Gauge,
+    disk_full: Gauge,
 }
 
 impl Metrics {
@@ -140,6 +143,7 @@ impl Metrics {
             inbound_refused: Family::default(),
             redials: Counter::default(),
             address_book: Gauge::default(),
+            disk_full: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("concord");
         r.register("height", "Height of the local chain tip", m.height.clone());
@@ -154,6 +158,11 @@ impl Metrics {
             m.best.clone(),
         );
         r.register("syncing", "1 while behind the target", m.syncing.clone());
+        r.register(
+            "disk_full",
+            "1 while imports fail for lack of disk space (downloads paused, retried with backoff)",
+            m.disk_full.clone(),
+        );
         r.register(
             "pending_blocks",
             "Blocks planned but not yet imported",
@@ -293,6 +302,7 @@ impl Metrics {
         set(&self.target, f.target.unwrap_or(0));
         set(&self.best, f.best.unwrap_or(0));
         set(&self.syncing, u64::from(f.syncing));
+        set(&self.disk_full, u64::from(f.disk_full));
         set(&self.pending_blocks, f.pending_blocks);
         set(&self.batches_in_flight, f.batches_in_flight);
         for (state, n) in &f.peers {

@@ -137,6 +137,11 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
     // One registry: Concord's metrics (`concord_*`) and libp2p's (`libp2p_*`).
     let mut registry = Registry::default();
     let metrics = Arc::new(Metrics::register(&mut registry));
+    registry.sub_registry_with_prefix("concord").register(
+        "store_damaged_reads",
+        "Reads that found a stored block damaged (not served; see `concord check`)",
+        store.damaged_reads(),
+    );
 
     // A node with somewhere to dial must not produce without peers (see
     // `SyncConfig::produce_alone_after`).

@@ -1,7 +1,9 @@
 //! Operator recovery: `concord reset` (asks a running node to drop its sync
-//! work and, out of a halt, follow the majority once) and `concord rollback`
+//! work and, out of a halt, follow the majority once), `concord rollback`
 //! (cuts a stopped node's chain back to a height, for when a restart would
-//! halt again on the same too-deep fork).
+//! halt again on the same too-deep fork) and `concord check` (verifies a
+//! stopped node's store; repairs it by rolling back below the first damaged
+//! block, or rebuilds its index from `blocks.dat`).
 //!
 //! Only wires library calls and the API together; what a reset or a rollback
 //! does is the sync engine's and the store's business.
@@ -14,7 +16,7 @@ use clap::Args;
 use serde_json::Value;
 
 use concord::chain::Genesis;
-use concord::store::Store;
+use concord::store::{check::CheckReport, set_index_aside, Store};
 
 use super::http;
 
@@ -52,6 +54,94 @@ pub struct RollbackArgs {
     /// The height that becomes the tip (0 keeps only the genesis block).
     #[arg(long, value_name = "HEIGHT")]
     pub to: u64,
+}
+
+#[derive(Args, Debug)]
+#[command(
+    long_about = "Verify every block of a stopped node's store (offline).\n\n\
+    Each block from genesis to the tip is read back and checked as sync validates blocks: \
+    its checksum, encoding and hash, the link to its parent, its slot, body hash and \
+    signature. Exit 0 with a summary when all pass; exit 1 naming the first bad height \
+    otherwise. With --repair, the chain is rolled back to below the first bad block \
+    (as `concord rollback` does) and the node fetches the rest again from its peers at \
+    the next start. With --rebuild-index, sled's files are moved aside into \
+    index-damaged-<time>/ in the data dir and the index is rebuilt from blocks.dat \
+    (every block validated again) before the check; use it when the node says its \
+    index is damaged. The node must be stopped (the data dir is locked while it runs)."
+)]
+pub struct CheckArgs {
+    /// Data dir of the node.
+    #[arg(long, value_name = "DIR", default_value = "./concord-data")]
+    pub data_dir: PathBuf,
+    /// `dev` for the built-in dev network, or the path of the genesis TOML file the node runs.
+    #[arg(long, value_name = "dev|PATH", default_value = "dev")]
+    pub genesis: String,
+    /// Roll back to below the first bad block, if any.
+    #[arg(long)]
+    pub repair: bool,
+    /// Rebuild the index (sled's files) from blocks.dat first.
+    #[arg(long)]
+    pub rebuild_index: bool,
+}
+
+pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let genesis = Genesis::resolve(&args.genesis)?;
+    let dir = &args.data_dir;
+    if !dir.join("blocks.dat").is_file() {
+        bail!("{} holds no store (no blocks.dat)", dir.display());
+    }
+    if args.rebuild_index {
+        match set_index_aside(dir).context("cannot move the index aside")? {
+            Some(aside) => println!("moved the old index to {}", aside.display()),
+            None => println!("no index files found; building one"),
+        }
+    }
+    let store = Store::open(dir, &genesis)
+        .with_context(|| format!("cannot open data dir {}", dir.display()))?;
+    let tip = store.tip();
+    println!("checking #0..=#{} in {}", tip.height, dir.display());
+    let report = store
+        .check(&genesis, |_| {})
+        .context("cannot read the store")?;
+    let CheckReport {
+        good,
+        bytes,
+        first_bad,
+        ..
+    } = report;
+    let Some(bad) = first_bad else {
+        println!(
+            "ok: {good} blocks ({bytes} bytes) checked, tip #{} {}",
+            tip.height, tip.hash
+        );
+        return Ok(ExitCode::SUCCESS);
+    };
+    println!(
+        "damaged: first bad block at height {}: it {}",
+        bad.height, bad.reason
+    );
+    if bad.height == 0 {
+        println!("the genesis block itself is damaged: move the data dir away and sync a new one");
+        return Ok(ExitCode::FAILURE);
+    }
+    let below = bad.height - 1;
+    if !args.repair {
+        println!(
+            "repair: `concord check --data-dir {} --repair` rolls back to #{below}; the node \
+             fetches the blocks above it again from its peers",
+            dir.display()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let after = store.rollback_to(below).context("cannot roll back")?;
+    store.flush().context("cannot flush the store")?;
+    println!(
+        "repaired: rolled back {} blocks, tip is now #{} {}; start the node to fetch the rest from peers",
+        tip.height - after.height,
+        after.height,
+        after.hash
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn reset(args: ResetArgs) -> anyhow::Result<ExitCode> {

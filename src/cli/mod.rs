@@ -55,6 +55,8 @@ pub enum Command {
     Reset(admin::ResetArgs),
     /// Cut a stopped node's chain back to a height (offline recovery from a halt).
     Rollback(admin::RollbackArgs),
+    /// Verify every stored block of a stopped node; repair or rebuild the index.
+    Check(admin::CheckArgs),
     /// Run a manifest-driven local testnet (runs `concord-testnet`, built with
     /// `cargo build -p concord-testnet`; `concord testnet --help` for its options).
     #[command(disable_help_flag = true)]
@@ -143,6 +145,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::status(args),
         Command::Reset(args) => admin::reset(args),
         Command::Rollback(args) => admin::rollback(args),
+        Command::Check(args) => admin::check(args),
         Command::Testnet { args } => testnet::exec(&args),
     }
 }

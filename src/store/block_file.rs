@@ -38,17 +38,24 @@ pub(super) const FILE_NAME: &str = "blocks.dat";
 const WRITE_CHUNK: usize = 128 * 1024;
 
 /// Where one block's encoding lies, with the block's hash next to it so that
-/// `hash_at` needs no file read (see [`super::segment`]).
+/// `hash_at` needs no file read, and the CRC-32 its bytes must have (see
+/// [`super::segment`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Location {
     pub hash: Hash,
     pub offset: u64,
     pub len: u32,
+    pub crc: u32,
 }
 
 impl Location {
     pub fn end(&self) -> u64 {
         self.offset + u64::from(self.len)
+    }
+
+    /// Whether `bytes` (read from this location) are what was stored.
+    pub fn intact(&self, bytes: &[u8]) -> bool {
+        bytes.len() == self.len as usize && super::segment::checksum(bytes) == self.crc
     }
 }
 

@@ -14,10 +14,11 @@
 //!
 //! | key                        | value                                         |
 //! |----------------------------|-----------------------------------------------|
-//! | `s` ++ first height (8 BE) | segment: offset in `blocks.dat` (8 BE) ++ per block its hash (32) and encoded length (4 BE) |
+//! | `s` ++ first height (8 BE) | segment: offset in `blocks.dat` (8 BE) ++ per block its hash (32), encoded length (4 BE) and CRC-32 of the encoding (4 BE) |
 //! | `m` ++ `genesis`           | genesis hash (32)                             |
 //! | `m` ++ `tip`               | height (8 BE) ++ hash (32) ++ timestamp (8 BE) |
-//! | `m` ++ `layout`            | layout version (1 byte, currently 4)          |
+//! | `m` ++ `fileend`           | where the next import is written in `blocks.dat` (8 BE) |
+//! | `m` ++ `layout`            | layout version (1 byte, currently 5)          |
 //!
 //! Each import (and the genesis block) writes one segment record for the
 //! blocks it appended back to back (see [`segment`] for why not one record
@@ -36,24 +37,41 @@
 //! between runs (scores, bans, the address book): see [`peers`]. It is not
 //! part of the chain and never written in the chain's batches.
 //!
-//! Stores of earlier layouts are refused with [`StoreError::UnsupportedLayout`]:
-//! nothing was deployed with them, so there is no migration; re-sync into a
-//! fresh data dir.
+//! Every block the store hands out (to the API, to peers, to `concord
+//! check`) is checked against the CRC-32 in its record first; a block that
+//! fails is never returned: it is [`StoreError::Damaged`], logged once with
+//! the repair command and remembered ([`Store::damaged_height`]). See
+//! [`segment`] for why a CRC and [`check`] for the full verification.
+//!
+//! Layout 4 (the same without CRCs and `fileend`) is migrated at open: each
+//! block is read, its hash checked and its CRC computed (see [`open`]).
+//! Earlier layouts are refused with [`StoreError::UnsupportedLayout`]:
+//! nothing was deployed with them; re-sync into a fresh data dir.
+//!
+//! The index can always be rebuilt from `blocks.dat` alone (see [`rebuild`]):
+//! an open that finds sled empty but blocks in the file rebuilds it, and one
+//! that finds sled damaged says so in one line ([`StoreError::IndexDamaged`])
+//! naming `concord check --rebuild-index`.
 
 mod block_file;
+pub mod check;
 mod index;
 mod open;
 pub mod peers;
+mod rebuild;
 mod segment;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::chain::{genesis::Genesis, validate::BlockRef, Block, Hash};
 use crate::protocol::limits::MAX_BLOCKS_PER_REQUEST;
 use block_file::{BlockFile, Location};
 use index::HashIndex;
-use segment::Segment;
+use segment::{Entry, Segment};
+
+pub use rebuild::set_index_aside;
 
 /// sled's page cache. With block bodies in their own file sled holds only
 /// segment records (36 bytes per block) and meta, so a small cache covers
@@ -76,8 +94,46 @@ pub enum StoreError {
     NotLinked { tip_height: u64, start: u64 },
     #[error("cannot roll back to {target}: tip is {tip}")]
     BadRollback { target: u64, tip: u64 },
-    #[error("data dir uses store layout {found}, this build reads only layout {LAYOUT_VERSION}; sync into a fresh data dir")]
+    #[error("data dir uses store layout {found}, this build reads only layouts 4 and {LAYOUT_VERSION}; sync into a fresh data dir")]
     UnsupportedLayout { found: u8 },
+    /// A stored block's bytes are not what was written (its CRC, hash or
+    /// encoding is wrong). The block is not handed out.
+    #[error("store is damaged: the block at height {height} {what}; it is not served. Stop the node and run `concord check --data-dir {dir} --repair` (rolls back below it; sync fetches the rest again from peers)")]
+    Damaged {
+        height: u64,
+        what: String,
+        dir: String,
+    },
+    /// sled's files cannot be read (sled failed or panicked at open, or its
+    /// records contradict each other). `blocks.dat` is not touched.
+    #[error("the store's index in {dir} is damaged ({detail}); blocks.dat is untouched: rebuild the index from it with `concord check --data-dir {dir} --rebuild-index`")]
+    IndexDamaged { dir: String, detail: String },
+}
+
+impl StoreError {
+    /// Whether a write failed for lack of space (ENOSPC, or EDQUOT: the
+    /// user's quota), in the block file or in sled.
+    pub fn is_disk_full(&self) -> bool {
+        const ENOSPC: i32 = 28;
+        const EDQUOT: i32 = 122;
+        let io = match self {
+            StoreError::BlockFile(io) => io,
+            StoreError::Sled(sled::Error::Io(io)) => io,
+            _ => return false,
+        };
+        matches!(io.raw_os_error(), Some(ENOSPC) | Some(EDQUOT))
+            || io.kind() == std::io::ErrorKind::StorageFull
+            || io.to_string().contains("No space left on device")
+    }
+
+    /// Whether this is the store's own damage (as opposed to an I/O or
+    /// usage error).
+    pub fn is_damage(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Damaged { .. } | StoreError::IndexDamaged { .. } | StoreError::Corrupt(_)
+        )
+    }
 }
 
 const TREE: &[u8] = b"concord-chain";
@@ -85,9 +141,15 @@ const PEERS_TREE: &[u8] = b"peers";
 const META_GENESIS: &[u8] = b"mgenesis";
 const META_TIP: &[u8] = b"mtip";
 const META_LAYOUT: &[u8] = b"mlayout";
+const META_FILE_END: &[u8] = b"mfileend";
 const TIP_LEN: usize = 8 + 32 + 8;
-/// Layout 4: block encodings in `blocks.dat`, one segment record per import in sled.
-pub const LAYOUT_VERSION: u8 = 4;
+/// Layout 5: block encodings in `blocks.dat`, one segment record per import
+/// in sled with a CRC-32 per block, and the committed end of the file.
+pub const LAYOUT_VERSION: u8 = 5;
+/// Layout 4, migrated at open.
+const LAYOUT_V4: u8 = 4;
+/// No damaged block seen (the value of `Inner::damaged`).
+const NO_DAMAGE: u64 = u64::MAX;
 
 fn segment_key(first_height: u64) -> [u8; 9] {
     let mut k = [b's'; 9];
@@ -135,11 +197,6 @@ fn encode_block_into(buf: Vec<u8>, block: &Block) -> Vec<u8> {
     }
 }
 
-fn decode_block(height: u64, bytes: &[u8]) -> Result<Block, StoreError> {
-    Block::decode(bytes)
-        .map_err(|e| StoreError::Corrupt(format!("block at height {height} does not decode: {e}")))
-}
-
 struct Inner {
     tree: sled::Tree,
     /// Peer scores, bans and the address book (see [`peers`]).
@@ -155,6 +212,12 @@ struct Inner {
     writer: Mutex<u64>,
     /// Hash → height for every stored block; updated after each successful write.
     index: RwLock<HashIndex>,
+    /// The data dir (for repair hints); `None` for a temporary store.
+    dir: Option<PathBuf>,
+    /// The lowest height found damaged since open, or [`NO_DAMAGE`].
+    damaged: AtomicU64,
+    /// Reads that found a damaged block since open (exported as a metric).
+    damaged_reads: prometheus_client::metrics::counter::Counter,
 }
 
 /// Cheap to clone; all clones share one database.
@@ -206,12 +269,70 @@ impl Store {
         }
     }
 
+    fn dir_label(&self) -> String {
+        match &self.inner.dir {
+            Some(d) => d.display().to_string(),
+            None => "DIR".into(),
+        }
+    }
+
+    /// Records damage at `height` (logged at the first sighting of a new
+    /// lowest height, counted always) and returns the error to hand out.
+    fn damage(&self, height: u64, what: impl Into<String>) -> StoreError {
+        let err = StoreError::Damaged {
+            height,
+            what: what.into(),
+            dir: self.dir_label(),
+        };
+        self.inner.damaged_reads.inc();
+        let before = self.inner.damaged.fetch_min(height, Ordering::Relaxed);
+        if height < before {
+            tracing::error!(height, "{err}");
+        }
+        err
+    }
+
+    /// Checks `bytes` read from `loc` and decodes them; damage is recorded.
+    fn checked_decode(
+        &self,
+        height: u64,
+        loc: &Location,
+        bytes: &[u8],
+    ) -> Result<Block, StoreError> {
+        if !loc.intact(bytes) {
+            return Err(self.damage(height, "does not match its checksum"));
+        }
+        let block = Block::decode(bytes)
+            .map_err(|e| self.damage(height, format!("does not decode ({e})")))?;
+        if block.header.height != height {
+            return Err(self.damage(
+                height,
+                format!("says it is at height {}", block.header.height),
+            ));
+        }
+        Ok(block)
+    }
+
     fn read_block(&self, height: u64, loc: &Location) -> Result<Block, StoreError> {
         let bytes = self
             .inner
             .blocks
             .read(loc.offset, u64::from(loc.len), height)?;
-        decode_block(height, &bytes)
+        self.checked_decode(height, loc, &bytes)
+    }
+
+    /// The lowest height found damaged since open, if any.
+    pub fn damaged_height(&self) -> Option<u64> {
+        match self.inner.damaged.load(Ordering::Relaxed) {
+            NO_DAMAGE => None,
+            h => Some(h),
+        }
+    }
+
+    /// Reads that found a damaged block since open: a counter to register
+    /// as a metric (clones share the count).
+    pub fn damaged_reads(&self) -> prometheus_client::metrics::counter::Counter {
+        self.inner.damaged_reads.clone()
     }
 
     pub fn genesis_hash(&self) -> Hash {
@@ -250,6 +371,10 @@ impl Store {
     /// and no more than fit in `byte_budget` bytes of encoded blocks — except
     /// that the block at `start` is always returned if it exists, however big.
     /// Empty if there is no block at `start` (or `count` is 0).
+    ///
+    /// Every block is checked; the range ends before the first damaged one
+    /// (recorded and logged), and is [`StoreError::Damaged`] if that is the
+    /// block at `start`.
     pub fn blocks_range(
         &self,
         start: u64,
@@ -305,7 +430,11 @@ impl Store {
             let bytes = self.inner.blocks.read(first.offset, span, first_height)?;
             for (height, loc) in &locs[run_start..run_end] {
                 let at = (loc.offset - first.offset) as usize;
-                out.push(decode_block(*height, &bytes[at..at + loc.len as usize])?);
+                match self.checked_decode(*height, loc, &bytes[at..at + loc.len as usize]) {
+                    Ok(block) => out.push(block),
+                    Err(e) if out.is_empty() => return Err(e),
+                    Err(_) => return Ok(out),
+                }
             }
             run_start = run_end;
         }
@@ -342,7 +471,8 @@ impl Store {
             let len = u32::try_from(buf.len() - at).map_err(|_| {
                 StoreError::Corrupt(format!("block at height {} is over 4 GiB", h.height))
             })?;
-            entries.push((hash, len));
+            let crc = segment::checksum(&buf[at..]);
+            entries.push(Entry { hash, len, crc });
             prev = BlockRef {
                 height: h.height,
                 hash,
@@ -355,15 +485,17 @@ impl Store {
         for (i, chunk) in entries.chunks(segment::MAX_BLOCKS).enumerate() {
             let start = first + (i * segment::MAX_BLOCKS) as u64;
             batch.insert(&segment_key(start)[..], segment::encode(offset, chunk));
-            offset += chunk.iter().map(|(_, len)| u64::from(*len)).sum::<u64>();
+            offset += chunk.iter().map(|e| u64::from(e.len)).sum::<u64>();
         }
         batch.insert(META_TIP, &encode_tip(&prev)[..]);
+        let new_end = *file_end + buf.len() as u64;
+        batch.insert(META_FILE_END, &new_end.to_be_bytes()[..]);
         // Bytes first, commit second: a crash in between leaves only bytes
         // past the committed end, which the next open cuts off.
         self.inner.blocks.write_at(&buf, *file_end)?;
         self.inner.tree.apply_batch(batch)?;
-        *file_end += buf.len() as u64;
-        let hashes: Vec<Hash> = entries.iter().map(|(hash, _)| *hash).collect();
+        *file_end = new_end;
+        let hashes: Vec<Hash> = entries.iter().map(|e| e.hash).collect();
         self.write_index().insert(first, &hashes);
         *lock(&self.inner.tip) = prev;
         Ok(prev)
@@ -377,7 +509,7 @@ impl Store {
     /// them off or, if blocks were imported after them, for good: reorgs are
     /// bounded by the sync config, so this dead space is too.
     pub fn rollback_to(&self, height: u64) -> Result<BlockRef, StoreError> {
-        let _writer = lock(&self.inner.writer);
+        let writer = lock(&self.inner.writer);
         let tip = self.tip();
         if height > tip.height {
             return Err(StoreError::BadRollback {
@@ -430,6 +562,9 @@ impl Store {
             }
         }
         batch.insert(META_TIP, &encode_tip(&new_tip)[..]);
+        // The removed blocks' bytes stay below the file end: an open must not
+        // take them for an import that did not commit.
+        batch.insert(META_FILE_END, &writer.to_be_bytes()[..]);
         self.inner.tree.apply_batch(batch)?;
         {
             let mut index = self.write_index();

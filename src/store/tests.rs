@@ -61,10 +61,10 @@ fn assert_consistent(store: &Store) {
         next = seg.end_height();
     }
     assert_eq!(next, tip.height + 1, "segment records end at {next}");
-    // Only segments and the three meta records.
+    // Only segments and the four meta records.
     assert_eq!(
         store.inner.tree.len() as u64,
-        store.inner.tree.scan_prefix(b"s").count() as u64 + 3
+        store.inner.tree.scan_prefix(b"s").count() as u64 + 4
     );
 }
 
@@ -233,7 +233,14 @@ fn corrupt_records_are_errors_not_panics() {
     assert!(matches!(s.block(1), Err(StoreError::Corrupt(_))));
     assert!(matches!(s.hash_at(2), Err(StoreError::Corrupt(_))));
     // A well-formed record pointing past the end of the file.
-    let bogus = segment::encode(1 << 40, &[(Hash([7; 32]), 100)]);
+    let bogus = segment::encode(
+        1 << 40,
+        &[Entry {
+            hash: Hash([7; 32]),
+            len: 100,
+            crc: 0,
+        }],
+    );
     s.inner.tree.insert(segment_key(1), bogus).unwrap();
     assert_eq!(s.hash_at(1).unwrap(), Some(Hash([7; 32])));
     assert!(s.block(1).is_err());
@@ -338,7 +345,7 @@ fn rollback_removes_and_truncates_segment_records() {
         assert_eq!(firsts, vec![0, 1, 41]);
         assert_eq!(
             s.inner.tree.get(segment_key(41)).unwrap().unwrap().len(),
-            8 + 15 * 36
+            8 + 15 * 40
         );
         for b in &main[..55] {
             assert_eq!(s.height_of(&b.hash()).unwrap(), Some(b.height()));
@@ -352,7 +359,7 @@ fn rollback_removes_and_truncates_segment_records() {
         assert_eq!(s.inner.tree.get(segment_key(41)).unwrap(), None);
         assert_eq!(
             s.inner.tree.get(segment_key(1)).unwrap().unwrap().len(),
-            8 + 40 * 36
+            8 + 40 * 40
         );
         assert_consistent(&s);
         // Fork re-import on top of the truncated index.
@@ -600,4 +607,345 @@ fn import_throughput() {
         n as f64 / secs
     );
     assert_eq!(s.tip().height, n as u64);
+}
+
+/// Flips one byte of `blocks.dat` at `offset`.
+fn flip_byte(dir: &Path, offset: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(block_file_path(dir))
+        .unwrap();
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, offset).unwrap();
+    f.write_all_at(&[b[0] ^ 0x5A], offset).unwrap();
+}
+
+/// A data dir holding 200 blocks with 300-byte bodies, imported in 4 batches.
+fn store_of_200(dir: &Path) -> Vec<Block> {
+    let g = Genesis::dev();
+    let blocks = chain(&g, BlockRef::of(g.block()), 200, 300, 0);
+    let s = Store::open(dir, &g).unwrap();
+    for seg in blocks.chunks(50) {
+        s.import(seg).unwrap();
+    }
+    s.flush().unwrap();
+    blocks
+}
+
+/// sled's files in a data dir (all but `blocks.dat`).
+fn sled_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap() != block_file::FILE_NAME)
+        .collect()
+}
+
+#[test]
+fn a_flipped_body_byte_deep_in_the_file_is_damage_never_served() {
+    let g = Genesis::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let blocks = store_of_200(dir.path());
+    let loc = Store::open(dir.path(), &g)
+        .unwrap()
+        .location(57)
+        .unwrap()
+        .unwrap();
+    // Ten bytes before the end of block 57: inside its body.
+    flip_byte(dir.path(), loc.end() - 10);
+    let s = Store::open(dir.path(), &g).unwrap();
+    assert_eq!(s.tip().height, 200, "open checks the tip only");
+    let err = s.block(57).unwrap_err();
+    assert!(
+        matches!(err, StoreError::Damaged { height: 57, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("--repair"), "{err}");
+    // A range stops before the damaged block; one starting at it is refused.
+    let got = s.blocks_range(50, 20, usize::MAX).unwrap();
+    assert_eq!(got, blocks[49..56].to_vec());
+    assert!(matches!(
+        s.blocks_range(57, 20, usize::MAX),
+        Err(StoreError::Damaged { height: 57, .. })
+    ));
+    assert_eq!(s.damaged_height(), Some(57));
+    assert_eq!(s.damaged_reads().get(), 3);
+    // The check names it; the repair rolls back below it and sync (here: an
+    // import of the same blocks) makes the store whole again.
+    let report = s.check(&g, |_| {}).unwrap();
+    assert_eq!(report.first_bad.map(|b| b.height), Some(57));
+    assert_eq!(report.good, 57);
+    s.rollback_to(56).unwrap();
+    s.import(&blocks[56..]).unwrap();
+    let report = s.check(&g, |_| {}).unwrap();
+    assert_eq!((report.first_bad, report.good), (None, 201));
+    assert_consistent(&s);
+}
+
+#[test]
+fn a_flipped_header_byte_is_damage_not_a_wrong_hash() {
+    let g = Genesis::dev();
+    let dir = tempfile::tempdir().unwrap();
+    store_of_200(dir.path());
+    let loc = Store::open(dir.path(), &g)
+        .unwrap()
+        .location(120)
+        .unwrap()
+        .unwrap();
+    // Inside the parent hash (after the array and height heads).
+    flip_byte(dir.path(), loc.offset + 8);
+    let s = Store::open(dir.path(), &g).unwrap();
+    assert!(matches!(
+        s.block(120),
+        Err(StoreError::Damaged { height: 120, .. })
+    ));
+    assert_eq!(s.blocks_range(119, 5, usize::MAX).unwrap().len(), 1);
+    let report = s.check(&g, |_| {}).unwrap();
+    assert_eq!(report.first_bad.map(|b| b.height), Some(120));
+}
+
+#[test]
+fn check_finds_a_block_whose_checksum_was_rewritten_with_it() {
+    // Damage that a CRC cannot see (the record was rewritten to match) is
+    // still found by the check's hash and signature validation.
+    let g = Genesis::dev();
+    let s = Store::temporary(&g).unwrap();
+    let blocks = chain(&g, BlockRef::of(g.block()), 30, 100, 0);
+    s.import(&blocks).unwrap();
+    let loc = s.location(12).unwrap().unwrap();
+    let mut bytes = s
+        .inner
+        .blocks
+        .read(loc.offset, u64::from(loc.len), 12)
+        .unwrap();
+    let n = bytes.len();
+    bytes[n - 1] ^= 1;
+    s.inner.blocks.write_at(&bytes, loc.offset).unwrap();
+    let (first, v) = Store::segment_at(&s.inner.tree, 12).unwrap().unwrap();
+    let seg = Segment::parse(first, &v).unwrap();
+    let entries: Vec<Entry> = seg
+        .locations_from(first)
+        .map(|(h, l)| Entry {
+            hash: l.hash,
+            len: l.len,
+            crc: if h == 12 {
+                segment::checksum(&bytes)
+            } else {
+                l.crc
+            },
+        })
+        .collect();
+    s.inner
+        .tree
+        .insert(
+            segment_key(first),
+            segment::encode(seg.locations_from(first).next().unwrap().1.offset, &entries),
+        )
+        .unwrap();
+    let report = s.check(&g, |_| {}).unwrap();
+    let bad = report.first_bad.unwrap();
+    assert_eq!(bad.height, 12, "{}", bad.reason);
+}
+
+#[test]
+fn a_deleted_index_is_rebuilt_from_the_block_file_with_the_chain_intact() {
+    let g = Genesis::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let main = chain(&g, BlockRef::of(g.block()), 150, 200, 0);
+    let fork = chain(&g, BlockRef::of(&main[99]), 80, 200, 9);
+    let tip = {
+        let s = Store::open(dir.path(), &g).unwrap();
+        for seg in main.chunks(40) {
+            s.import(seg).unwrap();
+        }
+        // A reorg leaves the old fork's bytes in the middle of the file.
+        s.rollback_to(100).unwrap();
+        let tip = s.import(&fork).unwrap();
+        s.flush().unwrap();
+        tip
+    };
+    let len = std::fs::metadata(block_file_path(dir.path()))
+        .unwrap()
+        .len();
+    for p in sled_files(dir.path()) {
+        if p.is_dir() {
+            std::fs::remove_dir_all(p).unwrap();
+        } else {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    let s = Store::open(dir.path(), &g).unwrap();
+    assert_eq!(s.tip(), tip, "the rebuilt index ends at the same tip");
+    assert_consistent(&s);
+    assert_eq!(
+        std::fs::metadata(block_file_path(dir.path()))
+            .unwrap()
+            .len(),
+        len,
+        "nothing cut"
+    );
+    assert_eq!(s.blocks_range(95, 10, usize::MAX).unwrap()[6], fork[0]);
+    assert_eq!(s.check(&g, |_| {}).unwrap().first_bad, None);
+}
+
+#[test]
+fn a_block_file_of_another_chain_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    store_of_200(dir.path());
+    for p in sled_files(dir.path()) {
+        let _ = std::fs::remove_file(&p).or_else(|_| std::fs::remove_dir_all(&p));
+    }
+    let len = std::fs::metadata(block_file_path(dir.path()))
+        .unwrap()
+        .len();
+    let err = Store::open(dir.path(), &other_genesis()).unwrap_err();
+    assert!(err.to_string().contains("genesis block"), "{err}");
+    assert_eq!(
+        std::fs::metadata(block_file_path(dir.path()))
+            .unwrap()
+            .len(),
+        len
+    );
+}
+
+#[test]
+fn an_index_that_lost_its_latest_records_adopts_the_blocks_past_its_end() {
+    let g = Genesis::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let old = tempfile::tempdir().unwrap();
+    let blocks = chain(&g, BlockRef::of(g.block()), 200, 100, 0);
+    {
+        let s = Store::open(dir.path(), &g).unwrap();
+        s.import(&blocks[..100]).unwrap();
+        s.flush().unwrap();
+    }
+    let copy = |from: &Path, to: &Path| {
+        for p in sled_files(from) {
+            if p.is_file() {
+                std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+            }
+        }
+    };
+    copy(dir.path(), old.path());
+    {
+        let s = Store::open(dir.path(), &g).unwrap();
+        for seg in blocks[100..].chunks(25) {
+            s.import(seg).unwrap();
+        }
+        s.flush().unwrap();
+    }
+    // sled's files go back to what they were at height 100; blocks.dat keeps 200.
+    for p in sled_files(dir.path()) {
+        let _ = std::fs::remove_file(&p).or_else(|_| std::fs::remove_dir_all(&p));
+    }
+    copy(old.path(), dir.path());
+    let s = Store::open(dir.path(), &g).unwrap();
+    assert_eq!(s.tip(), BlockRef::of(&blocks[199]));
+    assert_consistent(&s);
+}
+
+#[test]
+fn a_damaged_index_is_one_clear_error_and_rebuilds() {
+    let g = Genesis::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let blocks = store_of_200(dir.path());
+    // Make the records disagree with each other: remove a segment record.
+    {
+        let s = Store::open(dir.path(), &g).unwrap();
+        let firsts = segment_firsts(&s);
+        s.inner.tree.remove(segment_key(firsts[2])).unwrap();
+        s.flush().unwrap();
+    }
+    let err = Store::open(dir.path(), &g).unwrap_err();
+    assert!(matches!(err, StoreError::IndexDamaged { .. }), "{err}");
+    assert!(err.to_string().contains("--rebuild-index"), "{err}");
+    let aside = set_index_aside(dir.path()).unwrap().unwrap();
+    assert!(aside.join("db").exists() || aside.join("conf").exists());
+    let s = Store::open(dir.path(), &g).unwrap();
+    assert_eq!(s.tip(), BlockRef::of(&blocks[199]));
+    assert_consistent(&s);
+}
+
+#[test]
+fn garbage_in_sled_files_never_panics_the_open() {
+    let g = Genesis::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let blocks = store_of_200(dir.path());
+    // 64 bytes flipped in every sled file, spread through it.
+    for p in sled_files(dir.path()).into_iter().filter(|p| p.is_file()) {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&p)
+            .unwrap();
+        let len = f.metadata().unwrap().len();
+        for i in 0..64u64 {
+            let at = (i * 7919 + 13) % len.max(1);
+            let mut b = [0u8; 1];
+            if f.read_exact_at(&mut b, at).is_ok() {
+                f.write_all_at(&[!b[0]], at).unwrap();
+            }
+        }
+    }
+    match Store::open(dir.path(), &g) {
+        Ok(s) => assert_consistent(&s),
+        Err(e) => {
+            assert!(e.is_damage() || matches!(e, StoreError::Sled(_)), "{e}");
+            set_index_aside(dir.path()).unwrap();
+            let s = Store::open(dir.path(), &g).unwrap();
+            assert_eq!(s.tip(), BlockRef::of(&blocks[199]));
+        }
+    }
+}
+
+/// Rewrites a layout 5 store as layout 4 (no CRCs, no file end record).
+fn downgrade_to_v4(s: &Store) {
+    let mut batch = sled::Batch::default();
+    for item in s.inner.tree.scan_prefix(b"s") {
+        let (k, v) = item.unwrap();
+        let first = height_from_key(&k).unwrap();
+        let seg = Segment::parse(first, &v).unwrap();
+        let mut locs = seg.locations_from(first);
+        let (_, l0) = locs.next().unwrap();
+        let mut out = l0.offset.to_be_bytes().to_vec();
+        for (_, l) in std::iter::once((first, l0)).chain(locs) {
+            out.extend_from_slice(&l.hash.0);
+            out.extend_from_slice(&l.len.to_be_bytes());
+        }
+        batch.insert(k, out);
+    }
+    batch.remove(META_FILE_END);
+    batch.insert(META_LAYOUT, &[LAYOUT_V4][..]);
+    s.inner.tree.apply_batch(batch).unwrap();
+    s.flush().unwrap();
+}
+
+#[test]
+fn a_layout_4_store_is_migrated_and_its_damage_cut() {
+    let g = Genesis::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let blocks = store_of_200(dir.path());
+    let loc = {
+        let s = Store::open(dir.path(), &g).unwrap();
+        let loc = s.location(150).unwrap().unwrap();
+        downgrade_to_v4(&s);
+        loc
+    };
+    flip_byte(dir.path(), loc.end() - 3);
+    let s = Store::open(dir.path(), &g).unwrap();
+    assert_eq!(
+        s.inner.tree.get(META_LAYOUT).unwrap().unwrap().as_ref(),
+        [LAYOUT_VERSION]
+    );
+    assert_eq!(
+        s.tip(),
+        BlockRef::of(&blocks[148]),
+        "ends below the damaged block"
+    );
+    assert_consistent(&s);
+    s.import(&blocks[149..]).unwrap();
+    assert_eq!(s.check(&g, |_| {}).unwrap().first_bad, None);
 }

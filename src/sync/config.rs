@@ -137,6 +137,12 @@ pub struct SyncConfig {
     /// No imported block for this long while behind raises a stall warning
     /// with its reason (default 15 s).
     pub stall_timeout: Duration,
+    /// After an import failed for lack of disk space, downloads pause this
+    /// long before an import is tried again (default 1 s); the pause doubles
+    /// with each failed retry.
+    pub disk_full_retry: Duration,
+    /// The longest pause between import retries on a full disk (default 30 s).
+    pub disk_full_retry_max: Duration,
     /// How long a peer that lied, served invalid data or is on another genesis
     /// stays banned (default 10 min).
     pub ban_duration: Duration,
@@ -186,6 +192,8 @@ impl Default for SyncConfig {
             produce_alone_after: Duration::from_secs(5),
             checkpoints: Vec::new(),
             stall_timeout: Duration::from_secs(15),
+            disk_full_retry: Duration::from_secs(1),
+            disk_full_retry_max: Duration::from_secs(30),
             ban_duration: Duration::from_secs(600),
             ban_threshold: -100,
             max_future_drift: Duration::from_secs(2),

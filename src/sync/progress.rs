@@ -148,6 +148,7 @@ pub(crate) fn figures(snap: &SyncSnapshot) -> SyncFigures {
         batches_in_flight: s.batches_in_flight as u64,
         peers,
         fork_peers: snap.peers.iter().filter(|p| p.forked_at.is_some()).count() as u64,
+        disk_full: s.disk_full,
         modes: Mode::NAMES
             .iter()
             .map(|name| (*name, *name == s.mode.name()))

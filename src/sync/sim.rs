@@ -161,6 +161,8 @@ pub struct SimNet {
     rng: u64,
     /// Forged hashes that wrong voters answer with.
     pub report: SimReport,
+    /// While set, every import fails as on a full disk (nothing stored).
+    pub disk_full: bool,
 }
 
 impl SimNet {
@@ -190,6 +192,7 @@ impl SimNet {
             genesis_hash,
             rng: seed | 1,
             report: SimReport::default(),
+            disk_full: false,
         }
     }
 
@@ -372,6 +375,11 @@ impl SimNet {
     }
 
     fn import(&mut self, blocks: &[Block]) -> Result<BlockRef, StoreFailure> {
+        if self.disk_full {
+            return Err(StoreFailure::DiskFull(
+                "block file: No space left on device (os error 28)".into(),
+            ));
+        }
         let mut c = self.local.lock().unwrap_or_else(|p| p.into_inner());
         let tip = c.tip();
         if blocks[0].height() != tip.height + 1 || blocks[0].header.parent != tip.hash {

@@ -23,6 +23,7 @@ use crate::sync::engine::StoreFailure;
 pub(super) fn store_failure(e: StoreError) -> StoreFailure {
     match e {
         StoreError::NotLinked { .. } => StoreFailure::NotLinked(e.to_string()),
+        _ if e.is_disk_full() => StoreFailure::DiskFull(e.to_string()),
         _ => StoreFailure::Io(e.to_string()),
     }
 }

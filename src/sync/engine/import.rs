@@ -5,7 +5,7 @@
 //! fork shows itself; [`super::forks`] takes it from there.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 
@@ -256,6 +256,13 @@ impl SyncEngine {
         self.batches.remove(&start);
         match result {
             Ok(tip) => {
+                if let Some(d) = self.disk_full.take() {
+                    tracing::info!(
+                        height = tip.height,
+                        paused_s = now.saturating_duration_since(d.since).as_secs(),
+                        "disk space is back: imports work again, sync resumes"
+                    );
+                }
                 self.stored = tip;
                 self.stats.blocks_imported += n;
                 self.stats.bytes_imported += bytes;
@@ -263,9 +270,48 @@ impl SyncEngine {
                 self.last_stall_warning = None;
                 self.check_claims(now);
             }
+            Err(StoreFailure::DiskFull(error)) => {
+                self.on_disk_full(error, now);
+                self.drop_work(false);
+            }
             Err(e) => {
                 tracing::error!(error = %e, "import failed; restarting sync from the stored tip");
                 self.drop_work(false);
+            }
+        }
+    }
+}
+
+impl SyncEngine {
+    /// An import failed for lack of disk space: nothing of it is stored.
+    /// Downloads pause for `disk_full_retry`, doubling per failed retry up
+    /// to `disk_full_retry_max`; the log says so once, then at most once a
+    /// minute (the retries themselves are quiet).
+    fn on_disk_full(&mut self, error: String, now: Instant) {
+        const LOG_EVERY: Duration = Duration::from_secs(60);
+        let first = self.config.disk_full_retry;
+        match &mut self.disk_full {
+            None => {
+                tracing::error!(height = self.stored.height, %error,
+                    "disk full: downloads paused; importing is retried with backoff and sync resumes by itself once there is space");
+                self.disk_full = Some(super::DiskFull {
+                    since: now,
+                    error,
+                    backoff: first,
+                    retry_at: now + first,
+                    last_log: now,
+                });
+            }
+            Some(d) => {
+                d.backoff = (d.backoff * 2).min(self.config.disk_full_retry_max.max(first));
+                d.retry_at = now + d.backoff;
+                d.error = error;
+                if now >= d.last_log + LOG_EVERY {
+                    d.last_log = now;
+                    tracing::warn!(height = self.stored.height, error = %d.error,
+                        full_for_s = now.saturating_duration_since(d.since).as_secs(),
+                        retry_in_s = d.backoff.as_secs(), "disk still full: downloads paused");
+                }
             }
         }
     }

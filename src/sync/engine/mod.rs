@@ -142,6 +142,8 @@ pub struct SyncEngine {
     next_consistency: Instant,
     last_progress: Instant,
     last_stall_warning: Option<Instant>,
+    /// Set while imports fail for lack of disk space (see `on_imported`).
+    disk_full: Option<DiskFull>,
     /// Observed average encoded block size, to size batches in bytes.
     avg_block_bytes: f64,
     /// Observed average duration of a block request, to time hedges.
@@ -198,6 +200,7 @@ impl SyncEngine {
             actions: VecDeque::new(),
             last_progress: now,
             last_stall_warning: None,
+            disk_full: None,
             avg_block_bytes: 512.0,
             avg_download: None,
             warned_small_quorum: false,
@@ -434,6 +437,11 @@ impl SyncEngine {
             .max(self.accepted.height)
     }
 
+    /// Whether downloads wait for disk space (until the next retry).
+    pub(super) fn paused_for_disk(&self, now: Instant) -> bool {
+        self.disk_full.as_ref().is_some_and(|d| now < d.retry_at)
+    }
+
     fn drop_work(&mut self, keep_importing: bool) {
         self.batches
             .retain(|_, b| keep_importing && matches!(b.state(), BatchState::Importing { .. }));
@@ -517,3 +525,13 @@ mod peer_tests;
 
 #[cfg(test)]
 mod route_tests;
+
+/// The disk-full state: since when, the error, and when to try again.
+#[derive(Debug, Clone)]
+pub(super) struct DiskFull {
+    pub since: Instant,
+    pub error: String,
+    pub backoff: Duration,
+    pub retry_at: Instant,
+    pub last_log: Instant,
+}

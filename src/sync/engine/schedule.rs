@@ -21,7 +21,7 @@ impl SyncEngine {
     /// Plans batches up to the target and sends whatever can be sent now.
     pub(super) fn schedule(&mut self, now: Instant) {
         self.recompute_targets(now);
-        if !self.may_extend() {
+        if !self.may_extend() || self.paused_for_disk(now) {
             return;
         }
         if self.batches.is_empty() {

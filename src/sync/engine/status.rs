@@ -85,6 +85,7 @@ impl SyncEngine {
                 .count(),
             mode: self.mode.clone(),
             stalled: self.stall_reason(now),
+            disk_full: self.disk_full.is_some(),
             production_blocker: self.production_blocker(),
         }
     }
@@ -129,6 +130,7 @@ impl SyncEngine {
             .chain(self.poll_not_before)
             .chain(self.split_until)
             .chain(self.book.next_ban_expiry())
+            .chain(self.disk_full.as_ref().map(|d| d.retry_at))
             .filter(|t| *t > self.clock)
             .min()
     }
@@ -158,6 +160,14 @@ impl SyncEngine {
     /// left (at once: these are states), or no block imported for
     /// `stall_timeout` while behind.
     pub(super) fn stall_reason(&self, now: Instant) -> Option<String> {
+        if let Some(d) = &self.disk_full {
+            return Some(format!(
+                "disk full since {} s ago ({}): downloads paused, next import attempt in {} s",
+                now.saturating_duration_since(d.since).as_secs(),
+                d.error,
+                d.retry_at.saturating_duration_since(now).as_secs()
+            ));
+        }
         match &self.mode {
             Mode::Halted(why) => return Some(format!("halted: {why}")),
             Mode::Split { height, sides } => {

@@ -502,3 +502,57 @@ fn blocks_too_far_ahead_of_the_clock_wait_for_it_and_nobody_is_punished() {
         "no penalty for early blocks"
     );
 }
+
+#[test]
+fn a_full_disk_pauses_downloads_with_backoff_and_sync_resumes_when_space_returns() {
+    let chain = Arc::new(sim::unsigned_chain(3_000, 64, 1));
+    let mut n = net(&chain[..1], SyncConfig::default());
+    n.add_peer(Behaviour::Honest, 5 * MS, chain.clone());
+    n.disk_full = true;
+    // Full from the first import on: the engine notices and pauses.
+    assert!(n.run_until(Duration::from_secs(10), |n| n
+        .engine
+        .status(n.now)
+        .disk_full));
+    let status = n.engine.status(n.now);
+    assert!(
+        status
+            .stalled
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("disk full"),
+        "{status:?}"
+    );
+    assert_eq!(n.tip().height, 0, "nothing reported as stored");
+    // Ten simulated minutes of a full disk: retries back off to one per
+    // `disk_full_retry_max` (30 s), so block requests stay in the tens, not
+    // the thousands a busy loop re-downloading every batch would send.
+    let before = n
+        .engine
+        .stats()
+        .requests_sent
+        .get("blocks")
+        .copied()
+        .unwrap_or(0);
+    n.run_until(Duration::from_secs(600), |_| false);
+    let during = n
+        .engine
+        .stats()
+        .requests_sent
+        .get("blocks")
+        .copied()
+        .unwrap_or(0)
+        - before;
+    println!("{during} block requests in ten simulated minutes of a full disk");
+    assert!(
+        during <= 60,
+        "{during} block requests while the disk was full"
+    );
+    assert!(n.engine.status(n.now).disk_full);
+    assert_eq!(n.tip().height, 0);
+    // Space returns: the next retry imports and sync finishes by itself.
+    n.disk_full = false;
+    assert!(n.run_until(Duration::from_secs(60), |n| synced_to(n, &chain)));
+    let status = n.engine.status(n.now);
+    assert!(!status.disk_full && status.stalled.is_none(), "{status:?}");
+}

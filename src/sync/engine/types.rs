@@ -33,6 +33,10 @@ pub enum StoreFailure {
     /// Reading or writing failed (I/O, a damaged store).
     #[error("store I/O failed: {0}")]
     Io(String),
+    /// The disk (or the user's quota) is full: nothing of the segment was
+    /// committed. A state, not a fault: downloads pause until a retry works.
+    #[error("disk full: {0}")]
+    DiskFull(String),
 }
 
 /// A request the engine wants sent.
@@ -201,6 +205,9 @@ pub struct SyncStatus {
     pub mode: Mode,
     /// Why sync is not progressing, when it is not.
     pub stalled: Option<String>,
+    /// The last import failed for lack of disk space; downloads are paused
+    /// and an import is retried with backoff.
+    pub disk_full: bool,
     /// Why a producer must not extend our chain now (see
     /// `Engine::production_blocker`); `None` when it may.
     pub production_blocker: Option<String>,
