@@ -136,6 +136,7 @@ async fn sixty_slow_readers_keep_the_node_under_its_memory_bound_during_and_afte
         Some(libp2p::multiaddr::Protocol::P2p(p)) => p,
         _ => panic!("no peer id in {addr}"),
     };
+    let api = common::api_addr(&mut node, Duration::from_secs(60));
     let pid = node.child.id();
     let before = rss_mib(pid);
     // {"start": 1, "count": 400}: a full 4 MiB response each time.
@@ -157,6 +158,14 @@ async fn sixty_slow_readers_keep_the_node_under_its_memory_bound_during_and_afte
     // Let the node see the connections go and its timers run.
     tokio::time::sleep(Duration::from_secs(20)).await;
     let after = rss_mib(pid);
+    let (_, metrics) = common::http(&api, "GET", "/metrics");
+    for line in metrics.lines().filter(|l| {
+        l.contains("blocks/1")
+            && (l.starts_with("concord_inbound_requests_")
+                || l.starts_with("concord_inbound_budget"))
+    }) {
+        eprintln!("{line}");
+    }
     eprintln!("RSS before {before:.0} MiB, peak during {peak:.0} MiB, 20 s after {after:.0} MiB");
     // Budget 96 MiB of responses plus the node's own working set; the
     // issue measured 2.1 GiB during and 1.1 GiB eight minutes after.

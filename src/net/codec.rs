@@ -17,6 +17,9 @@ use futures::prelude::*;
 use libp2p::StreamProtocol;
 use serde::{de::DeserializeOwned, Serialize};
 
+/// The error text of a refusal (a response stream closed with no bytes).
+pub(crate) const REFUSED: &str = "refused: the stream closed with no response";
+
 /// A request as read by the server: decoded, or why it could not be.
 #[derive(Debug, Clone)]
 pub(crate) enum Inbound<T> {
@@ -196,6 +199,11 @@ where
                     format!("response larger than {} bytes", self.response_size_maximum),
                 )
             })?;
+        if bytes.is_empty() {
+            // A clean close with no bytes is how a responder refuses (see
+            // protocols/README.md): not a malformed response.
+            return Err(io::Error::new(io::ErrorKind::ConnectionRefused, REFUSED));
+        }
         decode(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 

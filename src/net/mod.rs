@@ -97,6 +97,11 @@ pub enum RequestError {
     UnsupportedProtocol,
     #[error("response could not be decoded or was too large: {0}")]
     BadResponse(String),
+    /// The peer closed the stream without a response: it refused the request
+    /// (over its quota or budget, a request it found bad, or its own store
+    /// failed). Not proof of misbehaviour.
+    #[error("the peer refused the request")]
+    Refused,
     #[error("network event loop has stopped")]
     Shutdown,
 }

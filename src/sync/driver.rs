@@ -471,9 +471,12 @@ fn ms(d: Duration) -> u64 {
 fn failure(e: RequestError) -> Failure {
     match e {
         RequestError::Timeout => Failure::Timeout,
-        RequestError::Unreachable | RequestError::ConnectionClosed | RequestError::Shutdown => {
-            Failure::Disconnected
-        }
+        // A refusal (the peer busy, over our quota there) is retried
+        // elsewhere like a lost connection, never penalized.
+        RequestError::Unreachable
+        | RequestError::ConnectionClosed
+        | RequestError::Shutdown
+        | RequestError::Refused => Failure::Disconnected,
         RequestError::UnsupportedProtocol => Failure::Unsupported,
         RequestError::BadResponse(_) => Failure::Malformed,
     }

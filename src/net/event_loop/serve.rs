@@ -469,6 +469,9 @@ fn map_outbound(error: OutboundFailure) -> RequestError {
         OutboundFailure::Timeout => RequestError::Timeout,
         OutboundFailure::ConnectionClosed => RequestError::ConnectionClosed,
         OutboundFailure::UnsupportedProtocols => RequestError::UnsupportedProtocol,
+        OutboundFailure::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            RequestError::Refused
+        }
         OutboundFailure::Io(e) => RequestError::BadResponse(e.to_string()),
     }
 }
