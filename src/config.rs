@@ -161,6 +161,55 @@ pub fn validate_net(c: &NetConfig) -> Result<(), InvalidValue> {
         POSITIVE,
     )?;
     check(
+        "net.reserved_outbound",
+        c.reserved_outbound,
+        c.reserved_outbound < c.max_established,
+        "must be less than net.max_established",
+    )?;
+    check(
+        "net.range_prefix_v4",
+        c.range_prefix_v4,
+        (1..=32).contains(&c.range_prefix_v4),
+        "must be 1 to 32",
+    )?;
+    check(
+        "net.range_prefix_v6",
+        c.range_prefix_v6,
+        (1..=128).contains(&c.range_prefix_v6),
+        "must be 1 to 128",
+    )?;
+    for (key, burst) in [
+        ("net.quota_small_burst", c.quota_small_burst),
+        ("net.quota_blocks_burst", c.quota_blocks_burst),
+    ] {
+        check(key, burst, burst >= 1, POSITIVE)?;
+    }
+    for (key, rate) in [
+        ("net.quota_small_per_sec", c.quota_small_per_sec),
+        ("net.quota_blocks_per_sec", c.quota_blocks_per_sec),
+    ] {
+        check(
+            key,
+            rate,
+            rate.is_finite() && rate > 0.0,
+            "must be more than 0",
+        )?;
+    }
+    check(
+        "net.flood_report_after",
+        c.flood_report_after,
+        c.flood_report_after >= 1,
+        POSITIVE,
+    )?;
+    check(
+        "net.inbound_budget_bytes",
+        c.inbound_budget_bytes,
+        c.inbound_budget_bytes >= crate::protocol::limits::MAX_BLOCKS_RESPONSE_SIZE,
+        "must hold at least one largest blocks response (4 MiB)",
+    )?;
+    ms_positive("net.eviction_verify_grace_ms", c.eviction_verify_grace)?;
+    ms_positive("net.eviction_idle_after_ms", c.eviction_idle_after)?;
+    check(
         "net.event_channel_capacity",
         c.event_channel_capacity,
         c.event_channel_capacity >= 1,
@@ -296,11 +345,25 @@ section! {
         plain {
             max_established: u32,
             max_established_per_peer: u32,
+            reserved_outbound: u32,
+            max_inbound_per_range: u32,
+            range_prefix_v4: u8,
+            range_prefix_v6: u8,
+            range_limit_loopback: bool,
+            eviction_protect_each: usize,
+            quota_small_burst: u32,
+            quota_small_per_sec: f64,
+            quota_blocks_burst: u32,
+            quota_blocks_per_sec: f64,
+            flood_report_after: u32,
+            inbound_budget_bytes: u64,
             target_peers: usize,
             event_channel_capacity: usize,
             address_book_size: usize,
         }
         millis {
+            eviction_verify_grace_ms => eviction_verify_grace,
+            eviction_idle_after_ms => eviction_idle_after,
             request_timeout_ms => request_timeout,
             blocks_request_timeout_ms => blocks_request_timeout,
             idle_connection_timeout_ms => idle_connection_timeout,

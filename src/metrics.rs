@@ -106,6 +106,11 @@ pub struct Metrics {
     redials: Counter,
     address_book: Gauge,
     disk_full: Gauge,
+    inbound_over_quota: Family<Labels, Counter>,
+    inbound_over_budget: Family<Labels, Counter>,
+    inbound_budget: Gauge,
+    inbound_evicted: Counter,
+    inbound_slot_refused: Family<Labels, Counter>,
 }
 
 impl Metrics {
@@ -144,6 +149,11 @@ impl Metrics {
             redials: Counter::default(),
             address_book: Gauge::default(),
             disk_full: Gauge::default(),
+            inbound_over_quota: Family::default(),
+            inbound_over_budget: Family::default(),
+            inbound_budget: Gauge::default(),
+            inbound_evicted: Counter::default(),
+            inbound_slot_refused: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("concord");
         r.register("height", "Height of the local chain tip", m.height.clone());
@@ -292,6 +302,31 @@ impl Metrics {
             "Peers in the address book",
             m.address_book.clone(),
         );
+        r.register(
+            "inbound_requests_over_quota",
+            "Inbound requests refused because the peer was over its request quota, by protocol",
+            m.inbound_over_quota.clone(),
+        );
+        r.register(
+            "inbound_requests_over_budget",
+            "Inbound requests refused because the inbound byte budget was spent, by protocol",
+            m.inbound_over_budget.clone(),
+        );
+        r.register(
+            "inbound_budget_bytes_in_use",
+            "Bytes of the inbound budget held by responses being built or written",
+            m.inbound_budget.clone(),
+        );
+        r.register(
+            "inbound_evictions",
+            "Inbound peers disconnected to give their slot to a newcomer",
+            m.inbound_evicted.clone(),
+        );
+        r.register(
+            "inbound_connections_refused",
+            "Inbound connections refused a slot, by reason (full, range_full)",
+            m.inbound_slot_refused.clone(),
+        );
         m
     }
 
@@ -389,6 +424,49 @@ impl Metrics {
     /// The event loop redialed a lost peer.
     pub fn redial(&self) {
         self.redials.inc();
+    }
+
+    /// An inbound request over its peer's quota was refused.
+    pub fn inbound_over_quota(&self, protocol: &'static str) {
+        self.inbound_over_quota
+            .get_or_create(&vec![("protocol", protocol)])
+            .inc();
+    }
+
+    /// How many requests on `protocol` were refused over quota (for tests).
+    pub fn over_quota(&self, protocol: &'static str) -> u64 {
+        self.inbound_over_quota
+            .get_or_create(&vec![("protocol", protocol)])
+            .get()
+    }
+
+    /// An inbound request found the byte budget spent and was refused.
+    pub fn inbound_over_budget(&self, protocol: &'static str) {
+        self.inbound_over_budget
+            .get_or_create(&vec![("protocol", protocol)])
+            .inc();
+    }
+
+    /// Bytes of the inbound budget in use now.
+    pub fn inbound_budget_in_use(&self, bytes: u64) {
+        set(&self.inbound_budget, bytes);
+    }
+
+    /// An inbound peer was evicted for a newcomer.
+    pub fn inbound_evicted(&self) {
+        self.inbound_evicted.inc();
+    }
+
+    /// Inbound peers evicted so far (for tests).
+    pub fn evictions(&self) -> u64 {
+        self.inbound_evicted.get()
+    }
+
+    /// An inbound connection was refused a slot (`reason`: full, range_full).
+    pub fn inbound_slot_refused(&self, reason: &'static str) {
+        self.inbound_slot_refused
+            .get_or_create(&vec![("reason", reason)])
+            .inc();
     }
 
     /// The address book now holds `n` peers.

@@ -193,7 +193,13 @@ pub fn parse_api(value: &str) -> Result<Option<std::net::SocketAddr>, String> {
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // libp2p-request-response warns once per stream refused over the
+        // per-connection stream cap, naming no peer: a flooder would write a
+        // line per stream. Those streams are bounded by the caps and the
+        // quotas; the node's own (rate-limited) warnings name the peer.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("info,libp2p_request_response::handler=error")
+        });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -26,6 +26,10 @@ pub const IDENTIFY_PROTOCOL_VERSION: &str = "/concord/id/1.0.0";
 /// Kademlia protocol name: our own DHT, separate from the public IPFS one.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/concord/kad/1.0.0");
 
+/// Connections allowed past `max_established` while the event loop decides
+/// whom a newcomer evicts (or refuses the newcomer).
+pub(crate) const EVICTION_SLACK: u32 = 8;
+
 pub(crate) type Rr<Req, Resp> = request_response::Behaviour<Codec<Req, Resp>>;
 
 /// Everything a Concord node speaks. Field order is poll order: limits and
@@ -91,8 +95,13 @@ impl Behaviour {
         let small = config.request_timeout;
         Ok(Behaviour {
             limits: connection_limits::Behaviour::new(
+                // The slot policy (`slots.rs`) enforces the real limits after
+                // a connection is up; the slack lets a newcomer in to evict
+                // someone when every slot is taken.
                 ConnectionLimits::default()
-                    .with_max_established(Some(config.max_established))
+                    .with_max_established(Some(
+                        config.max_established.saturating_add(EVICTION_SLACK),
+                    ))
                     .with_max_established_per_peer(Some(config.max_established_per_peer))
                     .with_max_pending_incoming(Some(config.max_established))
                     .with_max_pending_outgoing(Some(config.max_established)),

@@ -17,6 +17,9 @@ use futures::prelude::*;
 use libp2p::StreamProtocol;
 use serde::{de::DeserializeOwned, Serialize};
 
+/// The error text of a refusal (a response stream closed with no bytes).
+pub(crate) const REFUSED: &str = "refused: the stream closed with no response";
+
 /// A request as read by the server: decoded, or why it could not be.
 #[derive(Debug, Clone)]
 pub(crate) enum Inbound<T> {
@@ -81,8 +84,77 @@ async fn read_bounded<T: AsyncRead + Unpin + Send>(
     }
 }
 
+/// Deepest nesting of arrays and maps accepted. A blocks response is three
+/// deep (map, list of blocks, block); the decoder recurses per level, so a
+/// peer must not choose the depth.
+pub(crate) const MAX_NESTING: usize = 16;
+
+/// Checks that `bytes` are exactly one well-formed CBOR item in the subset
+/// the protocols use: definite lengths only, no tags, at most
+/// [`MAX_NESTING`] levels, nothing after the item. Iterative and linear in
+/// the number of items, so hostile input costs no stack and little time.
+pub(crate) fn check_shape(bytes: &[u8]) -> Result<(), String> {
+    let mut pos = 0usize;
+    // Items still to read at each open level; the bottom one is the message.
+    let mut levels: Vec<u64> = vec![1];
+    while let Some(left) = levels.last_mut() {
+        if *left == 0 {
+            levels.pop();
+            continue;
+        }
+        *left -= 1;
+        let head = *bytes.get(pos).ok_or("truncated CBOR")?;
+        pos += 1;
+        let (major, info) = (head >> 5, head & 0x1f);
+        let arg = match info {
+            0..=23 => u64::from(info),
+            24..=27 => {
+                let n = 1usize << (info - 24);
+                let raw = bytes.get(pos..pos + n).ok_or("truncated CBOR")?;
+                pos += n;
+                raw.iter().fold(0u64, |v, b| (v << 8) | u64::from(*b))
+            }
+            31 => return Err("indefinite-length CBOR item".into()),
+            _ => return Err("reserved CBOR head".into()),
+        };
+        match major {
+            0 | 1 | 7 => {}
+            2 | 3 => {
+                let end = usize::try_from(arg)
+                    .ok()
+                    .and_then(|n| pos.checked_add(n))
+                    .filter(|end| *end <= bytes.len())
+                    .ok_or("truncated CBOR string")?;
+                pos = end;
+            }
+            4 | 5 => {
+                let items = if major == 5 {
+                    arg.saturating_mul(2)
+                } else {
+                    arg
+                };
+                if items > 0 {
+                    levels.push(items);
+                    if levels.len() > MAX_NESTING + 1 {
+                        return Err(format!("CBOR nested deeper than {MAX_NESTING}"));
+                    }
+                }
+            }
+            _ => return Err("CBOR tag".into()),
+        }
+    }
+    if pos != bytes.len() {
+        return Err(format!(
+            "{} trailing bytes after the CBOR item",
+            bytes.len() - pos
+        ));
+    }
+    Ok(())
+}
+
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    cbor4ii::serde::from_slice(bytes)
+    check_shape(bytes)
+        .and_then(|()| cbor4ii::serde::from_slice(bytes).map_err(|e| e.to_string()))
         .map_err(|e| format!("undecodable CBOR ({} bytes): {e}", bytes.len()))
 }
 
@@ -127,6 +199,11 @@ where
                     format!("response larger than {} bytes", self.response_size_maximum),
                 )
             })?;
+        if bytes.is_empty() {
+            // A clean close with no bytes is how a responder refuses (see
+            // protocols/README.md): not a malformed response.
+            return Err(io::Error::new(io::ErrorKind::ConnectionRefused, REFUSED));
+        }
         decode(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 
@@ -157,6 +234,73 @@ where
     where
         T: AsyncWrite + Unpin + Send,
     {
-        io.write_all(&encode(&resp)?).await
+        // The decoded response is dropped before the (possibly slow) write:
+        // a stalled reader holds one copy of a blocks response, not two.
+        let bytes = encode(&resp)?;
+        drop(resp);
+        io.write_all(&bytes).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{BlockHashRequest, BlocksResponse, HeightRequest, HeightResponse};
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn the_decoding_rules_of_protocols_readme() {
+        // The empty map is a height request; anything in it is refused.
+        assert!(decode::<HeightRequest>(&hex("a0")).is_ok());
+        assert!(
+            decode::<HeightRequest>(&hex("a1617801")).is_err(),
+            "unknown key"
+        );
+        // Keys in another order are fine; an unknown key in a request is not.
+        assert_eq!(
+            decode::<BlockHashRequest>(&hex("a166686569676874182a")).unwrap(),
+            BlockHashRequest { height: 42 }
+        );
+        assert!(decode::<BlockHashRequest>(&hex("a266686569676874182a617801")).is_err());
+        // Trailing bytes, indefinite lengths, tags, truncation: refused.
+        assert!(decode::<HeightRequest>(&hex("a000")).is_err(), "trailing");
+        assert!(
+            decode::<HeightRequest>(&hex("bfff")).is_err(),
+            "indefinite map"
+        );
+        assert!(decode::<HeightRequest>(&hex("c0a0")).is_err(), "tag");
+        assert!(decode::<HeightRequest>(&hex("")).is_err(), "empty");
+        assert!(
+            decode::<BlockHashRequest>(&hex("a16668656967")).is_err(),
+            "truncated"
+        );
+        // A response may carry keys we do not know (newer peers)...
+        let mut r = cbor4ii::serde::to_vec(
+            Vec::new(),
+            &HeightResponse {
+                height: 1,
+                tip: crate::chain::Hash::ZERO,
+            },
+        )
+        .unwrap();
+        r[0] += 1; // one more key: "x": [[...]] nested 15 deep is fine
+        r.extend(hex("6178"));
+        r.extend(std::iter::repeat_n(0x81, MAX_NESTING - 1));
+        r.push(0x00);
+        assert!(decode::<HeightResponse>(&r).is_ok());
+        // ...but not nested deeper than MAX_NESTING, however long the response.
+        let mut deep = hex("a166626c6f636b73");
+        deep.extend(std::iter::repeat_n(0x81, 100_000));
+        deep.push(0x00);
+        let e = decode::<BlocksResponse>(&deep).unwrap_err();
+        assert!(e.contains("nested deeper"), "{e}");
+        // A huge declared length costs nothing: it is truncated at once.
+        assert!(check_shape(&hex("9bffffffffffffffff")).is_err());
     }
 }

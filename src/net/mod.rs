@@ -16,7 +16,8 @@
 //! `client.rs`, `keys.rs`, `events.rs` (the two lanes of [`NetEvent`]s: what
 //! must never be lost, and what may be), `redial.rs` (the backoff schedule of
 //! lost peers), `address_book.rs` (peers reached before, for the next start),
-//! and `event_loop/`: the loop and its commands (`mod.rs`), inbound serving
+//! `slots.rs` (who holds an inbound slot), `quota.rs` (request quotas and the
+//! log limiter), and `event_loop/`: the loop and its commands (`mod.rs`), inbound serving
 //! through one generic path (`serve.rs`) and discovery (`discovery.rs`).
 //! `throttle.rs` exists only with the `bench` feature.
 //!
@@ -36,8 +37,20 @@
 //! [`IDENTIFY_PROTOCOL_VERSION`] (`/concord/id/1.0.0`). Only peers that list
 //! [`KAD_PROTOCOL`] get their listen addresses added to Kademlia.
 //!
+//! Connection slots (`slots.rs`, a pure policy): `reserved_outbound` of
+//! `max_established` are kept for our own dials; when the inbound slots are
+//! full a newcomer evicts an unverified, idle or crowded-range peer (useful,
+//! fast and long-lived peers are protected, bootstrap peers never evicted),
+//! and at most `max_inbound_per_range` inbound peers share an address range.
+//! Quotas (`quota.rs`): a token bucket per peer and protocol; refusals are
+//! counted, a persistent flooder reported as [`InboundFault::Flooding`], and
+//! peer-triggered warnings limited to one per peer per minute.
+//!
 //! Inbound `/concord/blocks/1` ranges are read on `spawn_blocking` (at most 8
 //! at once) and the response is handed back to the loop through a channel.
+//! Each one holds its share of [`NetConfig::inbound_budget_bytes`] from before
+//! the read until libp2p reports it written or failed; a slow reader is cut
+//! at `blocks_request_timeout` and its share freed.
 //! Inbound failures caused by the peer (oversize or undecodable request, stream
 //! error, timeout) are logged with peer id and protocol and reported as
 //! [`NetEvent::BadRequest`]; nothing a peer sends can panic the loop.
@@ -49,7 +62,9 @@ mod codec;
 mod event_loop;
 mod events;
 pub mod keys;
+mod quota;
 pub mod redial;
+pub mod slots;
 #[cfg(feature = "bench")]
 mod throttle;
 mod transport;
@@ -82,6 +97,11 @@ pub enum RequestError {
     UnsupportedProtocol,
     #[error("response could not be decoded or was too large: {0}")]
     BadResponse(String),
+    /// The peer closed the stream without a response: it refused the request
+    /// (over its quota or budget, a request it found bad, or its own store
+    /// failed). Not proof of misbehaviour.
+    #[error("the peer refused the request")]
+    Refused,
     #[error("network event loop has stopped")]
     Shutdown,
 }
@@ -124,6 +144,9 @@ pub enum InboundFault {
     Stream,
     /// No request or no answer in time (possibly our own slowness).
     Timeout,
+    /// Refused over its request quota so often within a minute that it can
+    /// only be flooding (reported once per minute, not per request).
+    Flooding,
 }
 
 /// Network settings. Every field has a documented default
@@ -138,8 +161,55 @@ pub struct NetConfig {
     pub bootstrap: Vec<Multiaddr>,
     /// Enable mDNS discovery on the local link. Default: `false`.
     pub mdns: bool,
-    /// Most established connections in total. Default: 64.
+    /// Most established connections in total, inbound and outbound.
+    /// Default: 80.
     pub max_established: u32,
+    /// Of `max_established`, how many are kept for connections we dial:
+    /// inbound peers may hold at most `max_established - reserved_outbound`
+    /// slots (64 by default). Default: 16.
+    pub reserved_outbound: u32,
+    /// Most inbound peers from one address range (see `range_prefix_v4`);
+    /// 0 turns the limit off. Bootstrap peers are exempt. Default: 16.
+    pub max_inbound_per_range: u32,
+    /// Prefix length of an IPv4 address range. Default: 16.
+    pub range_prefix_v4: u8,
+    /// Prefix length of an IPv6 address range. Default: 48.
+    pub range_prefix_v6: u8,
+    /// Apply `max_inbound_per_range` to loopback peers too. Off by default so
+    /// that a testnet on 127.0.0.1 works; on, a single host is limited like any
+    /// other range. Default: `false`.
+    pub range_limit_loopback: bool,
+    /// A new inbound peer that has not answered our genesis request with our
+    /// genesis within this long is unverified, and the first to be evicted
+    /// when a newcomer needs its slot. Default: 10 s.
+    pub eviction_verify_grace: Duration,
+    /// A verified inbound peer with no request in either direction for this
+    /// long is idle, and evicted before busy ones. Default: 120 s.
+    pub eviction_idle_after: Duration,
+    /// Inbound peers kept by each eviction protection: those that served us
+    /// the most blocks, those with the lowest ping, the longest connected.
+    /// Default: 4.
+    pub eviction_protect_each: usize,
+    /// Token bucket of each small protocol (height, genesis, block-hash,
+    /// announce), per peer: burst size. Default: 32.
+    pub quota_small_burst: u32,
+    /// ... and refill rate, requests per second. Default: 16.
+    pub quota_small_per_sec: f64,
+    /// Token bucket of `/concord/blocks/1` per peer: burst size. Default: 64.
+    pub quota_blocks_burst: u32,
+    /// ... and refill rate, requests per second. Default: 64.
+    pub quota_blocks_per_sec: f64,
+    /// A peer refused this many requests over quota within a minute is
+    /// reported as a flooder (penalized by sync like a bad request; twice
+    /// bans it). Default: 256.
+    pub flood_report_after: u32,
+    /// Bytes of inbound responses in flight at once (being read from the
+    /// store, queued or being written), over all peers. A blocks request
+    /// reserves twice the largest response (the response and its encoding)
+    /// before it is read, keeps twice what it really holds, and releases it
+    /// when the response is written or the stream fails or times out; a
+    /// request that finds the budget spent is refused. Default: 96 MiB.
+    pub inbound_budget_bytes: u64,
     /// Most established connections to one peer. Default: 2 (simultaneous
     /// dials from both sides may briefly create two).
     pub max_established_per_peer: u32,
@@ -190,7 +260,21 @@ impl Default for NetConfig {
                 .expect("valid literal multiaddr")],
             bootstrap: Vec::new(),
             mdns: false,
-            max_established: 64,
+            max_established: 80,
+            reserved_outbound: 16,
+            max_inbound_per_range: 16,
+            range_prefix_v4: 16,
+            range_prefix_v6: 48,
+            range_limit_loopback: false,
+            eviction_verify_grace: Duration::from_secs(10),
+            eviction_idle_after: Duration::from_secs(120),
+            eviction_protect_each: 4,
+            quota_small_burst: 32,
+            quota_small_per_sec: 16.0,
+            quota_blocks_burst: 64,
+            quota_blocks_per_sec: 64.0,
+            flood_report_after: 256,
+            inbound_budget_bytes: 96 * 1024 * 1024,
             max_established_per_peer: 2,
             request_timeout: Duration::from_secs(5),
             blocks_request_timeout: Duration::from_secs(10),

@@ -58,6 +58,8 @@ pub mod limits {
 
 /// Request of `/concord/height/1`. Encoded as an empty CBOR map (`a0`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+// Requests are strict: an unknown key is a bad request (see protocols/README.md).
+#[serde(deny_unknown_fields)]
 pub struct HeightRequest {}
 
 /// Response of `/concord/height/1`: the responder's tip.
@@ -69,6 +71,8 @@ pub struct HeightResponse {
 
 /// Request of `/concord/genesis/1`. Encoded as an empty CBOR map (`a0`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+// Requests are strict: an unknown key is a bad request (see protocols/README.md).
+#[serde(deny_unknown_fields)]
 pub struct GenesisRequest {}
 
 /// Response of `/concord/genesis/1`: the hash of the responder's genesis block.
@@ -79,6 +83,8 @@ pub struct GenesisResponse {
 
 /// Request of `/concord/block-hash/1`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+// Requests are strict: an unknown key is a bad request (see protocols/README.md).
+#[serde(deny_unknown_fields)]
 pub struct BlockHashRequest {
     pub height: u64,
 }
@@ -93,6 +99,8 @@ pub struct BlockHashResponse {
 
 /// Request of `/concord/blocks/1`: consecutive blocks from `start`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+// Requests are strict: an unknown key is a bad request (see protocols/README.md).
+#[serde(deny_unknown_fields)]
 pub struct BlocksRequest {
     pub start: u64,
     pub count: u32,
@@ -109,6 +117,8 @@ pub struct BlocksResponse {
 /// Request of `/concord/announce/1`: the sender's new tip. Receivers treat it
 /// like an unsolicited height answer (a hint, verified by fetching).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+// Requests are strict: an unknown key is a bad request (see protocols/README.md).
+#[serde(deny_unknown_fields)]
 pub struct AnnounceRequest {
     pub height: u64,
     pub tip: Hash,

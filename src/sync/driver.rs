@@ -263,11 +263,12 @@ impl Driver {
             NetEvent::TipAnnounced { peer, height, tip } => {
                 self.engine.handle_tip_announced(peer, height, tip, now)
             }
-            // Only bytes the peer alone can have sent are proof; a failed or
-            // slow stream may be the network's doing, or ours.
+            // Only bytes the peer alone can have sent are proof (garbage, or
+            // hundreds of requests over its quota within a minute); a failed
+            // or slow stream may be the network's doing, or ours.
             NetEvent::BadRequest {
                 peer,
-                fault: InboundFault::Malformed,
+                fault: InboundFault::Malformed | InboundFault::Flooding,
                 ..
             } => self.engine.handle_bad_request(peer, now),
             NetEvent::NewListenAddr { .. } | NetEvent::BadRequest { .. } => {}
@@ -470,9 +471,12 @@ fn ms(d: Duration) -> u64 {
 fn failure(e: RequestError) -> Failure {
     match e {
         RequestError::Timeout => Failure::Timeout,
-        RequestError::Unreachable | RequestError::ConnectionClosed | RequestError::Shutdown => {
-            Failure::Disconnected
-        }
+        // A refusal (the peer busy, over our quota there) is retried
+        // elsewhere like a lost connection, never penalized.
+        RequestError::Unreachable
+        | RequestError::ConnectionClosed
+        | RequestError::Shutdown
+        | RequestError::Refused => Failure::Disconnected,
         RequestError::UnsupportedProtocol => Failure::Unsupported,
         RequestError::BadResponse(_) => Failure::Malformed,
     }

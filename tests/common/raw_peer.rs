@@ -63,6 +63,12 @@ pub struct RawPeer {
 
 impl RawPeer {
     pub fn new() -> RawPeer {
+        RawPeer::with_protocol(BLOCKS_PROTOCOL)
+    }
+
+    /// A raw peer speaking `protocol` instead of `/concord/blocks/1`.
+    #[allow(dead_code)]
+    pub fn with_protocol(protocol: &'static str) -> RawPeer {
         let swarm = libp2p::SwarmBuilder::with_new_identity()
             .with_tokio()
             .with_tcp(
@@ -75,7 +81,7 @@ impl RawPeer {
                 request_response::Behaviour::with_codec(
                     RawCodec,
                     [(
-                        StreamProtocol::new(BLOCKS_PROTOCOL),
+                        StreamProtocol::new(protocol),
                         request_response::ProtocolSupport::Outbound,
                     )],
                     request_response::Config::default()
@@ -115,5 +121,41 @@ impl RawPeer {
         })
         .await
         .expect("raw request did not finish");
+    }
+
+    /// Sends `bytes` as a request and returns the bytes of the response (a
+    /// clean close with no bytes is an empty response), or the failure.
+    #[allow(dead_code)]
+    pub async fn exchange(
+        &mut self,
+        peer: PeerId,
+        addr: Multiaddr,
+        bytes: Vec<u8>,
+    ) -> Result<Vec<u8>, String> {
+        self.swarm.add_peer_address(peer, addr);
+        let id = self.swarm.behaviour_mut().send_request(&peer, bytes);
+        timeout(DEADLINE, async {
+            loop {
+                if let libp2p::swarm::SwarmEvent::Behaviour(e) = self.swarm.select_next_some().await
+                {
+                    match e {
+                        request_response::Event::OutboundFailure {
+                            request_id, error, ..
+                        } if request_id == id => return Err(error.to_string()),
+                        request_response::Event::Message {
+                            message:
+                                request_response::Message::Response {
+                                    request_id,
+                                    response,
+                                },
+                            ..
+                        } if request_id == id => return Ok(response),
+                        _ => {}
+                    }
+                }
+            }
+        })
+        .await
+        .expect("raw request did not finish")
     }
 }

@@ -7,23 +7,26 @@
 //! (every request-response event: answering peers, and the answers to our
 //! requests) and [`discovery`] (dialing, Kademlia, mDNS, identify). This file
 //! only routes events to them; it must not grow protocol answers or
-//! discovery policy of its own.
+//! discovery policy of its own. Connection slots are decided by the pure
+//! [`Slots`] policy; this file only applies its answers (closing the
+//! newcomer or the evicted peer).
 
 mod discovery;
 mod serve;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use libp2p::request_response::InboundRequestId;
 use libp2p::{
     metrics::Recorder,
     multiaddr::Protocol,
     swarm::{dial_opts::DialOpts, ConnectionId, SwarmEvent},
     Multiaddr, PeerId, Swarm,
 };
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, trace, warn};
 
@@ -33,7 +36,9 @@ use super::behaviour::{Behaviour, BehaviourEvent};
 use super::client::Command;
 use super::codec::Inbound;
 pub(crate) use super::events::EventSink;
+use super::quota::{LogLimiter, Quotas};
 use super::redial::Redial;
+use super::slots::{Admission, SlotConfig, Slots};
 use super::{NetConfig, NetError, NetEvent, RequestError};
 use crate::chain::Hash;
 use crate::metrics::Metrics;
@@ -70,7 +75,23 @@ pub struct EventLoop {
     p2p_metrics: libp2p::metrics::Metrics,
     /// Concord's: inbound requests served and refused.
     metrics: Arc<Metrics>,
+    /// Who holds an inbound slot, and whom a newcomer evicts.
+    slots: Slots,
+    /// Connections refused a slot: closed without telling anyone.
+    refused_conns: HashSet<ConnectionId>,
+    /// Per-peer request quotas.
+    quotas: Quotas,
+    /// Peer-triggered warnings, limited.
+    log_limit: LogLimiter,
+    /// Inbound responses handed to libp2p and their share of the budget,
+    /// until written or failed.
+    in_flight: HashMap<(&'static str, InboundRequestId), (PeerId, OwnedSemaphorePermit)>,
 }
+
+/// Peer-triggered warnings: at most one per peer and this many in all per
+/// [`LOG_WINDOW`]; the rest are summed up in one line per window.
+const LOG_PER_WINDOW: u32 = 20;
+const LOG_WINDOW: Duration = Duration::from_secs(60);
 
 impl EventLoop {
     pub(crate) fn new(
@@ -96,6 +117,10 @@ impl EventLoop {
             store,
             genesis,
             block_readers: Arc::new(Semaphore::new(BLOCK_READERS)),
+            budget: Arc::new(Semaphore::new(
+                (config.inbound_budget_bytes / 1024).clamp(1, Semaphore::MAX_PERMITS as u64)
+                    as usize,
+            )),
             #[cfg(feature = "bench")]
             throttle: config.serve_rate_limit.map(super::throttle::Throttle::new),
         };
@@ -104,7 +129,26 @@ impl EventLoop {
                 .try_into()
                 .unwrap_or([7; 8]),
         );
+        let slots = Slots::new(SlotConfig {
+            max_inbound: config
+                .max_established
+                .saturating_sub(config.reserved_outbound)
+                .max(1) as usize,
+            max_inbound_per_range: config.max_inbound_per_range as usize,
+            range_prefix_v4: config.range_prefix_v4,
+            range_prefix_v6: config.range_prefix_v6,
+            range_limit_loopback: config.range_limit_loopback,
+            verify_grace: config.eviction_verify_grace,
+            idle_after: config.eviction_idle_after,
+            protect_each: config.eviction_protect_each,
+        });
+        let now = std::time::Instant::now();
         let mut event_loop = EventLoop {
+            slots,
+            refused_conns: HashSet::new(),
+            quotas: Quotas::new(config.flood_report_after, LOG_WINDOW),
+            log_limit: LogLimiter::new(LOG_WINDOW, LOG_PER_WINDOW, now),
+            in_flight: HashMap::new(),
             redial: Redial::new(config.redial_initial, config.redial_max, seed),
             book: AddressBook::new(config.address_book_size),
             origins: HashMap::new(),
@@ -133,6 +177,8 @@ impl EventLoop {
         housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut discovery = tokio::time::interval(self.config.kad_bootstrap_interval);
         discovery.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut log_summary = tokio::time::interval(LOG_WINDOW);
+        log_summary.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let redial_at = self.redial.next_due().map(Instant::from_std);
             tokio::select! {
@@ -149,9 +195,22 @@ impl EventLoop {
                         break;
                     }
                 },
-                Some(send) = self.served_rx.recv() => send(&mut self.swarm, &self.metrics),
+                Some(send) = self.served_rx.recv() => send(&mut self),
                 _ = sleep_until(redial_at) => self.redial_due(),
-                _ = housekeeping.tick() => self.expire_bans(),
+                _ = housekeeping.tick() => {
+                    self.expire_bans();
+                    self.metrics.inbound_budget_in_use(
+                        self.config.inbound_budget_bytes.saturating_sub(
+                            self.server.budget.available_permits() as u64 * 1024,
+                        ),
+                    );
+                }
+                _ = log_summary.tick() => {
+                    let suppressed = self.log_limit.take_suppressed();
+                    if suppressed > 0 {
+                        warn!(suppressed, "peer-triggered warnings suppressed in the last minute (DEBUG has each)");
+                    }
+                }
                 _ = discovery.tick() => self.on_discovery_tick(),
             }
         }
@@ -298,6 +357,13 @@ impl EventLoop {
                     let _ = reply.send(Ok(()));
                 }
                 let addr = endpoint.get_remote_address().clone();
+                if num_established.get() == 1
+                    && !self.take_slot(peer_id, &addr, endpoint.is_dialer())
+                {
+                    self.refused_conns.insert(connection_id);
+                    self.swarm.close_connection(connection_id);
+                    return;
+                }
                 self.peer_addrs
                     .entry(peer_id)
                     .or_default()
@@ -321,6 +387,10 @@ impl EventLoop {
                 endpoint,
                 ..
             } => {
+                if self.refused_conns.remove(&connection_id) {
+                    debug!(peer = %peer_id, "refused connection closed");
+                    return;
+                }
                 if let Some(conns) = self.peer_addrs.get_mut(&peer_id) {
                     conns.remove(&connection_id);
                     if conns.is_empty() {
@@ -335,6 +405,9 @@ impl EventLoop {
                     }
                     self.events
                         .emit(NetEvent::PeerDisconnected { peer: peer_id });
+                    self.slots.remove(&peer_id);
+                    self.quotas.forget(&peer_id);
+                    self.in_flight.retain(|_, (p, _)| *p != peer_id);
                     self.on_peer_lost(peer_id);
                 }
             }
@@ -372,7 +445,10 @@ impl EventLoop {
             BehaviourEvent::Ping(event) => {
                 self.p2p_metrics.record(&event);
                 match event.result {
-                    Ok(rtt) => trace!(peer = %event.peer, ?rtt, "ping"),
+                    Ok(rtt) => {
+                        trace!(peer = %event.peer, ?rtt, "ping");
+                        self.slots.rtt(&event.peer, rtt);
+                    }
                     Err(e) => debug!(peer = %event.peer, error = %e, "ping failed"),
                 }
             }
@@ -383,6 +459,38 @@ impl EventLoop {
             BehaviourEvent::BlockHash(event) => self.on_request_response::<BlockHashRequest>(event),
             BehaviourEvent::Blocks(event) => self.on_request_response::<BlocksRequest>(event),
             BehaviourEvent::Announce(event) => self.on_request_response::<AnnounceRequest>(event),
+        }
+    }
+}
+
+impl EventLoop {
+    /// A peer's first connection: may it hold a slot? Applies an eviction at
+    /// once; `false` means the caller closes the new connection.
+    fn take_slot(&mut self, peer: PeerId, addr: &Multiaddr, dialer: bool) -> bool {
+        let now = std::time::Instant::now();
+        if dialer {
+            self.slots.outbound(peer, addr, now);
+            return true;
+        }
+        let protected = self.origins.get(&peer) == Some(&Source::Bootstrap)
+            || self
+                .config
+                .bootstrap
+                .iter()
+                .any(|a| a.iter().last() == Some(Protocol::P2p(peer)));
+        match self.slots.admit_inbound(peer, addr, protected, now) {
+            Admission::Admit => true,
+            Admission::Evict(victim) => {
+                debug!(%victim, newcomer = %peer, "inbound slots full: evicting a peer");
+                self.metrics.inbound_evicted();
+                let _ = self.swarm.disconnect_peer_id(victim);
+                true
+            }
+            Admission::Refuse(why) => {
+                debug!(%peer, %addr, reason = why.name(), "inbound connection refused a slot");
+                self.metrics.inbound_slot_refused(why.name());
+                false
+            }
         }
     }
 }

@@ -4,7 +4,12 @@
 //! Owns: answering valid requests (cheap store reads on the loop, blocks
 //! ranges off it, at most [`BLOCK_READERS`] at once), refusing what a peer got
 //! wrong (counted, reported as [`NetEvent::BadRequest`]), counting what was
-//! served. libp2p delivers the responses to our own requests on the same
+//! served; the per-peer quotas (a request over quota is refused, counted,
+//! and a persistent flooder reported as [`InboundFault::Flooding`]) and the
+//! inbound byte budget (a blocks response holds its share from before the
+//! store read until it is written, or the stream fails or times out).
+//! Peer-triggered warnings go through the loop's log limiter. What our own
+//! requests got back is credited to the peer's slot (`slots.rs`). libp2p delivers the responses to our own requests on the same
 //! event, so handing those to the waiting caller is here too. Must not touch
 //! connections, bans or discovery, and decides nothing about sync: an
 //! announced tip is only reported.
@@ -14,19 +19,19 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use libp2p::request_response::{
-    self, InboundFailure, OutboundFailure, OutboundRequestId, ResponseChannel,
+    self, InboundFailure, InboundRequestId, OutboundFailure, OutboundRequestId, ResponseChannel,
 };
-use libp2p::{PeerId, Swarm};
+use libp2p::PeerId;
 use serde::{de::DeserializeOwned, Serialize};
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, trace, warn};
 
 use super::{EventLoop, EventSink};
 use crate::chain::Hash;
-use crate::metrics::Metrics;
 use crate::net::behaviour::{Behaviour, Rr};
 use crate::net::codec::Inbound;
-use crate::net::{InboundFault, NetEvent, RequestError};
+use crate::net::quota::{Rate, Verdict};
+use crate::net::{InboundFault, NetConfig, NetEvent, RequestError};
 use crate::protocol::{
     limits, AnnounceRequest, AnnounceResponse, BlockHashRequest, BlockHashResponse, BlocksRequest,
     BlocksResponse, GenesisRequest, GenesisResponse, HeightRequest, HeightResponse,
@@ -42,7 +47,18 @@ type Pending<T> = HashMap<OutboundRequestId, Reply<T>>;
 type RrEvent<Req, Resp> = request_response::Event<Inbound<Req>, Resp>;
 
 /// A response computed off the loop: the loop runs it to send the response.
-pub(super) type Served = Box<dyn FnOnce(&mut Swarm<Behaviour>, &Metrics) + Send>;
+pub(super) type Served = Box<dyn FnOnce(&mut EventLoop) + Send>;
+
+/// Bytes are counted against the inbound budget in units of this many.
+const BUDGET_UNIT: u64 = 1024;
+
+/// What a response to one of our requests says about the peer (for its slot).
+pub(super) enum Credit {
+    /// It answered; the weight is how much it served (blocks, or 1).
+    Served(u64),
+    /// It answered our genesis request with our genesis.
+    Verified,
+}
 
 /// Callers waiting for the responses to our own requests, per protocol.
 #[derive(Default)]
@@ -62,6 +78,8 @@ pub(super) struct Server {
     pub(super) genesis: Hash,
     /// Limits concurrent blocks-range reads (memory and blocking threads).
     pub(super) block_readers: Arc<Semaphore>,
+    /// The inbound byte budget, in [`BUDGET_UNIT`]s.
+    pub(super) budget: Arc<Semaphore>,
     #[cfg(feature = "bench")]
     pub(super) throttle: Option<crate::net::throttle::Throttle>,
 }
@@ -81,9 +99,27 @@ pub(super) enum Answer<Resp> {
 pub(super) trait Protocol: Sized + Send + Serialize + DeserializeOwned + 'static {
     type Response: Send + Serialize + DeserializeOwned + 'static;
     const NAME: &'static str;
+    /// Bytes a response may hold before it is built (0: not budgeted, the
+    /// small protocols answer in a few dozen bytes).
+    const RESERVE: u64 = 0;
     fn behaviour(b: &mut Behaviour) -> &mut Rr<Self, Self::Response>;
     fn pending(p: &mut PendingReplies) -> &mut Pending<Self::Response>;
     fn answer(self, peer: PeerId, server: &Server, events: &EventSink) -> Answer<Self::Response>;
+    /// This protocol's per-peer quota.
+    fn quota(config: &NetConfig) -> Rate {
+        Rate {
+            burst: config.quota_small_burst,
+            per_sec: config.quota_small_per_sec,
+        }
+    }
+    /// What an answer to our request tells about the peer.
+    fn credit(_response: &Self::Response, _genesis: &Hash) -> Option<Credit> {
+        Some(Credit::Served(1))
+    }
+    /// Bytes a built response really holds (for the budget).
+    fn held(_response: &Self::Response) -> u64 {
+        0
+    }
 }
 
 impl Protocol for HeightRequest {
@@ -118,6 +154,10 @@ impl Protocol for GenesisRequest {
             genesis: server.genesis,
         })
     }
+    fn credit(response: &GenesisResponse, genesis: &Hash) -> Option<Credit> {
+        // Another genesis earns nothing here; sync refuses and bans the peer.
+        (response.genesis == *genesis).then_some(Credit::Verified)
+    }
 }
 
 impl Protocol for BlockHashRequest {
@@ -147,6 +187,24 @@ impl Protocol for BlockHashRequest {
 impl Protocol for BlocksRequest {
     type Response = BlocksResponse;
     const NAME: &'static str = BLOCKS_PROTOCOL;
+    const RESERVE: u64 = limits::MAX_BLOCKS_RESPONSE_SIZE;
+    fn quota(config: &NetConfig) -> Rate {
+        Rate {
+            burst: config.quota_blocks_burst,
+            per_sec: config.quota_blocks_per_sec,
+        }
+    }
+    fn credit(response: &BlocksResponse, _: &Hash) -> Option<Credit> {
+        Some(Credit::Served(response.blocks.len() as u64))
+    }
+    fn held(response: &BlocksResponse) -> u64 {
+        // Encoded size, near enough: body plus ~190 B of header and framing.
+        response
+            .blocks
+            .iter()
+            .map(|b| b.body.len() as u64 + 190)
+            .sum()
+    }
     fn behaviour(b: &mut Behaviour) -> &mut Rr<Self, Self::Response> {
         &mut b.blocks
     }
@@ -230,18 +288,43 @@ impl EventLoop {
     pub(super) fn on_request_response<P: Protocol>(&mut self, event: RrEvent<P, P::Response>) {
         use request_response::{Event, Message};
         let protocol = P::NAME;
+        let now = std::time::Instant::now();
         match event {
             Event::Message {
                 peer,
                 message:
                     Message::Request {
-                        request, channel, ..
+                        request,
+                        channel,
+                        request_id,
                     },
                 ..
             } => match request {
-                Inbound::Valid(request) => self.serve(peer, request, channel),
+                Inbound::Valid(request) => {
+                    match self
+                        .quotas
+                        .check(peer, protocol, P::quota(&self.config), now)
+                    {
+                        Verdict::Serve => self.serve(peer, request, channel, request_id),
+                        verdict => {
+                            // `channel` is dropped: the stream closes without a response.
+                            self.metrics.inbound_over_quota(protocol);
+                            if verdict == Verdict::RefuseAndReport {
+                                self.peer_warn(peer, protocol, "flooding: requests over quota");
+                                self.refused(
+                                    peer,
+                                    protocol,
+                                    InboundFault::Flooding,
+                                    "requests over quota".into(),
+                                );
+                            } else {
+                                trace!(%peer, protocol, "request over quota refused");
+                            }
+                        }
+                    }
+                }
                 Inbound::Invalid(error) => {
-                    warn!(%peer, protocol, %error, "bad request");
+                    self.peer_warn(peer, protocol, &format!("bad request: {error}"));
                     // `channel` is dropped: the stream closes without a response.
                     self.refused(peer, protocol, InboundFault::Malformed, error);
                 }
@@ -254,12 +337,19 @@ impl EventLoop {
                         response,
                     },
                 ..
-            } => match P::pending(&mut self.pending).remove(&request_id) {
-                Some(reply) => {
-                    let _ = reply.send(Ok(response));
+            } => {
+                match P::credit(&response, &self.server.genesis) {
+                    Some(Credit::Verified) => self.slots.verified(&peer, now),
+                    Some(Credit::Served(weight)) => self.slots.served(&peer, weight, now),
+                    None => {}
                 }
-                None => trace!(%peer, protocol, "response without a waiting caller"),
-            },
+                match P::pending(&mut self.pending).remove(&request_id) {
+                    Some(reply) => {
+                        let _ = reply.send(Ok(response));
+                    }
+                    None => trace!(%peer, protocol, "response without a waiting caller"),
+                }
+            }
             Event::OutboundFailure {
                 peer,
                 request_id,
@@ -271,19 +361,42 @@ impl EventLoop {
                     let _ = reply.send(Err(map_outbound(error)));
                 }
             }
-            Event::InboundFailure { peer, error, .. } => match error {
-                InboundFailure::Io(e) => {
-                    let error = format!("stream error: {e}");
-                    warn!(%peer, protocol, %error, "bad request");
-                    self.refused(peer, protocol, InboundFault::Stream, error);
+            Event::InboundFailure {
+                peer,
+                error,
+                request_id,
+                ..
+            } => {
+                // Whatever happened, the response's share of the budget is free.
+                self.in_flight.remove(&(protocol, request_id));
+                match error {
+                    InboundFailure::Io(e) => {
+                        let error = format!("stream error: {e}");
+                        self.peer_warn(peer, protocol, &error);
+                        self.refused(peer, protocol, InboundFault::Stream, error);
+                    }
+                    InboundFailure::Timeout => {
+                        debug!(%peer, protocol, "inbound request timed out");
+                        self.refused(peer, protocol, InboundFault::Timeout, "timed out".into());
+                    }
+                    other => {
+                        debug!(%peer, protocol, error = %other, "inbound request not answered")
+                    }
                 }
-                InboundFailure::Timeout => {
-                    debug!(%peer, protocol, "inbound request timed out");
-                    self.refused(peer, protocol, InboundFault::Timeout, "timed out".into());
-                }
-                other => debug!(%peer, protocol, error = %other, "inbound request not answered"),
-            },
-            Event::ResponseSent { .. } => {}
+            }
+            Event::ResponseSent { request_id, .. } => {
+                self.in_flight.remove(&(protocol, request_id));
+            }
+        }
+    }
+
+    /// A warning caused by a peer, through the log limiter (the rest are
+    /// DEBUG lines and summed up once a minute).
+    fn peer_warn(&mut self, peer: PeerId, protocol: &'static str, what: &str) {
+        if self.log_limit.allow(peer, std::time::Instant::now()) {
+            warn!(%peer, protocol, "{what}");
+        } else {
+            debug!(%peer, protocol, "{what}");
         }
     }
 
@@ -292,17 +405,34 @@ impl EventLoop {
         peer: PeerId,
         request: P,
         channel: ResponseChannel<P::Response>,
+        request_id: InboundRequestId,
     ) {
+        self.slots.active(&peer, std::time::Instant::now());
+        let permit = if P::RESERVE > 0 {
+            let units = P::RESERVE.div_ceil(BUDGET_UNIT) as u32;
+            match self.server.budget.clone().try_acquire_many_owned(units) {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    // `channel` is dropped: the stream closes without a response.
+                    self.metrics.inbound_over_budget(P::NAME);
+                    trace!(%peer, protocol = P::NAME, "inbound budget spent, request refused");
+                    return;
+                }
+            }
+        } else {
+            None
+        };
         match request.answer(peer, &self.server, &self.events) {
             Answer::Now(response) => {
-                respond::<P>(&mut self.swarm, &self.metrics, peer, channel, response)
+                respond::<P>(self, peer, channel, response, request_id, permit)
             }
             Answer::Later(work) => {
                 let served = self.served_tx.clone();
                 tokio::spawn(async move {
                     if let Some(response) = work.await {
-                        let send: Served = Box::new(move |swarm, metrics| {
-                            respond::<P>(swarm, metrics, peer, channel, response)
+                        let permit = permit.map(|p| shrink(p, P::held(&response)));
+                        let send: Served = Box::new(move |event_loop| {
+                            respond::<P>(event_loop, peer, channel, response, request_id, permit)
                         });
                         let _ = served.send(send);
                     }
@@ -324,31 +454,50 @@ impl EventLoop {
     }
 }
 
+/// Gives back the part of a reservation that a built response does not use.
+fn shrink(mut permit: OwnedSemaphorePermit, held: u64) -> OwnedSemaphorePermit {
+    let keep = held.div_ceil(BUDGET_UNIT).max(1) as usize;
+    if permit.num_permits() > keep {
+        drop(permit.split(permit.num_permits() - keep));
+    }
+    permit
+}
+
 fn map_outbound(error: OutboundFailure) -> RequestError {
     match error {
         OutboundFailure::DialFailure => RequestError::Unreachable,
         OutboundFailure::Timeout => RequestError::Timeout,
         OutboundFailure::ConnectionClosed => RequestError::ConnectionClosed,
         OutboundFailure::UnsupportedProtocols => RequestError::UnsupportedProtocol,
+        OutboundFailure::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            RequestError::Refused
+        }
         OutboundFailure::Io(e) => RequestError::BadResponse(e.to_string()),
     }
 }
 
-/// Sends a response and counts it as served; a peer that went away before
-/// the answer is only worth a debug line.
+/// Sends a response and counts it as served, keeping its share of the
+/// budget until libp2p reports it written (or failed); a peer that went away
+/// before the answer is only worth a debug line.
 fn respond<P: Protocol>(
-    swarm: &mut Swarm<Behaviour>,
-    metrics: &Metrics,
+    event_loop: &mut EventLoop,
     peer: PeerId,
     channel: ResponseChannel<P::Response>,
     response: P::Response,
+    request_id: InboundRequestId,
+    permit: Option<OwnedSemaphorePermit>,
 ) {
-    if P::behaviour(swarm.behaviour_mut())
+    if P::behaviour(event_loop.swarm.behaviour_mut())
         .send_response(channel, response)
         .is_err()
     {
         debug!(%peer, protocol = P::NAME, "peer went away before the response");
     } else {
-        metrics.inbound_served(P::NAME);
+        event_loop.metrics.inbound_served(P::NAME);
+        if let Some(permit) = permit {
+            event_loop
+                .in_flight
+                .insert((P::NAME, request_id), (peer, permit));
+        }
     }
 }
