@@ -65,6 +65,10 @@ pub struct RunArgs {
     /// has one. Breaks a split; protects a fresh node from an eclipse.
     #[arg(long, value_name = "HEIGHT:HASH")]
     pub checkpoint: Vec<String>,
+    /// Testnet only: move the producer's clock by this many ms.
+    #[cfg(feature = "testnet")]
+    #[arg(long, hide = true, allow_hyphen_values = true, value_name = "MS")]
+    pub testnet_clock_offset_ms: Option<i64>,
 }
 
 #[derive(Args, Debug)]
@@ -205,6 +209,10 @@ fn init_logging(format: LogFormat) {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    #[cfg(feature = "testnet")]
+    if let Some(offset) = args.testnet_clock_offset_ms {
+        concord::testnet::set_clock_offset_ms(offset);
+    }
     let file = match &args.config {
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
