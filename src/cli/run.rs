@@ -69,6 +69,10 @@ pub struct RunArgs {
     #[cfg(feature = "testnet")]
     #[arg(long, hide = true, allow_hyphen_values = true, value_name = "MS")]
     pub testnet_clock_offset_ms: Option<i64>,
+    /// Testnet only: answer peers wrongly (inflate_heights, wrong_votes, garbage, stall).
+    #[cfg(feature = "testnet")]
+    #[arg(long, hide = true, value_name = "MODE")]
+    pub testnet_misbehave: Option<concord::net::misbehave::Mode>,
 }
 
 #[derive(Args, Debug)]
@@ -212,6 +216,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     #[cfg(feature = "testnet")]
     if let Some(offset) = args.testnet_clock_offset_ms {
         concord::testnet::set_clock_offset_ms(offset);
+    }
+    #[cfg(feature = "testnet")]
+    if let Some(mode) = args.testnet_misbehave {
+        concord::net::misbehave::set_mode(mode);
     }
     let file = match &args.config {
         Some(path) => FileConfig::load(path)?,

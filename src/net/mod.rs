@@ -49,6 +49,8 @@ mod codec;
 mod event_loop;
 mod events;
 pub mod keys;
+#[cfg(feature = "testnet")]
+pub mod misbehave;
 pub mod redial;
 #[cfg(feature = "bench")]
 mod throttle;

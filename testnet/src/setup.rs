@@ -305,6 +305,10 @@ pub fn plan(
             }
             _ => {}
         }
+        if let Some(mode) = node.behaviour.as_deref().filter(|b| *b != "fork") {
+            // Hidden flag of a node built with `--features testnet`.
+            args.push(format!("--testnet-misbehave={mode}"));
+        }
         if let Some(offset) = node.clock_offset_ms {
             // Hidden flag of a node built with `--features testnet`.
             args.push(format!("--testnet-clock-offset-ms={offset}"));

@@ -293,6 +293,10 @@ impl EventLoop {
         request: P,
         channel: ResponseChannel<P::Response>,
     ) {
+        #[cfg(feature = "testnet")]
+        if crate::net::misbehave::stalls() {
+            return crate::net::misbehave::hold(channel);
+        }
         match request.answer(peer, &self.server, &self.events) {
             Answer::Now(response) => {
                 respond::<P>(&mut self.swarm, &self.metrics, peer, channel, response)
@@ -343,6 +347,8 @@ fn respond<P: Protocol>(
     channel: ResponseChannel<P::Response>,
     response: P::Response,
 ) {
+    #[cfg(feature = "testnet")]
+    let response = crate::net::misbehave::twist(response);
     if P::behaviour(swarm.behaviour_mut())
         .send_response(channel, response)
         .is_err()

@@ -4,7 +4,8 @@
 //!
 //! Each draw picks a node and a fault, applies it at a random time and
 //! undoes it 2 to 6 s later (kill → restart, pause → resume, disconnect →
-//! reconnect, netem → netem cleared); a node has one fault at a time.
+//! reconnect, netem (a rate limit of 256 kbit/s to 2 Mbit/s) → netem
+//! cleared); a node has one fault at a time.
 
 use serde::Deserialize;
 
@@ -115,8 +116,8 @@ impl Chaos {
             };
             let mut first = event(start, action, name);
             if action == Action::Netem {
-                first.delay = Some(Dur(std::time::Duration::from_millis(20 + rng.below(180))));
-                first.loss = Some(rng.below(5) as f64);
+                // A rate limit: kernels without sch_netem shape it too.
+                first.rate = Some(format!("{}kbit", 256 * (1 + rng.below(8))));
             }
             events.push(first);
             events.push(event(start + hold, undo, name));

@@ -171,7 +171,9 @@ pub struct Node {
     pub blocks: u64,
     /// Chain seed for those blocks [default: `network.seed`].
     pub seed: Option<u64>,
-    /// Adversary behaviour: `fork` (serve a competing, validly signed chain).
+    /// Adversary behaviour: `fork` (serve a competing, validly signed
+    /// chain), or a misbehaving mode of a node built with the `testnet`
+    /// feature: `inflate_heights`, `wrong_votes`, `garbage`, `stall`.
     pub behaviour: Option<String>,
     /// Delay from the start of the run.
     #[serde(default)]
@@ -424,16 +426,17 @@ impl Manifest {
                         ));
                     }
                 }
-                Some(b @ ("inflate_heights" | "wrong_votes" | "garbage" | "stall" | "flood")) => {
+                Some("inflate_heights" | "wrong_votes" | "garbage" | "stall") => {}
+                Some(b @ "flood") => {
                     return Err(ManifestError::NotYet(format!(
                         "node {:?}: behaviour = {b:?}",
                         n.name
                     )))
                 }
                 Some(other) => {
-                    return bad(format!("unknown behaviour {other:?} (phase 1: \"fork\")"))
+                    return bad(format!("unknown behaviour {other:?}: fork, inflate_heights, wrong_votes, garbage or stall"))
                 }
-                None => return bad("an adversary needs behaviour = \"fork\"".into()),
+                None => return bad("an adversary needs a behaviour (fork, inflate_heights, wrong_votes, garbage, stall)".into()),
             },
             _ => {}
         }
