@@ -241,17 +241,35 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Reads every running node's `/status` and `/peers`, all nodes at
+    /// once (one thread each), so a pass takes one answer's time, not N.
     fn sample(&mut self) {
         let t = self.t();
-        for i in 0..self.plans.len() {
-            let name = &self.plans[i].name;
-            if !self.children.is_running(name) || self.children.is_paused(name) {
-                continue;
-            }
-            if let Ok(s) = api::status(self.plans[i].api, API_TIMEOUT) {
+        let live: Vec<(usize, std::net::SocketAddr)> = (0..self.plans.len())
+            .filter(|&i| {
+                let name = &self.plans[i].name;
+                self.children.is_running(name) && !self.children.is_paused(name)
+            })
+            .map(|i| (i, self.plans[i].api))
+            .collect();
+        let answers: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = live
+                .iter()
+                .map(|&(i, addr)| {
+                    scope.spawn(move || {
+                        let status = api::status(addr, API_TIMEOUT).ok();
+                        let peers = api::peers(addr, API_TIMEOUT).ok();
+                        (i, status, peers)
+                    })
+                })
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        });
+        for (i, status, peers) in answers {
+            if let Some(s) = status {
                 self.hist[i].samples.push(Sample::from_status(t, &s));
             }
-            if let Ok(peers) = api::peers(self.plans[i].api, API_TIMEOUT) {
+            if let Some(peers) = peers {
                 self.hist[i].record_peers(&peers);
             }
         }
@@ -310,9 +328,6 @@ impl Run<'_> {
                 }
             }
             let t = self.t();
-            if t >= until {
-                return Ok(None);
-            }
             for i in 0..self.plans.len() {
                 if !self.started[i] && self.plans[i].start_after <= t {
                     self.started[i] = true;
@@ -346,6 +361,11 @@ impl Run<'_> {
                     height_before: height,
                     error: result.err(),
                 });
+            }
+            // After the events: one due before `until` fires even when a
+            // slow pass (a loaded machine) carried us past it.
+            if t >= until {
+                return Ok(None);
             }
             if t >= next_sample {
                 next_sample = t + SAMPLE_EVERY;
