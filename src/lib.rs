@@ -30,7 +30,8 @@
 //! `cfg(test)` or the `sim` feature, and the benchmark harness is the
 //! `concord-bench` binary (`bench/`), built only with the `bench` feature,
 //! which also adds the one hook it needs here (`NetConfig::serve_rate_limit`).
-//! `cargo test` turns both features on (see Cargo.toml).
+//! `cargo test` turns both features on (see Cargo.toml). The `testnet`
+//! feature adds [`testnet`]'s hooks for `concord-testnet` (clock offset).
 
 pub mod api;
 pub mod chain;
@@ -42,3 +43,5 @@ pub mod producer;
 pub mod protocol;
 pub mod store;
 pub mod sync;
+#[cfg(feature = "testnet")]
+pub mod testnet;

@@ -24,7 +24,14 @@ use crate::chain::{AuthorityKey, BlockRef, Genesis, Hash, PublicKey};
 use crate::metrics::Metrics;
 use crate::net::Client;
 use crate::store::Store;
+#[cfg(not(feature = "testnet"))]
 use crate::sync::driver::now_ms;
+
+/// The producer's clock, moved by the testnet's clock offset.
+#[cfg(feature = "testnet")]
+fn now_ms() -> u64 {
+    crate::testnet::offset_now_ms(crate::sync::driver::now_ms())
+}
 use crate::sync::SyncHandle;
 
 /// File name of the signed-slot record inside the data dir.

@@ -65,6 +65,14 @@ pub struct RunArgs {
     /// has one. Breaks a split; protects a fresh node from an eclipse.
     #[arg(long, value_name = "HEIGHT:HASH")]
     pub checkpoint: Vec<String>,
+    /// Testnet only: move the producer's clock by this many ms.
+    #[cfg(feature = "testnet")]
+    #[arg(long, hide = true, allow_hyphen_values = true, value_name = "MS")]
+    pub testnet_clock_offset_ms: Option<i64>,
+    /// Testnet only: answer peers wrongly (inflate_heights, wrong_votes, garbage, stall).
+    #[cfg(feature = "testnet")]
+    #[arg(long, hide = true, value_name = "MODE")]
+    pub testnet_misbehave: Option<concord::net::misbehave::Mode>,
 }
 
 #[derive(Args, Debug)]
@@ -211,6 +219,14 @@ fn init_logging(format: LogFormat) {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    #[cfg(feature = "testnet")]
+    if let Some(offset) = args.testnet_clock_offset_ms {
+        concord::testnet::set_clock_offset_ms(offset);
+    }
+    #[cfg(feature = "testnet")]
+    if let Some(mode) = args.testnet_misbehave {
+        concord::net::misbehave::set_mode(mode);
+    }
     let file = match &args.config {
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),

@@ -62,6 +62,8 @@ mod codec;
 mod event_loop;
 mod events;
 pub mod keys;
+#[cfg(feature = "testnet")]
+pub mod misbehave;
 mod quota;
 pub mod redial;
 pub mod slots;

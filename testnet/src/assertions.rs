@@ -276,3 +276,41 @@ pub fn no_crash(nodes: &[&NodeHistory]) -> Outcome {
     let ok = format!("{} node(s), no crash, no panic", nodes.len());
     outcome("no_crash", what, failures, ok, Value::Object(details))
 }
+
+/// After every heal, each honest node outside the biggest group held that
+/// group's chain (its tip was the reference node's block at that height)
+/// within `within` seconds of the heal.
+pub fn minority_reorgs(watches: &[crate::faults::ReorgWatch], within: f64) -> Outcome {
+    let what = format!("after a heal the minority holds the majority's chain within {within:.1}s");
+    let mut failures = Vec::new();
+    for w in watches {
+        match w.agreed_at {
+            Some(t) if t - w.healed_at <= within => {}
+            Some(t) => failures.push(format!(
+                "{} joined {}'s chain {:.1}s after the heal",
+                w.node,
+                w.reference,
+                t - w.healed_at
+            )),
+            None => failures.push(format!(
+                "{} never held {}'s chain after the heal at {:.1}s",
+                w.node, w.reference, w.healed_at
+            )),
+        }
+    }
+    if watches.is_empty() {
+        failures.push("no heal was applied, or no honest node was in a minority".into());
+    }
+    let diverged = watches.iter().filter(|w| w.diverged == Some(true)).count();
+    let ok = format!(
+        "{} minority node(s) on the majority's chain ({diverged} had diverged, so reorged)",
+        watches.len()
+    );
+    outcome(
+        "minority_reorgs",
+        what,
+        failures,
+        ok,
+        json!({"watches": watches}),
+    )
+}

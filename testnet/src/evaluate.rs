@@ -7,6 +7,7 @@
 //! node for `no_crash`).
 
 use crate::assertions::{self, Outcome, When};
+use crate::faults::ReorgWatch;
 use crate::history::NodeHistory;
 use crate::manifest::{Assert, AssertKind, Manifest};
 use crate::report::TimelineEntry;
@@ -34,6 +35,7 @@ pub fn all(
     hist: &[NodeHistory],
     checked: Vec<(Assert, Outcome)>,
     timeline: &[TimelineEntry],
+    watches: &[ReorgWatch],
 ) -> Vec<Outcome> {
     let end = manifest.run.duration.0.as_secs_f64();
     let honest = pick(hist, &[], |h| h.role.honest());
@@ -65,6 +67,9 @@ pub fn all(
             },
             AssertKind::AdversariesJudged => assertions::adversaries_judged(&nodes, &adversaries),
             AssertKind::NoHonestBanned => assertions::no_honest_banned(&nodes, &honest),
+            AssertKind::MinorityReorgs => {
+                assertions::minority_reorgs(watches, a.within.map_or(0.0, |w| w.0.as_secs_f64()))
+            }
             AssertKind::NoCrash => {
                 let nodes = pick(hist, &a.nodes, |_| true);
                 assertions::no_crash(&nodes)

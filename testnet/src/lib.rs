@@ -4,7 +4,8 @@
 //! The runner never links the node: it drives the `concord` binary
 //! (`generate`, `key`, `run`) and observes it through its HTTP API and logs.
 //! Modules, in the order a run uses them: [`manifest`] (the format and its
-//! validation), [`setup`] (out dir, chains, keys, ports, command lines),
+//! validation), [`setup`] (out dir, chains, keys, ports, command lines), [`netns`]
+//! (the namespaces placement and its link faults),
 //! [`process`] (children, signals, cleanup), [`api`] (the node's HTTP API),
 //! [`history`] (what was seen), [`live`] (the terminal view), [`run`] (the
 //! stages), [`chain_check`] and [`evaluate`] / [`assertions`] (the checks),
@@ -14,9 +15,11 @@ pub mod api;
 pub mod assertions;
 pub mod chain_check;
 pub mod evaluate;
+pub mod faults;
 pub mod history;
 pub mod live;
 pub mod manifest;
+pub mod netns;
 pub mod process;
 pub mod report;
 pub mod run;

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
-use concord_testnet::manifest::Manifest;
+use concord_testnet::manifest::{Manifest, Placement};
 use concord_testnet::{process, run};
 
 /// Run a Concord testnet of real `concord` processes from a TOML manifest.
@@ -35,16 +35,28 @@ enum Cmd {
         /// The `concord` binary [default: next to this one, else on PATH].
         #[arg(long, value_name = "PATH")]
         concord: Option<PathBuf>,
+        /// Override the manifest's run.placement: loopback or namespaces
+        /// (namespaces needs root and `ip netns`; a clear error otherwise).
+        #[arg(long, value_name = "loopback|namespaces", value_parser = parse_placement)]
+        placement: Option<Placement>,
     },
     /// Parse and validate a manifest, print what it would start, and exit.
     Check { manifest: PathBuf },
 }
 
-fn load(path: &Path) -> anyhow::Result<(Manifest, String)> {
+fn parse_placement(text: &str) -> Result<Placement, String> {
+    match text {
+        "loopback" => Ok(Placement::Loopback),
+        "namespaces" => Ok(Placement::Namespaces),
+        _ => Err("loopback or namespaces".into()),
+    }
+}
+
+fn load(path: &Path, placement: Option<Placement>) -> anyhow::Result<(Manifest, String)> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read manifest {}", path.display()))?;
-    let manifest =
-        Manifest::parse(&text).with_context(|| format!("manifest {}", path.display()))?;
+    let manifest = Manifest::parse_placed(&text, placement)
+        .with_context(|| format!("manifest {}", path.display()))?;
     Ok((manifest, text))
 }
 
@@ -98,7 +110,7 @@ fn main() -> ExitCode {
 fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Cmd::Check { manifest } => {
-            let (m, _) = load(&manifest)?;
+            let (m, _) = load(&manifest, None)?;
             println!(
                 "{}: ok, {} node(s), {} perturbation(s), {} assertion(s), {} run",
                 manifest.display(),
@@ -113,11 +125,17 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             manifest,
             out,
             concord,
+            placement,
         } => {
-            let (m, text) = load(&manifest)?;
+            let (m, text) = load(&manifest, placement)?;
             let bin = find_concord(concord)?;
             process::install_stop_handler();
-            println!("placement: loopback (every node on 127.0.0.1)");
+            match m.run.placement {
+                Placement::Loopback => println!("placement: loopback (every node on 127.0.0.1)"),
+                Placement::Namespaces => println!(
+                    "placement: namespaces (one network namespace per node on a bridge; mDNS inside them only)"
+                ),
+            }
             let result = run::run(&m, &text, &manifest, &out, &bin)?;
             println!();
             for o in &result.outcomes {

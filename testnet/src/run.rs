@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 
 use crate::api;
 use crate::assertions::Outcome;
+use crate::faults::{self, Faults, ReorgWatch};
 use crate::history::{Life, LogFacts, NodeHistory, Sample};
 use crate::live::{Live, Row};
-use crate::manifest::{Action, AssertKind, Event, Manifest};
+use crate::manifest::{Action, AssertKind, Event, Manifest, Placement};
+use crate::netns::{self, Netns};
 use crate::process::{self, Children, Exit};
 use crate::report::{self, TimelineEntry};
 use crate::setup::{self, NodePlan};
@@ -36,6 +38,12 @@ pub enum RunError {
     Setup(#[from] setup::SetupError),
     #[error("{0}")]
     Process(#[from] process::ProcessError),
+    #[error("namespaces placement: {0}")]
+    Netns(#[from] netns::NetnsError),
+    #[error("namespaces placement asked for, but `ip netns` does not work here: {0}")]
+    NoNetns(String),
+    #[error("{0}")]
+    NoNetem(String),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -61,6 +69,12 @@ struct Run<'a> {
     plans: Vec<NodePlan>,
     bin: PathBuf,
     children: Children,
+    /// After `children`: dropped after every process is gone.
+    net: Option<Netns>,
+    faults: Faults,
+    /// The partition in force (for the heal's reorg watch).
+    partition: Option<Vec<Vec<String>>>,
+    watches: Vec<ReorgWatch>,
     hist: Vec<NodeHistory>,
     started: Vec<bool>,
     /// The action whose signal should end the node's current life.
@@ -78,10 +92,18 @@ impl Run<'_> {
     fn start(&mut self, i: usize) -> Result<(), RunError> {
         let p = &self.plans[i];
         let log = self.manifest.run.log.as_str();
+        let (program, args) = if p.exec_prefix.is_empty() {
+            (self.bin.clone(), p.args.clone())
+        } else {
+            let mut args = p.exec_prefix.clone();
+            args.push(self.bin.display().to_string());
+            args.extend(p.args.iter().cloned());
+            (PathBuf::from("ip"), args)
+        };
         let pid = self.children.spawn(
             &p.name,
-            &self.bin,
-            &p.args,
+            &program,
+            &args,
             &[("RUST_LOG", log), ("NO_COLOR", "1")],
             &p.log,
         )?;
@@ -165,7 +187,14 @@ impl Run<'_> {
     }
 
     /// Applies one perturbation; an error says why it could not apply.
-    fn perturb(&mut self, action: Action, i: usize) -> Result<(), String> {
+    fn perturb(&mut self, e: &Event) -> Result<(), String> {
+        let action = e.action;
+        if action.is_link_fault() {
+            return self.link_fault(e);
+        }
+        let Some(i) = e.node.as_deref().and_then(|n| self.index(n)) else {
+            return Err("no such node".into());
+        };
         let name = self.plans[i].name.clone();
         let running = self.children.is_running(&name);
         let signal =
@@ -187,20 +216,60 @@ impl Run<'_> {
             }
             Action::Pause => signal(self, libc::SIGSTOP),
             Action::Resume => signal(self, libc::SIGCONT),
+            _ => Err("not a process action".into()),
         }
     }
 
+    fn link_fault(&mut self, e: &Event) -> Result<(), String> {
+        let Some(net) = self.net.as_mut() else {
+            return Err("link faults need the namespaces placement".into());
+        };
+        let plans = &self.plans;
+        let index = |n: &str| plans.iter().position(|p| p.name == n);
+        self.faults.apply(e, net, plans.len(), index)?;
+        match e.action {
+            Action::Partition => self.partition = Some(e.groups.clone()),
+            Action::Heal => {
+                if let Some(groups) = self.partition.take() {
+                    let t = self.t();
+                    let mut w = faults::watch_heal(&groups, &self.plans, t);
+                    self.watches.append(&mut w);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Reads every running node's `/status` and `/peers`, all nodes at
+    /// once (one thread each), so a pass takes one answer's time, not N.
     fn sample(&mut self) {
         let t = self.t();
-        for i in 0..self.plans.len() {
-            let name = &self.plans[i].name;
-            if !self.children.is_running(name) || self.children.is_paused(name) {
-                continue;
-            }
-            if let Ok(s) = api::status(self.plans[i].api, API_TIMEOUT) {
+        let live: Vec<(usize, std::net::SocketAddr)> = (0..self.plans.len())
+            .filter(|&i| {
+                let name = &self.plans[i].name;
+                self.children.is_running(name) && !self.children.is_paused(name)
+            })
+            .map(|i| (i, self.plans[i].api))
+            .collect();
+        let answers: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = live
+                .iter()
+                .map(|&(i, addr)| {
+                    scope.spawn(move || {
+                        let status = api::status(addr, API_TIMEOUT).ok();
+                        let peers = api::peers(addr, API_TIMEOUT).ok();
+                        (i, status, peers)
+                    })
+                })
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        });
+        for (i, status, peers) in answers {
+            if let Some(s) = status {
                 self.hist[i].samples.push(Sample::from_status(t, &s));
             }
-            if let Ok(peers) = api::peers(self.plans[i].api, API_TIMEOUT) {
+            if let Some(peers) = peers {
                 self.hist[i].record_peers(&peers);
             }
         }
@@ -259,9 +328,6 @@ impl Run<'_> {
                 }
             }
             let t = self.t();
-            if t >= until {
-                return Ok(None);
-            }
             for i in 0..self.plans.len() {
                 if !self.started[i] && self.plans[i].start_after <= t {
                     self.started[i] = true;
@@ -275,13 +341,14 @@ impl Run<'_> {
                 .filter(|e| e.at.0.as_secs_f64() <= t)
             {
                 self.next_event += 1;
-                let Some(i) = self.index(&e.node) else {
-                    continue;
-                };
-                let height = self.hist[i].last_height();
-                let result = self.perturb(e.action, i);
+                let height = e
+                    .node
+                    .as_deref()
+                    .and_then(|n| self.index(n))
+                    .and_then(|i| self.hist[i].last_height());
+                let result = self.perturb(e);
                 let t = self.t();
-                let text = format!("{} {} (height {height:?})", e.action.name(), e.node);
+                let text = format!("{} {} (height {height:?})", e.action.name(), e.target());
                 match &result {
                     Ok(()) => self.live.note(t, &text),
                     Err(why) => self.live.note(t, &format!("{text} FAILED: {why}")),
@@ -290,14 +357,22 @@ impl Run<'_> {
                     t,
                     planned_at: e.at.0.as_secs_f64(),
                     action: e.action.name().to_string(),
-                    node: e.node.clone(),
+                    node: e.target(),
                     height_before: height,
                     error: result.err(),
                 });
             }
+            // After the events: one due before `until` fires even when a
+            // slow pass (a loaded machine) carried us past it.
+            if t >= until {
+                return Ok(None);
+            }
             if t >= next_sample {
                 next_sample = t + SAMPLE_EVERY;
                 self.sample();
+                if self.watches.iter().any(|w| w.agreed_at.is_none()) {
+                    faults::look(&mut self.watches, &self.plans, t);
+                }
                 let (t, rows) = (self.t(), self.rows());
                 self.live.draw(t, &rows);
             }
@@ -348,13 +423,38 @@ pub fn run(
             out.display()
         );
     }
+    let net = match manifest.run.placement {
+        Placement::Loopback => None,
+        Placement::Namespaces => {
+            netns::probe().map_err(RunError::NoNetns)?;
+            if let Some(e) = manifest.timeline.iter().find(|e| e.needs_netem()) {
+                netns::probe_netem().map_err(|why| {
+                    RunError::NoNetem(format!(
+                        "timeline at {} asks for delay or loss, but this kernel has no netem qdisc (sch_netem): {why}; a rate alone works (tbf)",
+                        e.at
+                    ))
+                })?;
+            }
+            let net = Netns::create(&out, manifest.nodes.len())?;
+            println!(
+                "namespaces: ctn{}-0..{} on a bridge in ctn{}-br, nodes at {}..{}, runner at {}",
+                net.id(),
+                manifest.nodes.len() - 1,
+                net.id(),
+                net.addr(0),
+                net.addr(manifest.nodes.len() - 1),
+                net.runner_addr()
+            );
+            Some(net)
+        }
+    };
     let copy = out.join("manifest.toml");
     std::fs::write(&copy, manifest_text).map_err(|source| RunError::Io { path: copy, source })?;
     println!(
         "setup: generating chains, keys and ports in {}",
         out.display()
     );
-    let plans = setup::plan(manifest, &out, bin)?;
+    let plans = setup::plan(manifest, &out, bin, net.as_ref())?;
     let hist = plans
         .iter()
         .map(|p| NodeHistory::new(&p.name, p.role, &p.peer_id))
@@ -368,6 +468,10 @@ pub fn run(
         next_event: 0,
         bin: bin.to_path_buf(),
         children: Children::new(out.join("pids")),
+        net,
+        faults: Faults::default(),
+        partition: None,
+        watches: Vec::new(),
         hist,
         started: vec![false; n],
         intent: vec![None; n],
@@ -410,7 +514,13 @@ pub fn run(
     for (h, p) in run.hist.iter_mut().zip(&run.plans) {
         h.log = LogFacts::scan(&std::fs::read_to_string(&p.log).unwrap_or_default());
     }
-    let outcomes = evaluate::all(manifest, &run.hist, outcomes_now, &run.timeline);
+    let outcomes = evaluate::all(
+        manifest,
+        &run.hist,
+        outcomes_now,
+        &run.timeline,
+        &run.watches,
+    );
     let passed = interrupted.is_none() && outcomes.iter().all(|o| o.pass);
     let seconds = run.t();
     report::write(&report::Report {

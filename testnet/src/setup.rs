@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::manifest::{Manifest, Role};
+use crate::netns::{self, Netns};
 use crate::process;
 
 /// Marks a directory as a testnet out dir, which a new run may wipe.
@@ -53,12 +54,16 @@ pub struct NodePlan {
     pub start_after: f64,
     /// The pre-generated chain's tip (`height hash`), if any.
     pub chain_tip: Option<String>,
+    /// Namespaces placement: `ip` and these arguments come before the
+    /// `concord` command line (`netns exec NS`); empty on loopback.
+    pub exec_prefix: Vec<String>,
 }
 
 impl NodePlan {
     pub fn multiaddr(&self) -> String {
         format!(
-            "/ip4/127.0.0.1/tcp/{}/p2p/{}",
+            "/ip4/{}/tcp/{}/p2p/{}",
+            self.p2p.ip(),
             self.p2p.port(),
             self.peer_id
         )
@@ -81,6 +86,8 @@ pub fn prepare_out_dir(out: &Path) -> Result<(PathBuf, usize), SetupError> {
             )));
         }
         killed = process::kill_leftovers(&out.join("pids"), &out.display().to_string());
+        // After the processes: a namespace with a process left in it lives on.
+        netns::remove_stale(&out);
         std::fs::remove_dir_all(&out).map_err(io(&out))?;
         std::fs::create_dir_all(&out).map_err(io(&out))?;
     }
@@ -111,6 +118,68 @@ fn concord(bin: &Path, args: &[String]) -> Result<String, SetupError> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
+/// The genesis every node runs and the authority keys pre-generated
+/// chains are signed with (none: the dev key).
+struct NetworkFiles {
+    genesis: String,
+    keys: Vec<PathBuf>,
+}
+
+/// `dev`, or for `genesis = "authorities"`: N keys (`concord authority
+/// new`) and a genesis listing them in slot order (`concord genesis`),
+/// under `authorities/`. The genesis time is set far enough back that every
+/// pre-generated block (one per slot from genesis) is already in the past.
+fn network(manifest: &Manifest, out: &Path, bin: &Path) -> Result<NetworkFiles, SetupError> {
+    let net = &manifest.network;
+    let Some(count) = net.authorities.filter(|_| net.genesis == "authorities") else {
+        return Ok(NetworkFiles {
+            genesis: net.genesis.clone(),
+            keys: Vec::new(),
+        });
+    };
+    let dir = out.join("authorities");
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let mut keys = Vec::new();
+    let mut args = vec!["genesis".to_string()];
+    for i in 0..count {
+        let key = dir.join(format!("a{i}.key"));
+        let public = concord(
+            bin,
+            &[
+                "authority".into(),
+                "new".into(),
+                "--out".into(),
+                key.display().to_string(),
+            ],
+        )?;
+        args.extend(["--authority".into(), public.trim().to_string()]);
+        keys.push(key);
+    }
+    let slot_ms = 1000u64;
+    let deepest = manifest.nodes.iter().map(|n| n.blocks).max().unwrap_or(0);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    // Blocks fill every slot (all keys sign), plus a minute of margin.
+    let start = now_ms.saturating_sub((deepest + 60) * slot_ms);
+    let genesis = dir.join("genesis.toml");
+    args.extend([
+        "--out".into(),
+        genesis.display().to_string(),
+        "--name".into(),
+        format!("testnet-{}", std::process::id()),
+        "--slot-ms".into(),
+        slot_ms.to_string(),
+        "--timestamp-ms".into(),
+        start.to_string(),
+    ]);
+    concord(bin, &args)?;
+    Ok(NetworkFiles {
+        genesis: genesis.display().to_string(),
+        keys,
+    })
+}
+
 fn copy_dir(from: &Path, to: &Path) -> Result<(), SetupError> {
     std::fs::create_dir_all(to).map_err(io(to))?;
     for entry in std::fs::read_dir(from).map_err(io(from))? {
@@ -127,9 +196,17 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), SetupError> {
 
 /// Generates each distinct pre-generated chain once (in `chains/`), copies it
 /// into the nodes' data dirs, makes node keys, picks ports and writes
-/// configs. Returns the nodes' plans in manifest order.
-pub fn plan(manifest: &Manifest, out: &Path, bin: &Path) -> Result<Vec<NodePlan>, SetupError> {
+/// configs. Returns the nodes' plans in manifest order. With `net`, node `i`
+/// runs in its namespace on its bridge address, with mDNS unless the
+/// manifest turns it off.
+pub fn plan(
+    manifest: &Manifest,
+    out: &Path,
+    bin: &Path,
+    net_ns: Option<&Netns>,
+) -> Result<Vec<NodePlan>, SetupError> {
     let net = &manifest.network;
+    let network = network(manifest, out, bin)?;
     // Ports first, all at once, so no two nodes get the same one.
     let listeners = (0..manifest.nodes.len() * 2)
         .map(|_| TcpListener::bind("127.0.0.1:0"))
@@ -167,8 +244,16 @@ pub fn plan(manifest: &Manifest, out: &Path, bin: &Path) -> Result<Vec<NodePlan>
                         "--seed".into(),
                         seed.to_string(),
                         "--genesis".into(),
-                        net.genesis.clone(),
-                    ],
+                        network.genesis.clone(),
+                    ]
+                    .into_iter()
+                    .chain(
+                        network
+                            .keys
+                            .iter()
+                            .flat_map(|k| ["--authority-key".to_string(), k.display().to_string()]),
+                    )
+                    .collect::<Vec<_>>(),
                 )?;
                 let tip = said
                     .lines()
@@ -190,22 +275,46 @@ pub fn plan(manifest: &Manifest, out: &Path, bin: &Path) -> Result<Vec<NodePlan>
         )?
         .trim()
         .to_string();
-        let (p2p, api) = (ports[2 * i], ports[2 * i + 1]);
+        let (p2p, api) = match net_ns {
+            Some(ns) => (
+                SocketAddr::from((ns.addr(i), netns::P2P_PORT)),
+                SocketAddr::from((ns.addr(i), netns::API_PORT)),
+            ),
+            None => (ports[2 * i], ports[2 * i + 1]),
+        };
         let mut args = vec![
             "run".to_string(),
             "--data-dir".into(),
             data_dir.display().to_string(),
             "--genesis".into(),
-            net.genesis.clone(),
+            network.genesis.clone(),
             "--listen".into(),
-            format!("/ip4/127.0.0.1/tcp/{}", p2p.port()),
+            format!("/ip4/{}/tcp/{}", p2p.ip(), p2p.port()),
             "--api".into(),
             api.to_string(),
             "--log-format".into(),
             "text".into(),
         ];
-        if node.role == Role::Producer {
-            args.extend(["--produce".into(), "--dev-authority".into()]);
+        match (node.role, node.authority) {
+            (Role::Producer, Some(k)) => {
+                let key = network.keys[k as usize].display().to_string();
+                args.extend(["--produce".into(), "--authority-key".into(), key]);
+            }
+            (Role::Producer, None) => {
+                args.extend(["--produce".into(), "--dev-authority".into()]);
+            }
+            _ => {}
+        }
+        if let Some(mode) = node.behaviour.as_deref().filter(|b| *b != "fork") {
+            // Hidden flag of a node built with `--features testnet`.
+            args.push(format!("--testnet-misbehave={mode}"));
+        }
+        if let Some(offset) = node.clock_offset_ms {
+            // Hidden flag of a node built with `--features testnet`.
+            args.push(format!("--testnet-clock-offset-ms={offset}"));
+        }
+        if net_ns.is_some() && node.mdns != Some(false) {
+            args.push("--mdns".into());
         }
         if let Some(table) = &node.config {
             let path = dir.join("config.toml");
@@ -227,6 +336,7 @@ pub fn plan(manifest: &Manifest, out: &Path, bin: &Path) -> Result<Vec<NodePlan>
             args,
             start_after: node.start_after.0.as_secs_f64(),
             chain_tip: chain_tip.map(|t| t.trim().to_string()),
+            exec_prefix: net_ns.map(|ns| ns.exec_prefix(i)).unwrap_or_default(),
         });
     }
     // Bootstrap addresses need every peer id.

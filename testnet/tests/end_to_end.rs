@@ -138,3 +138,111 @@ fn killed_runner_leaves_nothing_then_smoke_passes_and_failures_fail() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("line 3: unknown field `speed`"), "{err}");
 }
+
+/// Names of the network namespaces that exist now.
+fn namespaces() -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+/// The namespaces a run recorded in its state file.
+fn recorded(out: &Path) -> Vec<String> {
+    std::fs::read_to_string(out.join("netns.state"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.strip_prefix("netns ").map(str::to_string))
+        .collect()
+}
+
+const NAMESPACED: &str = r#"
+[run]
+placement = "namespaces"
+duration = "12s"
+settle = "5s"
+
+[[node]]
+name = "s"
+role = "seeder"
+blocks = 50
+
+[[node]]
+name = "f"
+role = "follower"
+start_after = "1s"
+
+[[timeline]]
+at = "2s"
+action = "disconnect"
+node = "f"
+
+[[timeline]]
+at = "5s"
+action = "reconnect"
+node = "f"
+
+[[assert]]
+kind = "height"
+nodes = ["f"]
+at_least = 50
+within = "11s"
+
+[[assert]]
+kind = "same_chain"
+min_height = 50
+"#;
+
+/// Namespaces placement (skipped, saying so, where `ip netns` does not
+/// work): a runner killed with SIGKILL leaves its namespaces, the next run
+/// on the same out dir removes them, runs with mDNS only (no bootstrap)
+/// through a disconnect, passes, and removes its own.
+#[test]
+fn namespaces_run_finds_peers_by_mdns_and_cleans_up_after_a_killed_runner() {
+    let probe = format!("ctn-e2e-probe-{}", std::process::id());
+    let works = Command::new("ip")
+        .args(["netns", "add", &probe])
+        .status()
+        .is_ok_and(|s| s.success());
+    let _ = Command::new("ip").args(["netns", "del", &probe]).status();
+    if !works {
+        println!("skipping the namespaces test: `ip netns add` does not work here");
+        return;
+    }
+    let bin = concord();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (out, text) = (dir.path().join("out"), dir.path().join("ns.toml"));
+    std::fs::write(&text, NAMESPACED).expect("write manifest");
+    let run = || {
+        let mut c = Command::new(RUNNER);
+        c.args(["run", "--concord"])
+            .arg(&bin)
+            .arg(&text)
+            .arg("--out")
+            .arg(&out);
+        c
+    };
+    let mut runner = run().stdout(Stdio::null()).spawn().expect("start");
+    let out_text = out.display().to_string();
+    wait_until(Duration::from_secs(60), "both nodes to start", || {
+        processes_mentioning(&format!("{out_text}/nodes/")).len() >= 2
+    });
+    runner.kill().expect("SIGKILL the runner");
+    runner.wait().expect("reap the runner");
+    let left = recorded(&out);
+    assert_eq!(left.len(), 3, "bridge and two nodes: {left:?}");
+    assert!(left.iter().all(|n| namespaces().contains(n)));
+
+    let status = run().status().expect("run again");
+    assert_eq!(status.code(), Some(0), "see {out_text}/summary.json");
+    let now = namespaces();
+    assert!(left.iter().all(|n| !now.contains(n)), "stale: {now:?}");
+    assert!(recorded(&out).is_empty(), "state file left");
+    let log = std::fs::read_to_string(out.join("nodes/f/log")).expect("log");
+    assert!(log.contains("mDNS discovered peer"), "f found s by mDNS");
+    assert!(processes_mentioning(&format!("{out_text}/nodes/")).is_empty());
+}

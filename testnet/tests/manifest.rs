@@ -1,7 +1,7 @@
 //! Manifest parsing: the shipped manifests parse; broken ones give one
 //! clear error naming the key or the line.
 
-use concord_testnet::manifest::{Action, AssertKind, Manifest, ManifestError, Role};
+use concord_testnet::manifest::{Action, AssertKind, Manifest, Placement, Role};
 
 const GOOD: &str = r#"
 [network]
@@ -121,7 +121,7 @@ fn cross_references_are_checked() {
         ),
         (
             GOOD.replace("node = \"late\"", "node = \"nobody\""),
-            "timeline at 5.0s: unknown node \"nobody\"",
+            "timeline at 5.0s (pause): unknown node \"nobody\"",
         ),
         (
             GOOD.replace("seed = 2\n", "seed = 1\n"),
@@ -151,13 +151,135 @@ fn cross_references_are_checked() {
 }
 
 #[test]
-fn phase_two_features_say_so() {
-    let e = Manifest::parse(&GOOD.replace(
+fn authority_manifests_check_their_keys() {
+    let authorities = GOOD.replace(
         "seed = 1\n",
         "seed = 1\ngenesis = \"authorities\"\nauthorities = 3\n",
-    ))
-    .expect_err("not yet");
-    assert!(matches!(e, ManifestError::NotYet(_)), "{e}");
+    );
+    let e = error(&authorities);
+    assert!(e.contains("a producer needs authority = K"), "{e}");
+    let with_key = authorities.replace(
+        "role = \"producer\"\n",
+        "role = \"producer\"\nauthority = 2\n",
+    );
+    Manifest::parse(&with_key).expect("authority 2 of 3");
+    let e = error(&authorities.replace(
+        "role = \"producer\"\n",
+        "role = \"producer\"\nauthority = 3\n",
+    ));
+    assert!(e.contains("authority = 3: the keys are 0 to 2"), "{e}");
+    let e = error(&GOOD.replace("seed = 1\n", "seed = 1\ngenesis = \"authorities\"\n"));
+    assert!(e.contains("needs network.authorities"), "{e}");
     let e = error(&GOOD.replace("behaviour = \"fork\"", "behaviour = \"flood\""));
-    assert!(e.contains("not implemented in phase 1"), "{e}");
+    assert!(e.contains("not implemented yet"), "{e}");
+}
+
+const FAULTS: &str = r#"
+[[timeline]]
+at = "6s"
+action = "partition"
+groups = [["a", "p"], ["evil", "late"]]
+
+[[timeline]]
+at = "9s"
+action = "heal"
+
+[[timeline]]
+at = "7s"
+action = "netem"
+node = "late"
+rate = "1mbit"
+
+[[assert]]
+kind = "minority_reorgs"
+within = "10s"
+"#;
+
+#[test]
+fn link_faults_need_namespaces_and_well_formed_groups() {
+    let text = format!("{GOOD}{FAULTS}");
+    let e = error(&text);
+    assert!(
+        e.contains("link faults need run.placement = \"namespaces\""),
+        "{e}"
+    );
+    let placed = text.replace(
+        "duration = \"30s\"",
+        "duration = \"30s\"\nplacement = \"namespaces\"",
+    );
+    let m = Manifest::parse(&placed).expect("faults in namespaces");
+    assert!(m.timeline.iter().any(|e| e.action == Action::Partition));
+    // The command-line override does the same.
+    Manifest::parse_placed(&text, Some(Placement::Namespaces)).expect("override");
+    let cases = [
+        (
+            placed.replace("[\"evil\", \"late\"]", "[\"evil\"]"),
+            "node \"late\" is in no group",
+        ),
+        (
+            placed.replace("[\"evil\", \"late\"]", "[\"evil\", \"a\", \"late\"]"),
+            "\"a\" is in two groups",
+        ),
+        (
+            placed.replace("rate = \"1mbit\"", "rate = \"fast\""),
+            "rate \"fast\"",
+        ),
+        (
+            placed.replace("rate = \"1mbit\"", "loss = 120.0"),
+            "loss is a percentage",
+        ),
+        (
+            placed.replace("action = \"heal\"", "action = \"heal\"\nnode = \"a\""),
+            "takes no node",
+        ),
+        (
+            placed.replace("action = \"heal\"", "action = \"reconnect\""),
+            "needs node",
+        ),
+        (
+            placed.replace(
+                "at = \"9s\"\naction = \"heal\"",
+                "at = \"9s\"\naction = \"pause\"\nnode = \"a\"",
+            ),
+            "needs a partition and a heal",
+        ),
+        (
+            GOOD.replace(
+                "role = \"follower\"\n",
+                "role = \"follower\"\nmdns = true\n",
+            ),
+            "mdns needs run.placement",
+        ),
+    ];
+    for (text, want) in cases {
+        let e = error(&text);
+        assert!(e.contains(want), "{e:?} should contain {want:?}");
+    }
+}
+
+#[test]
+fn chaos_adds_the_same_faults_for_the_same_seed() {
+    let chaos = |seed: u64| {
+        format!("{GOOD}\n[chaos]\nseed = {seed}\nfaults = 4\nfrom = \"2s\"\nuntil = \"25s\"\nnodes = [\"late\", \"a\"]\n")
+    };
+    let list = |text: &str| -> Vec<(u128, String, Option<String>)> {
+        Manifest::parse(text)
+            .expect("chaos")
+            .timeline
+            .iter()
+            .map(|e| {
+                (
+                    e.at.0.as_millis(),
+                    e.action.name().to_string(),
+                    e.node.clone(),
+                )
+            })
+            .collect()
+    };
+    let (one, again, other) = (list(&chaos(5)), list(&chaos(5)), list(&chaos(6)));
+    assert!(one.len() > 1, "{one:?}");
+    assert_eq!(one, again);
+    assert_ne!(one, other);
+    let e = error(&chaos(5).replace("nodes = [\"late\", \"a\"]", "nodes = [\"zz\"]"));
+    assert!(e.contains("chaos: unknown node \"zz\""), "{e}");
 }

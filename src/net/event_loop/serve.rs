@@ -407,6 +407,10 @@ impl EventLoop {
         channel: ResponseChannel<P::Response>,
         request_id: InboundRequestId,
     ) {
+        #[cfg(feature = "testnet")]
+        if crate::net::misbehave::stalls() {
+            return crate::net::misbehave::hold(channel);
+        }
         self.slots.active(&peer, std::time::Instant::now());
         let permit = if P::RESERVE > 0 {
             let units = P::RESERVE.div_ceil(BUDGET_UNIT) as u32;
@@ -487,6 +491,8 @@ fn respond<P: Protocol>(
     request_id: InboundRequestId,
     permit: Option<OwnedSemaphorePermit>,
 ) {
+    #[cfg(feature = "testnet")]
+    let response = crate::net::misbehave::twist(response);
     if P::behaviour(event_loop.swarm.behaviour_mut())
         .send_response(channel, response)
         .is_err()

@@ -13,6 +13,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+mod chaos;
+mod timeline;
+pub use chaos::Chaos;
+pub use timeline::{Action, Event};
+
 /// A manifest that cannot be used, as one line.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ManifestError {
@@ -20,7 +25,7 @@ pub enum ManifestError {
     Syntax { line: usize, message: String },
     #[error("{0}")]
     Invalid(String),
-    #[error("{0} is not implemented in phase 1 (see testnet/README.md)")]
+    #[error("{0} is not implemented yet (see testnet/README.md)")]
     NotYet(String),
 }
 
@@ -37,14 +42,16 @@ pub struct Manifest {
     pub timeline: Vec<Event>,
     #[serde(default, rename = "assert")]
     pub asserts: Vec<Assert>,
+    /// Random perturbations from a seed, added to the timeline.
+    pub chaos: Option<Chaos>,
 }
 
 /// `[network]`: which genesis the nodes share.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Network {
-    /// `dev` (the built-in dev network); `authorities` is the hook for a
-    /// genesis with `authorities` keys of their own (not in phase 1).
+    /// `dev` (the built-in dev network) or `authorities`: a genesis with
+    /// `authorities` keys of their own, made by the runner.
     #[serde(default = "dev")]
     pub genesis: String,
     /// With `genesis = "authorities"`: how many authority keys to make.
@@ -89,6 +96,30 @@ pub struct RunSection {
     /// `RUST_LOG` given to every node.
     #[serde(default = "default_log")]
     pub log: String,
+    /// Where the nodes run: `loopback` (127.0.0.1) or `namespaces` (one
+    /// network namespace each on a bridge; needs root and `ip netns`).
+    #[serde(default)]
+    pub placement: Placement,
+}
+
+/// Where the nodes run.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Placement {
+    /// Every node on 127.0.0.1, ports picked free.
+    #[default]
+    Loopback,
+    /// Every node in its own network namespace on a bridge the runner makes.
+    Namespaces,
+}
+
+impl Placement {
+    pub fn name(self) -> &'static str {
+        match self {
+            Placement::Loopback => "loopback",
+            Placement::Namespaces => "namespaces",
+        }
+    }
 }
 
 fn default_settle() -> Dur {
@@ -103,7 +134,8 @@ fn default_log() -> String {
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
-    /// Produces blocks (`--produce --dev-authority`).
+    /// Produces blocks (`--produce`, with `--authority-key` of its
+    /// `authority` or `--dev-authority`).
     Producer,
     /// Serves a pre-generated chain of `blocks` blocks.
     Seeder,
@@ -139,7 +171,9 @@ pub struct Node {
     pub blocks: u64,
     /// Chain seed for those blocks [default: `network.seed`].
     pub seed: Option<u64>,
-    /// Adversary behaviour: `fork` (serve a competing, validly signed chain).
+    /// Adversary behaviour: `fork` (serve a competing, validly signed
+    /// chain), or a misbehaving mode of a node built with the `testnet`
+    /// feature: `inflate_heights`, `wrong_votes`, `garbage`, `stall`.
     pub behaviour: Option<String>,
     /// Delay from the start of the run.
     #[serde(default)]
@@ -147,53 +181,20 @@ pub struct Node {
     /// Names of nodes to bootstrap to (their p2p address and peer id).
     #[serde(default)]
     pub bootstrap: Vec<String>,
-    /// Index of this node's authority key with `genesis = "authorities"` (hook).
+    /// Index of this node's authority key with `genesis = "authorities"`.
     pub authority: Option<u32>,
     /// Written to the node's `--config` file as is (`[sync]`, `[net]` tunables).
     pub config: Option<toml::Table>,
+    /// mDNS discovery (namespaces only) [default: on in namespaces].
+    pub mdns: Option<bool>,
+    /// Offset added to the node's wall clock, in ms (may be negative).
+    pub clock_offset_ms: Option<i64>,
 }
 
 impl Node {
     pub fn chain_seed(&self, network: &Network) -> u64 {
         self.seed.unwrap_or(network.seed)
     }
-}
-
-/// A perturbation.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    /// SIGKILL.
-    Kill,
-    /// Start again on the same data dir and ports.
-    Restart,
-    /// SIGSTOP.
-    Pause,
-    /// SIGCONT.
-    Resume,
-    /// SIGTERM (graceful; the node must exit 0).
-    Stop,
-}
-
-impl Action {
-    pub fn name(self) -> &'static str {
-        match self {
-            Action::Kill => "kill",
-            Action::Restart => "restart",
-            Action::Pause => "pause",
-            Action::Resume => "resume",
-            Action::Stop => "stop",
-        }
-    }
-}
-
-/// `[[timeline]]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Event {
-    pub at: Dur,
-    pub action: Action,
-    pub node: String,
 }
 
 /// `[[assert]]`.
@@ -222,6 +223,9 @@ pub enum AssertKind {
     AdversariesJudged,
     NoHonestBanned,
     NoCrash,
+    /// After each `heal`, every honest node outside the biggest group holds
+    /// the biggest group's chain within `within`.
+    MinorityReorgs,
 }
 
 impl AssertKind {
@@ -232,6 +236,7 @@ impl AssertKind {
             AssertKind::AdversariesJudged => "adversaries_judged",
             AssertKind::NoHonestBanned => "no_honest_banned",
             AssertKind::NoCrash => "no_crash",
+            AssertKind::MinorityReorgs => "minority_reorgs",
         }
     }
 }
@@ -288,6 +293,14 @@ impl<'de> Deserialize<'de> for Dur {
 impl Manifest {
     /// Parses and validates a manifest's text.
     pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        Self::parse_placed(text, None)
+    }
+
+    /// Parses, sets the placement (a command-line override) and validates.
+    pub fn parse_placed(
+        text: &str,
+        placement: Option<Placement>,
+    ) -> Result<Manifest, ManifestError> {
         let manifest: Manifest = toml::from_str(text).map_err(|e| {
             let start = e.span().map_or(0, |s| s.start.min(text.len()));
             let line = text[..start].matches('\n').count() + 1;
@@ -296,6 +309,15 @@ impl Manifest {
                 message: e.message().replace('\n', " "),
             }
         })?;
+        let mut manifest = manifest;
+        if let Some(p) = placement {
+            manifest.run.placement = p;
+        }
+        if let Some(chaos) = &manifest.chaos {
+            let names: Vec<String> = manifest.nodes.iter().map(|n| n.name.clone()).collect();
+            let mut drawn = chaos.events(&names)?;
+            manifest.timeline.append(&mut drawn);
+        }
         manifest.validate()?;
         Ok(manifest)
     }
@@ -315,9 +337,13 @@ impl Manifest {
                 }
             }
             "authorities" => {
-                return Err(ManifestError::NotYet(
-                    "network.genesis = \"authorities\" (own authority keys)".into(),
-                ))
+                match self.network.authorities {
+                    Some(1..=64) => {}
+                    _ => return bad(
+                        "network.genesis = \"authorities\" needs network.authorities = N (1 to 64)"
+                            .into(),
+                    ),
+                }
             }
             other => {
                 return bad(format!(
@@ -348,15 +374,7 @@ impl Manifest {
             self.validate_node(n)?;
         }
         for e in &self.timeline {
-            if self.node(&e.node).is_none() {
-                return bad(format!("timeline at {}: unknown node {:?}", e.at, e.node));
-            }
-            if e.at > self.run.duration {
-                return bad(format!(
-                    "timeline at {} is after run.duration = {}",
-                    e.at, self.run.duration
-                ));
-            }
+            e.validate(self)?;
         }
         for a in &self.asserts {
             self.validate_assert(a)?;
@@ -377,11 +395,19 @@ impl Manifest {
                 return bad(format!("bootstrap names unknown node {b:?}"));
             }
         }
-        if n.authority.is_some() {
-            return Err(ManifestError::NotYet(format!(
-                "node {:?}: authority (own authority keys)",
-                n.name
-            )));
+        if let Some(k) = n.authority {
+            match self.network.authorities {
+                None => return bad("authority needs network.genesis = \"authorities\"".into()),
+                Some(count) if k >= count => {
+                    return bad(format!("authority = {k}: the keys are 0 to {}", count - 1))
+                }
+                _ => {}
+            }
+            if n.role != Role::Producer {
+                return bad("authority is only for role = \"producer\"".into());
+            }
+        } else if n.role == Role::Producer && self.network.authorities.is_some() {
+            return bad("a producer needs authority = K with genesis = \"authorities\"".into());
         }
         match n.role {
             Role::Seeder if n.blocks == 0 => return bad("a seeder needs blocks > 0".into()),
@@ -400,16 +426,17 @@ impl Manifest {
                         ));
                     }
                 }
-                Some(b @ ("inflate_heights" | "wrong_votes" | "garbage" | "stall" | "flood")) => {
+                Some("inflate_heights" | "wrong_votes" | "garbage" | "stall") => {}
+                Some(b @ "flood") => {
                     return Err(ManifestError::NotYet(format!(
                         "node {:?}: behaviour = {b:?}",
                         n.name
                     )))
                 }
                 Some(other) => {
-                    return bad(format!("unknown behaviour {other:?} (phase 1: \"fork\")"))
+                    return bad(format!("unknown behaviour {other:?}: fork, inflate_heights, wrong_votes, garbage or stall"))
                 }
-                None => return bad("an adversary needs behaviour = \"fork\"".into()),
+                None => return bad("an adversary needs a behaviour (fork, inflate_heights, wrong_votes, garbage, stall)".into()),
             },
             _ => {}
         }
@@ -418,6 +445,11 @@ impl Manifest {
         }
         if n.role.honest() && n.blocks > 0 && n.chain_seed(&self.network) != self.network.seed {
             return bad("an honest node's chain must use network.seed".into());
+        }
+        if n.mdns == Some(true) && self.run.placement != Placement::Namespaces {
+            return bad(
+                "mdns needs run.placement = \"namespaces\" (never on the host's network)".into(),
+            );
         }
         if n.start_after > self.run.duration {
             return bad("start_after is after run.duration".into());
@@ -447,6 +479,19 @@ impl Manifest {
                 }
                 if a.within.is_some() && a.at.is_some() {
                     return bad("give within or at, not both".into());
+                }
+            }
+            AssertKind::MinorityReorgs => {
+                if a.within.is_none() || a.at_least.is_some() {
+                    return bad("needs within (from each heal) and no at_least".into());
+                }
+                let healed = self.timeline.iter().any(|e| e.action == Action::Heal)
+                    && self.timeline.iter().any(|e| e.action == Action::Partition);
+                if !healed {
+                    return bad("needs a partition and a heal in the timeline".into());
+                }
+                if !a.nodes.is_empty() {
+                    return bad("takes no nodes (the minority is every honest node outside the biggest group)".into());
                 }
             }
             _ => {
