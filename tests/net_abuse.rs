@@ -309,4 +309,21 @@ async fn a_bad_request_gets_a_clean_close_with_no_bytes_and_a_non_empty_map_is_r
         .unwrap();
         assert_eq!(fault, (GENESIS_PROTOCOL, InboundFault::Malformed));
     }
+    // An empty request (the requester gave up: a link back from a cut
+    // delivers these) is refused the same way but is no offence: the next
+    // fault reported is the garbage sent after it, not the empty one.
+    let got = raw.exchange(ps, base.clone(), Vec::new()).await;
+    assert_eq!(got, Ok(Vec::new()), "empty request");
+    let got = raw.exchange(ps, base.clone(), vec![0xff; 7]).await;
+    assert_eq!(got, Ok(Vec::new()));
+    let error = timeout(DEADLINE, async {
+        loop {
+            if let Some(NetEvent::BadRequest { error, .. }) = server.events.recv().await {
+                return error;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(error.contains("(7 bytes)"), "first fault reported: {error}");
 }

@@ -121,6 +121,7 @@ fn kind(b: &Behaviour) -> &'static str {
         Behaviour::WrongGenesis => "wrong_genesis",
         Behaviour::Disconnects { .. } => "disconnects",
         Behaviour::MuteVoter => "mute_voter",
+        Behaviour::Silent => "silent",
     }
 }
 

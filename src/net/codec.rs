@@ -27,6 +27,10 @@ pub(crate) enum Inbound<T> {
     Valid(T),
     /// Oversize or undecodable bytes; the string says which.
     Invalid(String),
+    /// The requester closed its side without sending a byte: a request it
+    /// gave up on (a link that came back after a cut delivers these by the
+    /// dozen), not an offence. Refused like a bad request, never reported.
+    Empty,
 }
 
 /// CBOR codec with size limits (see the module docs).
@@ -180,6 +184,7 @@ where
                 "request larger than {} bytes",
                 self.request_size_maximum
             )),
+            Some(bytes) if bytes.is_empty() => Inbound::Empty,
             Some(bytes) => match decode(&bytes) {
                 Ok(req) => Inbound::Valid(req),
                 Err(e) => Inbound::Invalid(e),
@@ -218,6 +223,7 @@ where
     {
         match req {
             Inbound::Valid(req) => io.write_all(&encode(&req)?).await,
+            Inbound::Empty => Ok(()),
             Inbound::Invalid(reason) => Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("refusing to send an invalid request: {reason}"),

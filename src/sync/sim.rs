@@ -42,6 +42,8 @@ pub enum Behaviour {
     MuteVoter,
     /// Drops the connection whenever it is asked for blocks; comes back after `back_after`.
     Disconnects { back_after: Duration },
+    /// Connects and never answers anything (it never even reports in).
+    Silent,
 }
 
 impl Behaviour {
@@ -432,6 +434,7 @@ impl SimNet {
         let rtt = latency * 2 + Duration::from_micros(self.random() % 500);
         let top = chain.len() as u64 - 1;
         let response = match (&behavior, request) {
+            (Behaviour::Silent, _) => return,
             (Behaviour::WrongGenesis, Request::Genesis) => Response::Genesis(Hash([0xee; 32])),
             (_, Request::Genesis) => Response::Genesis(self.genesis_hash),
             (Behaviour::InflateHeight(extra), Request::Height) => Response::Height {

@@ -323,6 +323,11 @@ impl EventLoop {
                         }
                     }
                 }
+                Inbound::Empty => {
+                    // `channel` is dropped: the stream closes without a response.
+                    self.metrics.inbound_refused(protocol);
+                    debug!(%peer, protocol, "empty request (given up by the requester) refused");
+                }
                 Inbound::Invalid(error) => {
                     self.peer_warn(peer, protocol, &format!("bad request: {error}"));
                     // `channel` is dropped: the stream closes without a response.

@@ -468,3 +468,22 @@ fn a_fork_holder_met_while_we_are_below_its_tip_is_judged_once_we_pass_it() {
     assert!(honest_peers.iter().all(|p| fork_at(&n, p).is_none()));
     assert!(n.report.bans.is_empty(), "bans: {:?}", n.report.bans);
 }
+
+#[test]
+fn a_peer_that_never_reports_in_holds_production_back_only_for_a_while() {
+    let chain = honest(200);
+    let mut n = net(&chain, SyncConfig::default());
+    for _ in 0..3 {
+        n.add_peer(Behaviour::Honest, 5 * MS, chain.clone());
+    }
+    assert!(n.run_until(5 * SEC, |n| n.engine.production_blocker().is_none()));
+    let silent = n.add_peer(Behaviour::Silent, 5 * MS, chain.clone());
+    let blocker = n.engine.production_blocker().unwrap_or_default();
+    assert!(blocker.contains(&silent.to_string()), "{blocker}");
+    assert!(
+        n.run_until(30 * SEC, |n| n.engine.production_blocker().is_none()),
+        "still blocked: {:?}",
+        n.engine.production_blocker()
+    );
+    assert!(on(&n, &chain));
+}

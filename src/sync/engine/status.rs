@@ -37,7 +37,15 @@ impl SyncEngine {
         if usable == 0 {
             return Some("no peers".into());
         }
-        if let Some((id, _)) = self.book.iter().find(|(_, p)| p.reporting()) {
+        // A peer reporting in may hold a longer chain, so production waits
+        // for it — but only as long as its answers could take: a peer that
+        // never answers must not stop production for good.
+        let patience = self.config.verify_grace + self.config.small_request_timeout * 2;
+        if let Some((id, _)) = self
+            .book
+            .iter()
+            .find(|(_, p)| p.reporting() && self.clock < p.connected_at + patience)
+        {
             return Some(format!("peer {id} is still reporting in"));
         }
         match self.targets {
