@@ -53,7 +53,7 @@ vote_timeout_ms = 1500
     assert_eq!(c["log_format"].as_str(), Some("json"));
     assert_eq!(c["genesis"].as_str(), Some("dev"), "default kept");
     assert_eq!(c["net"]["target_peers"].as_integer(), Some(3));
-    assert_eq!(c["net"]["max_established"].as_integer(), Some(64));
+    assert_eq!(c["net"]["max_established"].as_integer(), Some(80));
     assert_eq!(c["sync"]["batch_blocks"].as_integer(), Some(100));
     assert_eq!(c["sync"]["vote_timeout_ms"].as_integer(), Some(1500));
     assert_eq!(c["sync"]["retry_backoff_ms"].as_integer(), Some(500));
