@@ -193,9 +193,13 @@ pub struct NetConfig {
     /// Default: 4.
     pub eviction_protect_each: usize,
     /// Token bucket of each small protocol (height, genesis, block-hash,
-    /// announce), per peer: burst size. Default: 32.
+    /// announce), per peer: burst size. Default: 256. An honest node in
+    /// sync asks one peer for many votes (block-hash) in bursts: a quota of
+    /// 32 and 16/s made seeders ban a syncing follower as a flooder (the
+    /// testnet's quick manifest), so the quota sits well above honest use
+    /// and still caps a flooder at a few hundred tiny answers a second.
     pub quota_small_burst: u32,
-    /// ... and refill rate, requests per second. Default: 16.
+    /// ... and refill rate, requests per second. Default: 128.
     pub quota_small_per_sec: f64,
     /// Token bucket of `/concord/blocks/1` per peer: burst size. Default: 64.
     pub quota_blocks_burst: u32,
@@ -271,8 +275,8 @@ impl Default for NetConfig {
             eviction_verify_grace: Duration::from_secs(10),
             eviction_idle_after: Duration::from_secs(120),
             eviction_protect_each: 4,
-            quota_small_burst: 32,
-            quota_small_per_sec: 16.0,
+            quota_small_burst: 256,
+            quota_small_per_sec: 128.0,
             quota_blocks_burst: 64,
             quota_blocks_per_sec: 64.0,
             flood_report_after: 256,
