@@ -201,9 +201,11 @@ pub struct NetConfig {
     pub quota_small_burst: u32,
     /// ... and refill rate, requests per second. Default: 128.
     pub quota_small_per_sec: f64,
-    /// Token bucket of `/concord/blocks/1` per peer: burst size. Default: 64.
+    /// Token bucket of `/concord/blocks/1` per peer: burst size. Default: 1024
+    /// (64 let seeders ban an honest follower restarting on a fast link;
+    /// the byte budget, not this count, is what bounds memory).
     pub quota_blocks_burst: u32,
-    /// ... and refill rate, requests per second. Default: 64.
+    /// ... and refill rate, requests per second. Default: 512.
     pub quota_blocks_per_sec: f64,
     /// A peer refused this many requests over quota within a minute is
     /// reported as a flooder (penalized by sync like a bad request; twice
@@ -277,8 +279,8 @@ impl Default for NetConfig {
             eviction_protect_each: 4,
             quota_small_burst: 256,
             quota_small_per_sec: 128.0,
-            quota_blocks_burst: 64,
-            quota_blocks_per_sec: 64.0,
+            quota_blocks_burst: 1024,
+            quota_blocks_per_sec: 512.0,
             flood_report_after: 256,
             inbound_budget_bytes: 96 * 1024 * 1024,
             max_established_per_peer: 2,
