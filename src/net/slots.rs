@@ -98,6 +98,29 @@ struct Slot {
     last_active: Instant,
 }
 
+impl Slot {
+    /// A slot that has done nothing yet.
+    fn new(
+        inbound: bool,
+        protected: bool,
+        limit_range: Option<IpAddr>,
+        group: Option<IpAddr>,
+        now: Instant,
+    ) -> Slot {
+        Slot {
+            inbound,
+            protected,
+            limit_range,
+            group,
+            since: now,
+            verified: false,
+            served: 0,
+            rtt: None,
+            last_active: now,
+        }
+    }
+}
+
 /// Every connected peer's slot (see the module docs).
 #[derive(Debug)]
 pub struct Slots {
@@ -170,17 +193,7 @@ impl Slots {
         now: Instant,
     ) -> Admission {
         let (limit_range, group) = self.ranges(addr);
-        let slot = Slot {
-            inbound: true,
-            protected,
-            limit_range,
-            group,
-            since: now,
-            verified: false,
-            served: 0,
-            rtt: None,
-            last_active: now,
-        };
+        let slot = Slot::new(true, protected, limit_range, group, now);
         if !protected && self.config.max_inbound_per_range > 0 {
             if let Some(range) = limit_range {
                 let same = self
@@ -212,20 +225,8 @@ impl Slots {
     /// evicted.
     pub fn outbound(&mut self, peer: PeerId, addr: &Multiaddr, now: Instant) {
         let (limit_range, group) = self.ranges(addr);
-        self.peers.insert(
-            peer,
-            Slot {
-                inbound: false,
-                protected: false,
-                limit_range,
-                group,
-                since: now,
-                verified: false,
-                served: 0,
-                rtt: None,
-                last_active: now,
-            },
-        );
+        self.peers
+            .insert(peer, Slot::new(false, false, limit_range, group, now));
     }
 
     /// The last connection to `peer` closed.
