@@ -55,7 +55,7 @@ impl Behaviour {
 
 /// A simulated peer.
 pub struct SimPeer {
-    pub behavior: Behaviour,
+    pub behaviour: Behaviour,
     /// One-way latency.
     pub latency: Duration,
     /// Bytes per second it sends.
@@ -73,12 +73,15 @@ pub struct SimPeer {
 #[derive(Clone, Debug)]
 pub struct SimChain {
     pub refs: Vec<BlockRef>,
+    /// Heights whose reads fail as on a damaged store (`StoreFailure::Io`).
+    pub unreadable: Option<std::ops::Range<u64>>,
 }
 
 impl SimChain {
     pub fn from_blocks(blocks: &[Block]) -> SimChain {
         SimChain {
             refs: blocks.iter().map(block_ref).collect(),
+            unreadable: None,
         }
     }
     pub fn tip(&self) -> BlockRef {
@@ -98,6 +101,11 @@ impl LocalChain for SharedChain {
     }
     fn hash_at(&self, height: u64) -> Result<Option<Hash>, StoreFailure> {
         let c = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if c.unreadable.as_ref().is_some_and(|r| r.contains(&height)) {
+            return Err(StoreFailure::Io(format!(
+                "simulated read error at #{height}"
+            )));
+        }
         Ok(c.refs.get(height as usize).map(|r| r.hash))
     }
 }
@@ -202,23 +210,23 @@ impl SimNet {
     /// a run is reproducible down to the peer ids (which break ties).
     pub fn add_peer(
         &mut self,
-        behavior: Behaviour,
+        behaviour: Behaviour,
         latency: Duration,
         chain: Arc<Vec<Block>>,
     ) -> PeerId {
         let id = self.next_peer_id();
-        let bandwidth = match behavior {
+        let bandwidth = match behaviour {
             Behaviour::Slow(f) => 100_000_000 / u64::from(f.max(1)),
             _ => 100_000_000,
         };
-        let latency = match behavior {
+        let latency = match behaviour {
             Behaviour::Slow(f) => latency * f,
             _ => latency,
         };
         self.peers.insert(
             id,
             SimPeer {
-                behavior,
+                behaviour,
                 latency,
                 bandwidth,
                 chain,
@@ -429,11 +437,11 @@ impl SimNet {
             );
             return;
         }
-        let (latency, chain, behavior, bandwidth) =
-            (p.latency, p.chain.clone(), p.behavior.clone(), p.bandwidth);
+        let (latency, chain, behaviour, bandwidth) =
+            (p.latency, p.chain.clone(), p.behaviour.clone(), p.bandwidth);
         let rtt = latency * 2 + Duration::from_micros(self.random() % 500);
         let top = chain.len() as u64 - 1;
-        let response = match (&behavior, request) {
+        let response = match (&behaviour, request) {
             (Behaviour::Silent, _) => return,
             (Behaviour::WrongGenesis, Request::Genesis) => Response::Genesis(Hash([0xee; 32])),
             (_, Request::Genesis) => Response::Genesis(self.genesis_hash),
@@ -530,7 +538,7 @@ pub fn banned_honest(net: &SimNet) -> Vec<PeerId> {
     let banned: HashSet<PeerId> = net.report.bans.iter().map(|(p, _)| *p).collect();
     net.peers
         .iter()
-        .filter(|(id, p)| p.behavior.is_honest() && banned.contains(id))
+        .filter(|(id, p)| p.behaviour.is_honest() && banned.contains(id))
         .map(|(id, _)| *id)
         .collect()
 }
