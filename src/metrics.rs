@@ -64,6 +64,7 @@ pub struct SyncCounters {
     pub fork_judgments: u64,
     pub checkpoint_rejections: u64,
     pub future_blocks: u64,
+    pub store_read_errors: u64,
 }
 
 fn latency_histogram() -> Histogram {
@@ -99,6 +100,7 @@ pub struct Metrics {
     fork_judgments: Counter,
     checkpoint_rejections: Counter,
     future_blocks: Counter,
+    store_read_errors: Counter,
     equivocations: Family<Labels, Counter>,
     request_duration: HistogramFamily,
     inbound_served: Family<Labels, Counter>,
@@ -142,6 +144,7 @@ impl Metrics {
             fork_judgments: Counter::default(),
             checkpoint_rejections: Counter::default(),
             future_blocks: Counter::default(),
+            store_read_errors: Counter::default(),
             equivocations: Family::default(),
             request_duration: Family::new_with_constructor(latency_histogram),
             inbound_served: Family::default(),
@@ -267,6 +270,11 @@ impl Metrics {
             m.future_blocks.clone(),
         );
         r.register(
+            "store_read_errors",
+            "Reads of our own chain that failed (each stopped the fork decision that needed it)",
+            m.store_read_errors.clone(),
+        );
+        r.register(
             "equivocations",
             "Two different blocks for one slot by the same authority, by where they were seen \
              (reorg: a rollback replaced one with the other; own_slot: our producer was about \
@@ -363,6 +371,7 @@ impl Metrics {
         advance(&self.fork_judgments, c.fork_judgments);
         advance(&self.checkpoint_rejections, c.checkpoint_rejections);
         advance(&self.future_blocks, c.future_blocks);
+        advance(&self.store_read_errors, c.store_read_errors);
         for (outcome, n) in &f.votes {
             advance(&self.votes.get_or_create(&vec![("outcome", *outcome)]), *n);
         }
@@ -398,7 +407,6 @@ impl Metrics {
             .inc();
     }
 
-    /// We refused an inbound request on `protocol` because of the peer.
     /// An equivocation was seen (`reorg`) or prevented (`own_slot`).
     pub fn equivocation(&self, seen: &'static str) {
         self.equivocations
@@ -413,6 +421,7 @@ impl Metrics {
             .get()
     }
 
+    /// We refused an inbound request on `protocol` because of the peer.
     pub fn inbound_refused(&self, protocol: &'static str) {
         self.inbound_refused
             .get_or_create(&vec![("protocol", protocol)])
@@ -498,9 +507,17 @@ mod tests {
         m.inbound_served("/concord/blocks/1");
         advance(&m.blocks_imported, 5);
         advance(&m.blocks_imported, 3); // totals never go back
+        m.observe_sync(&SyncFigures {
+            counters: SyncCounters {
+                store_read_errors: 2,
+                ..SyncCounters::default()
+            },
+            ..SyncFigures::default()
+        });
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(text.contains("concord_blocks_imported_total 5"), "{text}");
+        assert!(text.contains("concord_store_read_errors_total 2"), "{text}");
         assert!(
             text.contains(
                 "concord_request_duration_seconds_count{protocol=\"/concord/height/1\",result=\"ok\"} 1"

@@ -166,6 +166,7 @@ pub(crate) fn figures(snap: &SyncSnapshot) -> SyncFigures {
             fork_judgments: st.fork_judgments,
             checkpoint_rejections: st.checkpoint_rejections,
             future_blocks: st.future_blocks,
+            store_read_errors: st.store_read_errors,
         },
         votes: vec![
             ("won", st.votes_won),
