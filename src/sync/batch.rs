@@ -201,6 +201,7 @@ impl Batch {
 
     /// Sends a request for the batch to `peer`: awaiting → downloading, or,
     /// while downloading, a hedge (a second live request).
+    #[must_use = "a wrong batch transition is an engine bug"]
     pub fn send(&mut self, req: ReqId, peer: PeerId, now: Instant) -> Result<(), WrongState> {
         let live = Live {
             req,
@@ -228,6 +229,7 @@ impl Batch {
     }
 
     /// Downloading and slow, with nobody else to ask: stop looking for a hedge.
+    #[must_use = "a wrong batch transition is an engine bug"]
     pub fn stop_hedging(&mut self) -> Result<(), WrongState> {
         match &mut self.state {
             BatchState::Downloading { hedged, .. } => {
@@ -241,6 +243,7 @@ impl Batch {
     /// `peer`'s request failed (or its answer was void). With another request
     /// still live the batch keeps downloading; otherwise it goes back to
     /// waiting, never from `peer` again this round. Returns whether it went back.
+    #[must_use = "a wrong batch transition is an engine bug"]
     pub fn request_failed(&mut self, peer: &PeerId, why: &'static str) -> Result<bool, WrongState> {
         let BatchState::Downloading { live, .. } = &mut self.state else {
             return Err(self.wrong("fail a request"));
@@ -258,6 +261,7 @@ impl Batch {
 
     /// `peer` served `blocks` (the first `got_end - start + 1` heights; the
     /// batch shrinks to them): downloading → checking.
+    #[must_use = "a wrong batch transition is an engine bug"]
     pub fn downloaded(
         &mut self,
         peer: PeerId,
@@ -290,6 +294,7 @@ impl Batch {
     }
 
     /// The segment validated. Returns true if the batch is now verified.
+    #[must_use = "a wrong batch transition is an engine bug"]
     pub fn validated(&mut self) -> Result<bool, WrongState> {
         match &mut self.state {
             BatchState::Checking { validated, .. } => *validated = true,
@@ -299,6 +304,7 @@ impl Batch {
     }
 
     /// The batch won its vote. Returns true if the batch is now verified.
+    #[must_use = "a wrong batch transition is an engine bug"]
     pub fn voted(&mut self) -> Result<bool, WrongState> {
         match &mut self.state {
             BatchState::Checking { voted, .. } => *voted = true,
@@ -330,6 +336,7 @@ impl Batch {
     /// What was downloaded is void (invalid, lost or split its vote, does
     /// not link): checking or verified → awaiting, not from its server again
     /// this round, not before `not_before`. Returns the server.
+    #[must_use = "a wrong batch transition is an engine bug"]
     pub fn reject(
         &mut self,
         why: &'static str,
@@ -353,6 +360,7 @@ impl Batch {
     }
 
     /// Verified → importing: returns the blocks for the store.
+    #[must_use = "a wrong batch transition is an engine bug"]
     pub fn start_import(&mut self) -> Result<Arc<Vec<Block>>, WrongState> {
         let BatchState::Verified { blocks, bytes, .. } = &self.state else {
             return Err(self.wrong("start importing"));
@@ -364,6 +372,7 @@ impl Batch {
 
     /// Every candidate failed it: a new round, after a backoff that doubles
     /// per round (capped at 8x `base`). Returns the backoff.
+    #[must_use = "a wrong batch transition is an engine bug"]
     pub fn new_round(&mut self, base: Duration, now: Instant) -> Result<Duration, WrongState> {
         if !matches!(self.state, BatchState::AwaitingDownload { .. }) {
             return Err(self.wrong("start a new round"));
@@ -378,6 +387,7 @@ impl Batch {
     }
 
     /// Waiting: drop the backoff (something changed; try now).
+    #[must_use = "a wrong batch transition is an engine bug"]
     pub fn clear_backoff(&mut self) -> Result<(), WrongState> {
         match &mut self.state {
             BatchState::AwaitingDownload { not_before } => {
