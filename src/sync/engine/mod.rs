@@ -13,13 +13,15 @@
 //! [`schedule`] (batches to the best peers, hedges, retries), [`import`]
 //! (downloaded blocks to the store, in order), [`forks`] (chain polls, fork
 //! judgments, splits, the fork search and rollback), [`requests`] (sending,
-//! timeouts, penalties) and [`status`].
+//! timeouts, penalties), [`status`], and [`shared`] (our chain as the
+//! engine reads it, the target, the seeded random source).
 
 mod checks;
 mod forks;
 mod import;
 mod requests;
 mod schedule;
+mod shared;
 mod status;
 mod types;
 
@@ -36,10 +38,11 @@ use crate::chain::{BlockRef, Hash, ValidationError};
 use crate::sync::batch::{Batch, BatchId, BatchState, ReqId};
 use crate::sync::config::SyncConfig;
 use crate::sync::fork_choice::ChainPoll;
-use crate::sync::peer_book::{GenesisVerdict, PeerBook};
+use crate::sync::peer_book::PeerBook;
 use crate::sync::reorg::AncestorSearch;
-use crate::sync::target::{self, Targets};
+use crate::sync::target::Targets;
 use crate::sync::verifier::Vote;
+use shared::bug;
 
 /// What an outstanding request is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -426,8 +429,6 @@ impl SyncEngine {
         self.schedule(now);
     }
 
-    /// Drops every batch (but, with `keep_importing`, those the store is
-    /// writing: their results are still to come) and every batch vote.
     /// The highest height covered by a batch, or the accepted tip.
     fn last_planned(&self) -> u64 {
         self.batches
@@ -442,6 +443,8 @@ impl SyncEngine {
         self.disk_full.as_ref().is_some_and(|d| now < d.retry_at)
     }
 
+    /// Drops every batch (but, with `keep_importing`, those the store is
+    /// writing: their results are still to come) and every batch vote.
     fn drop_work(&mut self, keep_importing: bool) {
         self.batches
             .retain(|_, b| keep_importing && matches!(b.state(), BatchState::Importing { .. }));
@@ -452,66 +455,6 @@ impl SyncEngine {
             self.resync_from_store();
         }
     }
-
-    // ----- shared by the submodules -----
-
-    fn resync_from_store(&mut self) {
-        let tip = self.local.tip();
-        self.stored = tip;
-        self.accepted = tip;
-        self.scheduled_to = tip.height;
-    }
-
-    /// Targets from the heights peers hold of *our* chain: a peer known to be
-    /// on another fork counts only below its fork point, so a longer fork
-    /// next to us is not something to sync to; and a report older than
-    /// `status_ttl` does not count (the peer may have fallen behind or gone
-    /// quiet; it is asked again).
-    fn recompute_targets(&mut self, now: Instant) {
-        let ttl = self.config.status_ttl;
-        self.targets = target::compute(
-            self.book
-                .usable()
-                .filter(|(_, p)| p.status_fresh(now, ttl))
-                .filter_map(|(_, p)| p.height_on_our_chain()),
-        );
-    }
-
-    fn verified_count(&self) -> usize {
-        self.book
-            .iter()
-            .filter(|(_, p)| p.genesis == GenesisVerdict::Verified)
-            .count()
-    }
-
-    /// Our hash at `height`; a read error is logged and stops the decision
-    /// that needed it (`Err(())`), never taken for a missing block.
-    fn our_hash(&mut self, height: u64) -> Result<Option<Hash>, ()> {
-        self.local.hash_at(height).map_err(|e| {
-            self.stats.store_read_errors += 1;
-            tracing::error!(height, error = %e, "cannot read our own chain; no fork decision is taken on it");
-        })
-    }
-
-    /// xorshift64*: deterministic from the configured seed.
-    fn random(&mut self) -> u64 {
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
-/// A batch transition the engine asked for in a state that does not allow
-/// it: an engine bug. Debug builds (and so every test) stop on it; a release
-/// node logs it and carries on, the batch left as it was.
-fn bug(e: crate::sync::batch::WrongState) {
-    if cfg!(debug_assertions) {
-        panic!("sync engine bug: {e}");
-    }
-    tracing::error!(error = %e, "sync engine bug: wrong batch transition");
 }
 
 #[cfg(test)]
@@ -525,6 +468,9 @@ mod peer_tests;
 
 #[cfg(test)]
 mod route_tests;
+
+#[cfg(test)]
+mod read_error_tests;
 
 /// The disk-full state: since when, the error, and when to try again.
 #[derive(Debug, Clone)]
