@@ -143,32 +143,32 @@ fn run(seed: u64, height: u64) -> (SimNet, Outcome) {
         seed: rng.next(),
         ..SyncConfig::default()
     };
-    let mut behaviors: Vec<Behaviour> = Vec::new();
-    behaviors.extend((0..HONEST).map(|_| Behaviour::Honest));
-    behaviors.extend((0..SLOW).map(|_| Behaviour::Slow(10)));
+    let mut behaviours: Vec<Behaviour> = Vec::new();
+    behaviours.extend((0..HONEST).map(|_| Behaviour::Honest));
+    behaviours.extend((0..SLOW).map(|_| Behaviour::Slow(10)));
     for _ in 0..PER_KIND {
-        behaviors.push(Behaviour::InflateHeight(rng.range(1, 1_000_000)));
-        behaviors.push(Behaviour::Forged(forged.clone()));
-        behaviors.push(Behaviour::WrongVotes);
-        behaviors.push(Behaviour::Stalling);
-        behaviors.push(Behaviour::Disconnects {
+        behaviours.push(Behaviour::InflateHeight(rng.range(1, 1_000_000)));
+        behaviours.push(Behaviour::Forged(forged.clone()));
+        behaviours.push(Behaviour::WrongVotes);
+        behaviours.push(Behaviour::Stalling);
+        behaviours.push(Behaviour::Disconnects {
             back_after: Duration::from_millis(rng.range(200, 3_000)),
         });
-        behaviors.push(Behaviour::WrongGenesis);
+        behaviours.push(Behaviour::WrongGenesis);
     }
     // Fisher–Yates: which peer connects when (and so gets which id) is random too.
-    for i in (1..behaviors.len()).rev() {
+    for i in (1..behaviours.len()).rev() {
         let j = rng.range(0, i as u64) as usize;
-        behaviors.swap(i, j);
+        behaviours.swap(i, j);
     }
-    let byzantine = behaviors.iter().filter(|b| !b.is_honest()).count();
-    assert!(behaviors.len() >= 200);
-    assert!(3 * byzantine < behaviors.len(), "just under a third");
+    let byzantine = behaviours.iter().filter(|b| !b.is_honest()).count();
+    assert!(behaviours.len() >= 200);
+    assert!(3 * byzantine < behaviours.len(), "just under a third");
 
     let mut net = SimNet::new(config.clone(), &honest[..1], real_validator(), rng.next());
     let start = net.now;
     let mut kinds = BTreeMap::new();
-    for b in behaviors {
+    for b in behaviours {
         let latency = Duration::from_millis(rng.range(2, 80));
         let k = kind(&b);
         let id = net.add_peer(b, latency, honest.clone());
@@ -180,9 +180,13 @@ fn run(seed: u64, height: u64) -> (SimNet, Outcome) {
         let t = n.tip();
         t.height == height && t.hash == tip
     });
+    let sim_time = net.now - start;
+    // Sync ends before the block requests left with stallers expire: run on
+    // until every one of them has (twice the request timeout), so that the
+    // checks below see what the engine does to each kind.
+    net.run_until(2 * config.request_timeout, |_| false);
     let wall = wall.elapsed();
     let stats = net.engine.stats().clone();
-    let sim_time = net.now - start;
 
     // ----- summary -----
     let mut bans_by: BTreeMap<(&str, &str), usize> = BTreeMap::new();
@@ -280,6 +284,57 @@ fn run(seed: u64, height: u64) -> (SimNet, Outcome) {
         banned_for("inflate_height").is_subset(&[Penalty::NotDelivered, Penalty::Timeout].into()),
         "{bans_by:?}"
     );
+    assert!(banned_count("inflate_height") >= 1, "{bans_by:?}");
+    // Penalties each peer of a kind carries, by reason.
+    let failures = |k: &str, why: Penalty| -> Vec<u32> {
+        kinds
+            .iter()
+            .filter(|(_, kind)| **kind == k)
+            .map(|(p, _)| {
+                net.engine
+                    .peer_book()
+                    .get(p)
+                    .and_then(|i| i.failures.get(&why).copied())
+                    .unwrap_or(0)
+            })
+            .collect()
+    };
+    let penalized = |k: &str| {
+        kinds
+            .iter()
+            .filter(|(p, kind)| {
+                **kind == k
+                    && net
+                        .engine
+                        .peer_book()
+                        .get(p)
+                        .is_some_and(|i| i.failures.values().any(|n| *n > 0))
+            })
+            .count()
+    };
+    eprintln!(
+        "stalling: timeouts {:?}, penalized {}; disconnects penalized {}",
+        failures("stalling", Penalty::Timeout),
+        penalized("stalling"),
+        penalized("disconnects")
+    );
+    // A staller answers status and votes truthfully and lets block requests
+    // run out. Here the fast peers leave it no batch (none of its requests
+    // times out even after the wait above): it is neither penalized nor
+    // banned; were it asked, a timeout (-5) is all it could cost it.
+    assert_eq!(
+        penalized("stalling"),
+        failures("stalling", Penalty::Timeout)
+            .iter()
+            .filter(|n| **n > 0)
+            .count(),
+        "stallers penalized for something else than timeouts"
+    );
+    assert_eq!(banned_count("stalling"), 0, "{bans_by:?}");
+    // Dropping the connection is no fault: requests fail over at once, and
+    // the peer is neither penalized nor banned.
+    assert_eq!(penalized("disconnects"), 0, "disconnecting peers penalized");
+    assert_eq!(banned_count("disconnects"), 0, "{bans_by:?}");
     for k in ["forged", "wrong_votes", "honest", "slow"] {
         assert_eq!(banned_count(k), 0, "{k} banned: {bans_by:?}");
     }
