@@ -13,8 +13,6 @@ use concord::node::RunningNode;
 use concord::sync::{Checkpoint, SyncConfig, SyncSnapshot};
 use libp2p::{Multiaddr, PeerId};
 
-const DEADLINE: Duration = Duration::from_secs(180);
-
 fn sync_config(checkpoints: Vec<Checkpoint>) -> SyncConfig {
     SyncConfig {
         status_interval: Duration::from_secs(1),
@@ -43,15 +41,6 @@ fn forked(s: &SyncSnapshot, id: &PeerId) -> Option<bool> {
     peer(s, id).map(|p| p.forked_at.is_some())
 }
 
-async fn wait(node: &RunningNode, what: &str, pred: impl Fn(&SyncSnapshot) -> bool) {
-    let ok = node.sync.wait_for(DEADLINE, pred).await;
-    assert!(
-        ok,
-        "timed out waiting for {what}: {:?}",
-        node.sync.snapshot().await
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_honest_seeder_keeps_its_chain_and_bans_nobody_when_fork_holders_connect_first() {
     let tmp = tempfile::tempdir().unwrap();
@@ -71,7 +60,7 @@ async fn an_honest_seeder_keeps_its_chain_and_bans_nobody_when_fork_holders_conn
     let (a_id, b_id) = (a.client.local_peer_id(), b.client.local_peer_id());
     // The seeder's first peers are the two fork holders.
     let (s, sa) = start(d("s"), vec![aa, ab], sync_config(vec![])).await;
-    wait(&s, "the seeder to judge both fork holders", |x| {
+    common::wait_sync(&s, "the seeder to judge both fork holders", |x| {
         forked(x, &a_id) == Some(true) && forked(x, &b_id) == Some(true)
     })
     .await;
@@ -81,7 +70,7 @@ async fn an_honest_seeder_keeps_its_chain_and_bans_nobody_when_fork_holders_conn
     let (h1_id, h2_id) = (h1.client.local_peer_id(), h2.client.local_peer_id());
     // Two against two, every view counted: the node keeps its chain and
     // reports the split instead of choosing.
-    wait(&s, "the seeder to weigh all four peers", |x| {
+    common::wait_sync(&s, "the seeder to weigh all four peers", |x| {
         forked(x, &h1_id) == Some(false)
             && forked(x, &h2_id) == Some(false)
             && forked(x, &a_id) == Some(true)
@@ -117,7 +106,7 @@ async fn an_eclipsed_node_reorgs_after_three_honest_peers_arrive_one_by_one() {
     let (f, fa) = start(d("f"), vec![], sync_config(vec![])).await;
     // Bootstrapped to the fork holder alone: it can only take its chain.
     let (n, na) = start(d("n"), vec![fa], sync_config(vec![])).await;
-    wait(&n, "the eclipsed node to sync the fork", |x| {
+    common::wait_sync(&n, "the eclipsed node to sync the fork", |x| {
         x.status.tip == fork
     })
     .await;
@@ -125,13 +114,13 @@ async fn an_eclipsed_node_reorgs_after_three_honest_peers_arrive_one_by_one() {
     for name in ["h1", "h2", "h3"] {
         let (h, _) = start(d(name), vec![na.clone()], sync_config(vec![])).await;
         let id = h.client.local_peer_id();
-        wait(&n, "an honest arrival to be verified", |x| {
+        common::wait_sync(&n, "an honest arrival to be verified", |x| {
             peer(x, &id).is_some() || x.status.tip == honest
         })
         .await;
         hs.push(h);
     }
-    wait(&n, "the eclipsed node to reorg to the honest chain", |x| {
+    common::wait_sync(&n, "the eclipsed node to reorg to the honest chain", |x| {
         x.status.tip == honest && x.status.height == 2_000
     })
     .await;
@@ -179,7 +168,7 @@ async fn an_even_split_is_reported_the_node_idles_and_a_checkpoint_resolves_it()
         addrs.push(addr);
     }
     let (n, _) = start(d("n"), addrs.clone(), sync_config(vec![])).await;
-    wait(&n, "the split to be reported", |x| {
+    common::wait_sync(&n, "the split to be reported", |x| {
         x.status.mode.name() == "split"
             && x.status
                 .stalled
@@ -215,7 +204,7 @@ async fn an_even_split_is_reported_the_node_idles_and_a_checkpoint_resolves_it()
         hash: cp_hash,
     };
     let (n, _) = start(d("n"), addrs, sync_config(vec![cp])).await;
-    wait(&n, "the checkpointed node to sync the honest chain", |x| {
+    common::wait_sync(&n, "the checkpointed node to sync the honest chain", |x| {
         x.status.tip == honest && x.banned.len() == 3
     })
     .await;

@@ -12,11 +12,10 @@ use std::time::Duration;
 
 use concord::chain::Hash;
 use concord::node::RunningNode;
-use concord::sync::{SyncConfig, SyncSnapshot};
+use concord::sync::SyncConfig;
 use libp2p::Multiaddr;
 
 const BIN: &str = env!("CARGO_BIN_EXE_concord");
-const DEADLINE: Duration = Duration::from_secs(180);
 
 fn sync_config() -> SyncConfig {
     SyncConfig {
@@ -33,15 +32,6 @@ async fn start(dir: PathBuf, bootstrap: Vec<Multiaddr>, api: bool) -> (RunningNo
         config.api = Some("127.0.0.1:0".parse().unwrap());
     }
     common::start_config(config).await
-}
-
-async fn wait(node: &RunningNode, what: &str, pred: impl Fn(&SyncSnapshot) -> bool) {
-    let ok = node.sync.wait_for(DEADLINE, pred).await;
-    assert!(
-        ok,
-        "timed out waiting for {what}: {:?}",
-        node.sync.snapshot().await
-    );
 }
 
 fn concord(args: &[&str], data_dir: Option<&Path>) -> Output {
@@ -103,7 +93,7 @@ async fn a_halted_node_follows_the_majority_after_concord_reset() {
             .hash;
     let (hs, addrs) = seeders(tmp.path()).await;
     let (x, _) = start(tmp.path().join("x"), addrs, true).await;
-    wait(&x, "the deep fork to halt sync", |s| {
+    common::wait_sync(&x, "the deep fork to halt sync", |s| {
         s.status.mode.name() == "halted"
     })
     .await;
@@ -126,7 +116,7 @@ async fn a_halted_node_follows_the_majority_after_concord_reset() {
     let api = x.api_addr.unwrap().to_string();
     let text = stdout(&concord(&["reset", "--api", &api], None));
     assert!(text.contains("sync reset"), "{text}");
-    wait(&x, "the reset node to follow the majority", |s| {
+    common::wait_sync(&x, "the reset node to follow the majority", |s| {
         s.status.tip == honest && s.status.mode.name() == "normal"
     })
     .await;
@@ -145,7 +135,7 @@ async fn concord_rollback_cuts_a_stopped_node_below_the_fork_and_it_syncs_withou
     let x_dir = tmp.path().join("x");
     let (hs, addrs) = seeders(tmp.path()).await;
     let (x, _) = start(x_dir.clone(), addrs.clone(), false).await;
-    wait(&x, "the deep fork to halt sync", |s| {
+    common::wait_sync(&x, "the deep fork to halt sync", |s| {
         s.status.mode.name() == "halted"
     })
     .await;
@@ -168,7 +158,7 @@ async fn concord_rollback_cuts_a_stopped_node_below_the_fork_and_it_syncs_withou
     assert!(text.contains(", now #900 "), "{text}");
 
     let (x, _) = start(x_dir, addrs, false).await;
-    wait(&x, "the rolled-back node to sync the majority chain", |s| {
+    common::wait_sync(&x, "the rolled-back node to sync the majority chain", |s| {
         s.status.tip == honest
     })
     .await;

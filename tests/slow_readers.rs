@@ -68,29 +68,14 @@ impl request_response::Codec for SlowCodec {
 /// One attacker: keeps 8 block-range requests outstanding until aborted.
 fn attacker(peer: PeerId, addr: Multiaddr, request: Vec<u8>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-            .with_tokio()
-            .with_tcp(
-                libp2p::tcp::Config::default(),
-                libp2p::noise::Config::new,
-                libp2p::yamux::Config::default,
-            )
-            .unwrap()
-            .with_behaviour(|_| {
-                request_response::Behaviour::with_codec(
-                    SlowCodec,
-                    [(
-                        StreamProtocol::new(BLOCKS_PROTOCOL),
-                        request_response::ProtocolSupport::Outbound,
-                    )],
-                    request_response::Config::default()
-                        .with_request_timeout(Duration::from_secs(600))
-                        .with_max_concurrent_streams(8),
-                )
-            })
-            .unwrap()
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
-            .build();
+        let mut swarm = common::raw_peer::raw_swarm(
+            SlowCodec,
+            BLOCKS_PROTOCOL,
+            request_response::Config::default()
+                .with_request_timeout(Duration::from_secs(600))
+                .with_max_concurrent_streams(8),
+            Duration::from_secs(600),
+        );
         swarm.add_peer_address(peer, addr);
         for _ in 0..8 {
             swarm.behaviour_mut().send_request(&peer, request.clone());

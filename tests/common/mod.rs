@@ -322,3 +322,21 @@ pub async fn start_config(
     .expect("node listens");
     (node, addr.with(libp2p::multiaddr::Protocol::P2p(id)))
 }
+
+/// How long an in-process node gets to reach a sync state.
+pub const SYNC_DEADLINE: Duration = Duration::from_secs(180);
+
+/// Waits until `node`'s sync snapshot satisfies `pred`; fails the test with
+/// `what` and the last snapshot after [`SYNC_DEADLINE`].
+pub async fn wait_sync(
+    node: &concord::node::RunningNode,
+    what: &str,
+    pred: impl Fn(&concord::sync::SyncSnapshot) -> bool,
+) {
+    let ok = node.sync.wait_for(SYNC_DEADLINE, pred).await;
+    assert!(
+        ok,
+        "timed out waiting for {what}: {:?}",
+        node.sync.snapshot().await
+    );
+}

@@ -1,5 +1,6 @@
-//! A misbehaving client for tests: a bare libp2p swarm that writes
-//! arbitrary bytes as a `/concord/blocks/1` request.
+//! Misbehaving clients for tests: a bare libp2p swarm ([`raw_swarm`]) that
+//! speaks one request-response protocol through a codec of the test's
+//! choosing, and [`RawPeer`], which writes arbitrary bytes as a request.
 
 use std::io;
 use std::time::Duration;
@@ -56,6 +57,40 @@ impl request_response::Codec for RawCodec {
     }
 }
 
+/// A swarm with a new identity over TCP (noise, yamux) that speaks only
+/// `protocol`, outbound, through `codec`, and keeps idle connections for `idle`.
+pub fn raw_swarm<C>(
+    codec: C,
+    protocol: &'static str,
+    config: request_response::Config,
+    idle: Duration,
+) -> libp2p::Swarm<request_response::Behaviour<C>>
+where
+    C: request_response::Codec<Protocol = StreamProtocol> + Clone + Send + 'static,
+{
+    libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .expect("tcp transport")
+        .with_behaviour(|_| {
+            request_response::Behaviour::with_codec(
+                codec,
+                [(
+                    StreamProtocol::new(protocol),
+                    request_response::ProtocolSupport::Outbound,
+                )],
+                config,
+            )
+        })
+        .expect("request-response behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+        .build()
+}
+
 pub struct RawPeer {
     swarm: libp2p::Swarm<request_response::Behaviour<RawCodec>>,
     pub peer_id: PeerId,
@@ -69,28 +104,12 @@ impl RawPeer {
     /// A raw peer speaking `protocol` instead of `/concord/blocks/1`.
     #[allow(dead_code)]
     pub fn with_protocol(protocol: &'static str) -> RawPeer {
-        let swarm = libp2p::SwarmBuilder::with_new_identity()
-            .with_tokio()
-            .with_tcp(
-                libp2p::tcp::Config::default(),
-                libp2p::noise::Config::new,
-                libp2p::yamux::Config::default,
-            )
-            .unwrap()
-            .with_behaviour(|_| {
-                request_response::Behaviour::with_codec(
-                    RawCodec,
-                    [(
-                        StreamProtocol::new(protocol),
-                        request_response::ProtocolSupport::Outbound,
-                    )],
-                    request_response::Config::default()
-                        .with_request_timeout(Duration::from_secs(5)),
-                )
-            })
-            .unwrap()
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-            .build();
+        let swarm = raw_swarm(
+            RawCodec,
+            protocol,
+            request_response::Config::default().with_request_timeout(Duration::from_secs(5)),
+            Duration::from_secs(60),
+        );
         let peer_id = *swarm.local_peer_id();
         RawPeer { swarm, peer_id }
     }
