@@ -86,11 +86,20 @@ fn api_shapes_errors_and_status_command() {
     assert!(bootstrap.contains("/p2p/"), "{bootstrap}");
     let seed_id = status["peer_id"].as_str().unwrap().to_string();
 
+    // Heights are refreshed only on demand (an hour apart otherwise), so a
+    // height request after `POST /sync` is the manual sync's doing.
+    let config = dir.path().join("fresh.toml");
+    std::fs::write(
+        &config,
+        "[sync]\nstatus_interval_ms = 3600000\nstatus_ttl_ms = 7200000\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
     let mut fresh = Proc::spawn(
         "fresh",
         dir.path(),
         BIN,
-        &run_args(&fresh_dir, &["--bootstrap", &bootstrap]),
+        &run_args(&fresh_dir, &["--bootstrap", &bootstrap, "--config", config]),
     );
     let api = api_addr(&mut fresh, DEADLINE);
 
@@ -135,9 +144,22 @@ fn api_shapes_errors_and_status_command() {
     assert_json_error(&api, "POST", "/status", 405);
     assert_json_error(&api, "GET", "/sync", 405);
 
+    let height_requests = || {
+        let (code, text) = http(&api, "GET", "/metrics");
+        assert_eq!(code, 200, "{text}");
+        sample(
+            &parse_prometheus(&text),
+            "concord_requests_sent_total{kind=\"height\"}",
+        )
+        .unwrap_or(0.0)
+    };
+    let asked = height_requests();
     let (code, body) = http(&api, "POST", "/sync");
     assert_eq!(code, 202, "{body}");
     fresh.wait_for_line(&["manual sync requested"], DEADLINE);
+    wait_until(DEADLINE, "a height request after POST /sync", || {
+        (height_requests() > asked).then_some(())
+    });
     assert_json_error(&api, "GET", "/sync/reset", 405);
     let (code, body) = http(&api, "POST", "/sync/reset");
     assert_eq!(code, 202, "{body}");
@@ -310,6 +332,7 @@ fn metrics_parse_and_move_while_syncing() {
     }
     assert_eq!(sample(&after, "concord_fork_peers"), Some(0.0));
     assert_eq!(sample(&after, "concord_splits_total"), Some(0.0));
+    assert_eq!(sample(&after, "concord_store_read_errors_total"), Some(0.0));
     // The bootstrap peer is in the address book; nothing was lost, so
     // nothing needed a redial beyond (at most) the start-up dial.
     assert!(sample(&after, "concord_address_book_peers").is_some_and(|n| n >= 1.0));
