@@ -471,6 +471,16 @@ impl Metrics {
         self.inbound_evicted.get()
     }
 
+    /// `concord_sync_mode{mode}` and the split and halt counters as exported
+    /// (for tests: what an operator's dashboard would read).
+    pub fn sync_mode_figures(&self, mode: &'static str) -> (i64, u64, u64) {
+        (
+            self.mode.get_or_create(&vec![("mode", mode)]).get(),
+            self.splits.get(),
+            self.halts.get(),
+        )
+    }
+
     /// An inbound connection was refused a slot (`reason`: full, range_full).
     pub fn inbound_slot_refused(&self, reason: &'static str) {
         self.inbound_slot_refused

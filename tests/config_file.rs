@@ -101,6 +101,20 @@ vote_timeout_ms = 1500
     let cps = c["checkpoint"].as_array().unwrap();
     assert_eq!(cps.len(), 1);
     assert_eq!(cps[0].as_str(), Some(format!("20:{hash}").as_str()));
+    // Repeatable: every one given is kept.
+    let c = print_config(&[
+        "--checkpoint",
+        &format!("20:{hash}"),
+        "--checkpoint",
+        &format!("30:{hash}"),
+    ]);
+    let cps: Vec<&str> = c["checkpoint"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(cps, [format!("20:{hash}"), format!("30:{hash}")]);
     for bad in ["12", "x:ab", "0:ab", &format!("5:{hash}x")] {
         let out = Command::new(BIN)
             .args(["run", "--checkpoint", bad, "--print-config"])

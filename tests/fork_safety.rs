@@ -176,6 +176,25 @@ async fn an_even_split_is_reported_the_node_idles_and_a_checkpoint_resolves_it()
                 .is_some_and(|r| r.starts_with("split"))
     })
     .await;
+    // The operator is told who holds each side, on /status and in metrics.
+    let snap = n.sync.snapshot().await.unwrap();
+    let stalled = snap.status.stalled.clone().unwrap_or_default();
+    assert!(
+        fork_ids.iter().any(|p| stalled.contains(&p.to_string())),
+        "the split does not name the fork holders: {stalled}"
+    );
+    let end = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (mode, splits, _) = n.metrics.sync_mode_figures("split");
+        if mode == 1 && splits >= 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < end,
+            "split metrics: mode {mode}, splits {splits}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // Idle while split: over a few seconds, no stream of block downloads.
     let before = n.sync.snapshot().await.unwrap().stats;
     let quiet = n

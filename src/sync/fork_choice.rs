@@ -2,7 +2,7 @@
 //! hold another one at that height.
 //!
 //! Pure: the engine picks the electorate (every usable peer that claims the
-//! height, up to a cap), sends the block-hash queries and feeds the answers
+//! height, none left out), sends the block-hash queries and feeds the answers
 //! in; a [`ChainPoll`] tallies them and says what they allow. It never sends,
 //! stores or rolls back anything.
 //!

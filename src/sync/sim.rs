@@ -151,6 +151,32 @@ pub struct SimReport {
     pub steps: u64,
     /// Non-empty block responses each peer sent (whether or not they arrived first).
     pub served: BTreeMap<PeerId, u64>,
+    /// Every rollback of the stored chain, with the connected peers' chains
+    /// at the first dropped height as the simulator (not the engine) sees them.
+    pub rollbacks: Vec<RollbackSeen>,
+}
+
+/// What the connected peers held at the first height a rollback dropped,
+/// counted by the simulator from their chains: an oracle for the fork-choice
+/// rule that does not trust the engine's own tally.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RollbackSeen {
+    /// The first height dropped.
+    pub height: u64,
+    /// Connected peers whose chain reaches `height`.
+    pub voters: usize,
+    /// Of those, the ones holding the block we dropped.
+    pub agree: usize,
+    /// The largest group holding one other block there.
+    pub majority: usize,
+}
+
+impl RollbackSeen {
+    /// Whether the fork-choice rule allowed this rollback: at least `quorum`
+    /// voters and 2/3 of them on one other block.
+    pub fn had_quorum(&self, quorum: usize) -> bool {
+        self.voters >= quorum && 3 * self.majority >= 2 * self.voters
+    }
 }
 
 /// The simulated network around one engine.
@@ -364,6 +390,7 @@ impl SimNet {
                     self.at(done - self.now, Event::Import { batch, blocks });
                 }
                 Action::Rollback { height } => {
+                    self.see_rollback(height);
                     let result = {
                         let mut c = self.local.lock().unwrap_or_else(|p| p.into_inner());
                         c.refs.truncate(height as usize + 1);
@@ -382,6 +409,38 @@ impl SimNet {
                 }
             }
         }
+    }
+
+    fn see_rollback(&mut self, to: u64) {
+        let first = to + 1;
+        let Some(ours) = self
+            .local
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .refs
+            .get(first as usize)
+            .map(|r| r.hash)
+        else {
+            return;
+        };
+        let mut groups: BTreeMap<Hash, usize> = BTreeMap::new();
+        for p in self.peers.values().filter(|p| p.connected) {
+            if let Some(b) = p.chain.get(first as usize) {
+                *groups.entry(b.hash()).or_default() += 1;
+            }
+        }
+        let seen = RollbackSeen {
+            height: first,
+            voters: groups.values().sum(),
+            agree: groups.get(&ours).copied().unwrap_or(0),
+            majority: groups
+                .iter()
+                .filter(|(h, _)| **h != ours)
+                .map(|(_, n)| *n)
+                .max()
+                .unwrap_or(0),
+        };
+        self.report.rollbacks.push(seen);
     }
 
     fn import(&mut self, blocks: &[Block]) -> Result<BlockRef, StoreFailure> {

@@ -49,6 +49,19 @@ fn on(net: &SimNet, chain: &[Block]) -> bool {
     tip.height == chain.len() as u64 - 1 && tip.hash == chain[chain.len() - 1].hash()
 }
 
+/// Every rollback so far had, by the simulator's own count of the connected
+/// peers' chains, at least `vote_quorum` voters and 2/3 of them on one other
+/// block; and there was at least one.
+fn rolled_back_only_with_a_quorum(net: &SimNet) -> bool {
+    let quorum = SyncConfig::default().vote_quorum;
+    let seen = &net.report.rollbacks;
+    assert!(
+        seen.iter().all(|r| r.had_quorum(quorum)),
+        "a rollback without a 2/3 quorum: {seen:?}"
+    );
+    !seen.is_empty()
+}
+
 fn fork_at(net: &SimNet, peer: &PeerId) -> Option<u64> {
     net.engine.peer_book().get(peer).and_then(|p| p.forked_at)
 }
@@ -102,6 +115,7 @@ fn an_eclipsed_node_reorgs_once_honest_peers_arrive_one_by_one() {
             n.engine.status(n.now)
         );
         assert_eq!(n.engine.stats().reorgs, 1, "depth {depth}");
+        assert!(rolled_back_only_with_a_quorum(&n), "depth {depth}");
         assert!(
             n.report.bans.is_empty(),
             "depth {depth}: {:?}",
@@ -145,7 +159,44 @@ fn a_real_majority_moves_a_stored_chain_but_only_after_the_peer_set_settles() {
     assert!(on(&n, &chain), "rolled back before settling: {:?}", n.tip());
     assert!(n.run_until(30 * SEC, |n| on(n, &fork)));
     assert_eq!(n.engine.stats().reorgs, 1);
+    assert!(rolled_back_only_with_a_quorum(&n));
     assert!(n.report.bans.is_empty());
+}
+
+#[test]
+fn a_large_minority_never_wins_a_vote_it_could_only_win_in_a_sample() {
+    // 44 honest peers and 36 (45%) on a fork as long as our chain: no side
+    // has 2/3, so no poll of them all may move the node. A poll of a random
+    // 19 of the 80 would give the minority 2/3 every fifty polls or so.
+    let chain = honest(2_000);
+    let fork = fork_of(&chain, 1_700, 300, 9);
+    // Split, the node polls again after each backoff: short ones give many
+    // polls (a draw of 19 would have lost one of 200 with odds of 97%).
+    let config = SyncConfig {
+        consistency_interval: 5 * SEC,
+        split_backoff: SEC,
+        ..SyncConfig::default()
+    };
+    let mut n = net(&chain, config);
+    for _ in 0..44 {
+        n.add_peer(Behaviour::Honest, 5 * MS, chain.clone());
+    }
+    let forkers: Vec<PeerId> = (0..36)
+        .map(|_| n.add_peer(Behaviour::Honest, 5 * MS, fork.clone()))
+        .collect();
+    n.run_until(3_600 * SEC, |_| false);
+    assert!(
+        n.engine.stats().polls >= 200,
+        "{} polls",
+        n.engine.stats().polls
+    );
+    assert!(on(&n, &chain), "a minority moved it: {:?}", n.tip());
+    assert_eq!(n.engine.stats().reorgs, 0);
+    assert!(n.report.rollbacks.is_empty(), "{:?}", n.report.rollbacks);
+    // 44 of 80 is no 2/3 either: the node says the peers are split.
+    assert!(matches!(n.engine.mode(), Mode::Split { height: 2_000, .. }));
+    assert!(forkers.iter().all(|p| fork_at(&n, p).is_some()));
+    assert!(n.report.bans.is_empty(), "{:?}", n.report.bans);
 }
 
 #[test]
@@ -352,6 +403,7 @@ fn forks_around_max_reorg_depth_reorg_or_halt_loudly_and_a_reset_is_the_way_out(
         if !halts {
             assert!(n.run_until(60 * SEC, |n| on(n, &chain)), "depth {depth}");
             assert_eq!(n.engine.stats().halts, 0);
+            assert!(rolled_back_only_with_a_quorum(&n));
             continue;
         }
         assert!(n.run_until(60 * SEC, |n| matches!(n.engine.mode(), Mode::Halted(_))));
@@ -422,6 +474,7 @@ fn a_producer_on_a_minority_fork_may_not_extend_it() {
         on(n, &chain) && n.engine.production_blocker().is_none()
     }));
     assert_eq!(n.engine.stats().reorgs, 1);
+    assert!(rolled_back_only_with_a_quorum(&n));
 }
 
 #[test]
@@ -444,6 +497,7 @@ fn a_longer_fork_taken_from_its_only_peer_is_left_once_for_the_majority_and_not_
     n.run_until(60 * SEC, |_| false);
     assert!(on(&n, &chain), "back on the longer fork");
     assert_eq!(n.engine.stats().reorgs, 1);
+    assert!(rolled_back_only_with_a_quorum(&n));
     assert_eq!(fork_at(&n, &evil), Some(1));
     assert!(n.report.bans.is_empty(), "bans: {:?}", n.report.bans);
 }

@@ -138,19 +138,17 @@ impl SyncEngine {
             return;
         }
         // Every usable peer that holds the height, on our fork or not: the
-        // poll is where a peer we think is on another fork is heard.
-        let cap = self.config.vote_quorum + self.config.vote_escalation;
-        let mut electorate: Vec<(u64, PeerId)> = self
+        // poll is where a peer we think is on another fork is heard. All of
+        // them, not a sample: 2/3 of a sample is not 2/3 of the peers (a
+        // 45% minority of 80 peers wins a 19-peer draw about one poll in
+        // fifty). Slots bound the electorate, so the cost is one small
+        // request per connected peer per poll.
+        let voters: Vec<PeerId> = self
             .book
             .usable()
             .filter(|(_, p)| p.height.is_some_and(|h| h >= height))
-            .map(|(id, _)| (0, *id))
+            .map(|(id, _)| *id)
             .collect();
-        for e in electorate.iter_mut() {
-            e.0 = self.random();
-        }
-        electorate.sort_unstable();
-        let voters: Vec<PeerId> = electorate.into_iter().take(cap).map(|(_, p)| p).collect();
         if voters.is_empty() {
             return;
         }
@@ -481,14 +479,28 @@ impl SyncEngine {
 
 /// `<hash> held by N (ours)` for each side, for logs and status.
 pub(super) fn describe_sides(sides: &[Side]) -> String {
+    // Who holds each side, not only how many: the operator deciding with a
+    // checkpoint wants to know which peers to look at. A few names per side
+    // keep the line short with 80 peers.
+    const NAMED: usize = 5;
     sides
         .iter()
         .map(|s| {
+            let mut names: Vec<String> = s
+                .holders
+                .iter()
+                .take(NAMED)
+                .map(|p| p.to_string())
+                .collect();
+            if s.holders.len() > NAMED {
+                names.push(format!("{} more", s.holders.len() - NAMED));
+            }
             format!(
-                "{} held by {}{}",
+                "{} held by {}{} [{}]",
                 s.hash,
                 s.holders.len(),
-                if s.ours { " (ours)" } else { "" }
+                if s.ours { " (ours)" } else { "" },
+                names.join(" ")
             )
         })
         .collect::<Vec<_>>()
