@@ -178,22 +178,30 @@ pub fn validate_net(c: &NetConfig) -> Result<(), InvalidValue> {
         (1..=128).contains(&c.range_prefix_v6),
         "must be 1 to 128",
     )?;
-    for (key, burst) in [
-        ("net.quota_small_burst", c.quota_small_burst),
-        ("net.quota_blocks_burst", c.quota_blocks_burst),
+    check(
+        "net.quota_small_burst",
+        c.quota_small_burst,
+        c.quota_small_burst >= 1,
+        POSITIVE,
+    )?;
+    check(
+        "net.quota_small_per_sec",
+        c.quota_small_per_sec,
+        c.quota_small_per_sec.is_finite() && c.quota_small_per_sec > 0.0,
+        "must be more than 0",
+    )?;
+    for (key, bytes) in [
+        ("net.quota_blocks_burst_bytes", c.quota_blocks_burst_bytes),
+        (
+            "net.quota_blocks_bytes_per_sec",
+            c.quota_blocks_bytes_per_sec,
+        ),
+        (
+            "net.quota_blocks_request_bytes",
+            c.quota_blocks_request_bytes,
+        ),
     ] {
-        check(key, burst, burst >= 1, POSITIVE)?;
-    }
-    for (key, rate) in [
-        ("net.quota_small_per_sec", c.quota_small_per_sec),
-        ("net.quota_blocks_per_sec", c.quota_blocks_per_sec),
-    ] {
-        check(
-            key,
-            rate,
-            rate.is_finite() && rate > 0.0,
-            "must be more than 0",
-        )?;
+        check(key, bytes, bytes >= 1, POSITIVE)?;
     }
     check(
         "net.flood_report_after",
@@ -353,8 +361,9 @@ section! {
             eviction_protect_each: usize,
             quota_small_burst: u32,
             quota_small_per_sec: f64,
-            quota_blocks_burst: u32,
-            quota_blocks_per_sec: f64,
+            quota_blocks_burst_bytes: u64,
+            quota_blocks_bytes_per_sec: u64,
+            quota_blocks_request_bytes: u64,
             flood_report_after: u32,
             inbound_budget_bytes: u64,
             target_peers: usize,

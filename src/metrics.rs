@@ -49,6 +49,14 @@ pub struct SyncFigures {
     pub bans: Vec<(&'static str, u64)>,
 }
 
+/// Inbound streams dropped over a connection's stream cap, in the whole
+/// process: libp2p reports the drop only as a log event, which
+/// [`crate::net::stream_cap::StreamCapLayer`] counts here.
+pub fn streams_over_cap() -> Counter {
+    static COUNTER: std::sync::LazyLock<Counter> = std::sync::LazyLock::new(Counter::default);
+    COUNTER.clone()
+}
+
 /// The cumulative sync counters mirrored by `concord_*_total`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SyncCounters {
@@ -111,6 +119,9 @@ pub struct Metrics {
     inbound_over_quota: Family<Labels, Counter>,
     inbound_over_budget: Family<Labels, Counter>,
     inbound_budget: Gauge,
+    quota_peak: Family<Labels, Gauge>,
+    streams_over_cap: Counter,
+    quota_low_water: Family<Labels, Gauge>,
     inbound_evicted: Counter,
     inbound_slot_refused: Family<Labels, Counter>,
 }
@@ -155,6 +166,9 @@ impl Metrics {
             inbound_over_quota: Family::default(),
             inbound_over_budget: Family::default(),
             inbound_budget: Gauge::default(),
+            quota_peak: Family::default(),
+            streams_over_cap: streams_over_cap(),
+            quota_low_water: Family::default(),
             inbound_evicted: Counter::default(),
             inbound_slot_refused: Family::default(),
         };
@@ -321,6 +335,21 @@ impl Metrics {
             m.inbound_over_budget.clone(),
         );
         r.register(
+            "inbound_streams_over_cap",
+            "Inbound streams libp2p dropped because their connection was at its stream cap for the protocol (all protocols and peers: libp2p names neither; counted in the whole process, through the log event it writes)",
+            m.streams_over_cap.clone(),
+        );
+        r.register(
+            "inbound_quota_peak_per_second",
+            "Most one peer drew from its quota within one second since the start, by protocol (requests; bytes for blocks)",
+            m.quota_peak.clone(),
+        );
+        r.register(
+            "inbound_quota_low_water_permille",
+            "Lowest fill any peer's quota bucket was left at since the start, per mille of the burst, by protocol (0 or below: a peer reached its quota)",
+            m.quota_low_water.clone(),
+        );
+        r.register(
             "inbound_budget_bytes_in_use",
             "Bytes of the inbound budget held by responses being built or written",
             m.inbound_budget.clone(),
@@ -454,6 +483,34 @@ impl Metrics {
         self.inbound_over_budget
             .get_or_create(&vec![("protocol", protocol)])
             .inc();
+    }
+
+    /// How close peers came to `protocol`'s quota (see [`crate::net`]'s
+    /// quotas): the most one peer used in a second, and the lowest fill
+    /// (fraction of the burst) a bucket was left at.
+    pub fn inbound_quota_peak(&self, protocol: &'static str, per_sec: f64, low_water: f64) {
+        let labels = vec![("protocol", protocol)];
+        self.quota_peak
+            .get_or_create(&labels)
+            .set(per_sec.round() as i64);
+        self.quota_low_water
+            .get_or_create(&labels)
+            .set((low_water * 1000.0).round() as i64);
+    }
+
+    /// The figures of [`Metrics::inbound_quota_peak`] for `protocol`, as
+    /// published (for tests and measurements): per second, and per mille.
+    pub fn quota_peak(&self, protocol: &'static str) -> (i64, i64) {
+        let labels = vec![("protocol", protocol)];
+        (
+            self.quota_peak.get_or_create(&labels).get(),
+            self.quota_low_water.get_or_create(&labels).get(),
+        )
+    }
+
+    /// Inbound streams dropped over a connection's stream cap (for tests).
+    pub fn streams_over_cap_total(&self) -> u64 {
+        self.streams_over_cap.get()
     }
 
     /// Bytes of the inbound budget in use now.

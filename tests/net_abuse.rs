@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use concord::chain::Genesis;
 use concord::net::{self, Client, InboundFault, NetConfig, NetEvent, NetEvents};
-use concord::protocol::{GENESIS_PROTOCOL, HEIGHT_PROTOCOL};
+use concord::protocol::{
+    ANNOUNCE_PROTOCOL, BLOCKS_PROTOCOL, BLOCK_HASH_PROTOCOL, GENESIS_PROTOCOL, HEIGHT_PROTOCOL,
+};
 use concord::store::Store;
 use concord::sync::SyncConfig;
 use futures::prelude::*;
@@ -332,4 +334,287 @@ async fn a_bad_request_gets_a_clean_close_with_no_bytes_and_a_non_empty_map_is_r
     .await
     .unwrap();
     assert!(error.contains("(7 bytes)"), "first fault reported: {error}");
+}
+
+const PROTOCOLS: [&str; 5] = [
+    HEIGHT_PROTOCOL,
+    GENESIS_PROTOCOL,
+    BLOCK_HASH_PROTOCOL,
+    BLOCKS_PROTOCOL,
+    ANNOUNCE_PROTOCOL,
+];
+
+/// One honest sync on 127.0.0.1 with every quota at its default: a fresh
+/// follower takes `blocks` from `seeders` seeders holding the same chain.
+/// Returns, per seeder and protocol, (requests refused over quota, most one
+/// peer drew within a second, lowest bucket fill per mille), and the
+/// follower's sync time; panics if any seeder penalized it for its requests.
+async fn honest_sync(
+    tmp: &std::path::Path,
+    seeders: usize,
+    blocks: u64,
+    block_size: usize,
+    sync: SyncConfig,
+) -> (Vec<Vec<(u64, i64, i64)>>, Duration) {
+    let mut nodes = Vec::new();
+    let mut addrs = Vec::new();
+    for i in 0..seeders {
+        let dir = tmp.join(format!("seeder{i}"));
+        common::generate(&dir, blocks, block_size);
+        let net = NetConfig {
+            listen_addrs: loopback(),
+            ..NetConfig::default()
+        };
+        let (node, addr) = common::start_node_with(dir, net, None, SyncConfig::default()).await;
+        nodes.push(node);
+        addrs.push(addr);
+    }
+    let started = Instant::now();
+    let (follower, _) = common::start_node(tmp.join("follower"), addrs, None, sync).await;
+    let synced = follower
+        .sync
+        .wait_for(Duration::from_secs(600), |s| s.status.height == blocks)
+        .await;
+    let took = started.elapsed();
+    assert!(
+        synced,
+        "{:?}",
+        follower.sync.snapshot().await.map(|s| s.status)
+    );
+    let mut figures = Vec::new();
+    for seeder in &nodes {
+        let snap = seeder.sync.snapshot().await.expect("seeder's sync runs");
+        // Flooding is penalized as a bad request; nothing else here is the
+        // follower's doing (a timeout on a loaded machine is not).
+        assert!(
+            !snap.stats.penalties.contains_key("bad_request")
+                && !snap.stats.bans.contains_key("bad_request"),
+            "an honest follower was penalized as a flooder: {:?} {:?}",
+            snap.stats.penalties,
+            snap.stats.bans
+        );
+        figures.push(
+            PROTOCOLS
+                .iter()
+                .map(|p| {
+                    let (peak, low) = seeder.metrics.quota_peak(p);
+                    (seeder.metrics.over_quota(p), peak, low)
+                })
+                .collect(),
+        );
+    }
+    follower.stop().await.unwrap();
+    for seeder in nodes {
+        seeder.stop().await.unwrap();
+    }
+    (figures, took)
+}
+
+/// The request-heaviest honest sync: ranges of 4 tiny blocks, as fast as
+/// loopback answers (1,000 blocks requests and their votes in a few seconds).
+/// Counting requests, the earlier blocks quota (64 burst, 64/s) refused most
+/// of them; in bytes served it is a fraction of the quota.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_honest_follower_syncing_at_full_speed_in_small_ranges_never_trips_a_quota() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sync = SyncConfig {
+        batch_blocks: 4,
+        status_interval: Duration::from_secs(1),
+        ..SyncConfig::default()
+    };
+    let (figures, took) = honest_sync(tmp.path(), 1, 4_000, 256, sync).await;
+    for (p, (refused, peak, low)) in PROTOCOLS.iter().zip(&figures[0]) {
+        eprintln!("{p}: refused {refused}, peak {peak}/s, low water {low}‰");
+        assert_eq!(*refused, 0, "{p}: honest requests refused over quota");
+        assert!(
+            *peak == 0 || *low > 0,
+            "{p}: an honest peer drained its bucket"
+        );
+    }
+    eprintln!("synced 4,000 blocks in {took:?}");
+}
+
+/// Measures how close honest syncs come to each quota (SECURITY.md, *Honest
+/// use against the quotas*):
+/// `cargo test --release --test net_abuse honest_quota_use -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement, about a minute"]
+async fn honest_quota_use() {
+    let small = SyncConfig {
+        batch_blocks: 4,
+        ..SyncConfig::default()
+    };
+    let runs: [(&str, usize, u64, usize, SyncConfig); 5] = [
+        (
+            "1 seeder, 20000 x 256 B",
+            1,
+            20_000,
+            256,
+            SyncConfig::default(),
+        ),
+        (
+            "3 seeders, 20000 x 256 B",
+            3,
+            20_000,
+            256,
+            SyncConfig::default(),
+        ),
+        (
+            "1 seeder, 4000 x 256 B, batch_blocks 4",
+            1,
+            4_000,
+            256,
+            small,
+        ),
+        (
+            "1 seeder, 1500 x 64 KiB",
+            1,
+            1_500,
+            65_536,
+            SyncConfig::default(),
+        ),
+        (
+            "3 seeders, 1500 x 64 KiB",
+            3,
+            1_500,
+            65_536,
+            SyncConfig::default(),
+        ),
+    ];
+    for (name, seeders, blocks, size, sync) in runs {
+        let tmp = tempfile::tempdir().unwrap();
+        let (figures, took) = honest_sync(tmp.path(), seeders, blocks, size, sync).await;
+        eprintln!("== {name}: synced in {:.2} s", took.as_secs_f64());
+        for (p, i) in PROTOCOLS.iter().zip(0..) {
+            let worst = figures
+                .iter()
+                .map(|f| f[i])
+                .fold((0, 0, 1000), |a, f| (a.0 + f.0, a.1.max(f.1), a.2.min(f.2)));
+            eprintln!(
+                "   {p}: refused {}, peak per peer {}/s, lowest bucket fill {}‰",
+                worst.0, worst.1, worst.2
+            );
+        }
+    }
+}
+
+/// A client codec that holds each request stream open for `HOLD` before
+/// writing an empty request: N such requests are N streams held at once.
+#[derive(Clone, Default)]
+struct Holding;
+
+const HOLD: Duration = Duration::from_secs(3);
+
+impl libp2p::request_response::Codec for Holding {
+    type Protocol = libp2p::StreamProtocol;
+    type Request = ();
+    type Response = Vec<u8>;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &Self::Protocol,
+        _: &mut T,
+    ) -> std::io::Result<()> {
+        Ok(())
+    }
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &Self::Protocol,
+        io: &mut T,
+    ) -> std::io::Result<Vec<u8>> {
+        let mut v = Vec::new();
+        io.read_to_end(&mut v).await?;
+        Ok(v)
+    }
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &Self::Protocol,
+        _: &mut T,
+        _: (),
+    ) -> std::io::Result<()> {
+        tokio::time::sleep(HOLD).await;
+        Ok(())
+    }
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &Self::Protocol,
+        _: &mut T,
+        _: Vec<u8>,
+    ) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_over_the_cap_are_counted() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    // As the node's logging does (src/cli/run.rs); the count is per process.
+    let _ = tracing_subscriber::registry()
+        .with(concord::net::stream_cap::StreamCapLayer::filtered())
+        .try_init();
+    let counter = concord::metrics::streams_over_cap();
+    let before = counter.get();
+
+    let genesis = Genesis::dev();
+    let config = NetConfig {
+        listen_addrs: loopback(),
+        ..NetConfig::default()
+    };
+    let server = start(Store::temporary(&genesis).unwrap(), config).await;
+    let server_id = server.client.local_peer_id();
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| {
+            libp2p::request_response::Behaviour::with_codec(
+                Holding,
+                [(
+                    libp2p::StreamProtocol::new(BLOCKS_PROTOCOL),
+                    libp2p::request_response::ProtocolSupport::Outbound,
+                )],
+                libp2p::request_response::Config::default()
+                    .with_request_timeout(Duration::from_secs(30)),
+            )
+        })
+        .unwrap()
+        .build();
+    swarm.add_peer_address(server_id, server.addr.clone());
+    // 20 streams held open on one connection; the blocks cap is 8.
+    const STREAMS: u64 = 20;
+    const CAP: u64 = 8;
+    for _ in 0..STREAMS {
+        swarm.behaviour_mut().send_request(&server_id, ());
+    }
+    let end = Instant::now() + DEADLINE;
+    let mut finished = 0;
+    while finished < STREAMS {
+        let event = timeout(end - Instant::now(), swarm.select_next_some())
+            .await
+            .expect("every held request ends");
+        match event {
+            SwarmEvent::Behaviour(libp2p::request_response::Event::Message { .. })
+            | SwarmEvent::Behaviour(libp2p::request_response::Event::OutboundFailure { .. }) => {
+                finished += 1
+            }
+            _ => {}
+        }
+    }
+    let dropped = counter.get() - before;
+    eprintln!("{dropped} of {STREAMS} streams dropped over the cap of {CAP}");
+    assert!(
+        dropped >= STREAMS - CAP,
+        "{dropped} counted, at least {} dropped",
+        STREAMS - CAP
+    );
+    assert_eq!(
+        server.metrics.streams_over_cap_total(),
+        counter.get(),
+        "the node's metric is the process-wide count"
+    );
 }

@@ -85,6 +85,9 @@ struct GenesisBody<'a> {
     payload: &'a [u8],
 }
 
+/// The largest integer TOML can hold (a signed 64-bit one).
+const MAX_TOML_INTEGER: u64 = i64::MAX as u64;
+
 /// The TOML shape of a genesis file.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -114,6 +117,15 @@ impl Genesis {
         }
         if slot_ms == 0 {
             return Err("slot_ms must be greater than 0".into());
+        }
+        // A genesis must be writable as a genesis file, and a TOML integer
+        // is a signed 64-bit one: a larger value would make `to_toml` fail.
+        for (field, value) in [("timestamp_ms", timestamp_ms), ("slot_ms", slot_ms)] {
+            if value > MAX_TOML_INTEGER {
+                return Err(format!(
+                    "{field} {value} is larger than {MAX_TOML_INTEGER}, the largest integer a genesis file (TOML) can hold"
+                ));
+            }
         }
         let mut verifying_keys = Vec::with_capacity(authorities.len());
         for (i, key) in authorities.iter().enumerate() {
@@ -239,7 +251,8 @@ impl Genesis {
             payload: payload.filter(|p| !p.is_empty()),
             payload_hex,
         };
-        // Strings, integers and an array of strings always serialize.
+        // Strings, integers up to i64::MAX (checked by `new`) and an array of
+        // strings always serialize.
         let body = toml::to_string_pretty(&file).unwrap_or_default();
         format!("# Concord genesis. Genesis hash: {}\n{body}", self.hash)
     }
@@ -335,6 +348,25 @@ mod tests {
             Genesis::resolve(path.to_str().unwrap()).unwrap().hash(),
             dev.hash()
         );
+    }
+
+    #[test]
+    fn integers_a_genesis_file_cannot_hold_are_refused_at_creation() {
+        let keys = || vec![AuthorityKey::dev().public()];
+        let max = i64::MAX as u64;
+        for (ts, slot, field) in [
+            (max + 1, 1000, "timestamp_ms"),
+            (u64::MAX, 1000, "timestamp_ms"),
+            (0, max + 1, "slot_ms"),
+        ] {
+            let e = Genesis::new("n".into(), ts, slot, keys(), vec![]).unwrap_err();
+            assert!(e.starts_with(field) && e.contains("TOML"), "{e}");
+        }
+        // The largest accepted values write and read back.
+        let g = Genesis::new("n".into(), max, max, keys(), vec![]).unwrap();
+        let back = Genesis::from_toml(&g.to_toml()).unwrap();
+        assert_eq!((back.timestamp_ms, back.slot_ms), (max, max));
+        assert_eq!(back.hash(), g.hash());
     }
 
     #[test]

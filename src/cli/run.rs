@@ -200,22 +200,29 @@ pub fn parse_api(value: &str) -> Result<Option<std::net::SocketAddr>, String> {
 }
 
 fn init_logging(format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         // libp2p-request-response warns once per stream refused over the
         // per-connection stream cap, naming no peer: a flooder would write a
         // line per stream. Those streams are bounded by the caps and the
-        // quotas; the node's own (rate-limited) warnings name the peer.
+        // quotas, and counted (`StreamCapLayer`, which has its own filter);
+        // the node's own (rate-limited) warnings name the peer.
         .unwrap_or_else(|_| {
             tracing_subscriber::EnvFilter::new("info,libp2p_request_response::handler=error")
         });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let fmt = match format {
+        LogFormat::Text => fmt.boxed(),
+        LogFormat::Json => fmt.json().boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(concord::net::stream_cap::StreamCapLayer::filtered())
+        .init();
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {

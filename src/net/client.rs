@@ -7,6 +7,7 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 
 use super::address_book::{AddressEntry, Source};
+use super::slots::Standing;
 use super::RequestError;
 use crate::chain::Hash;
 use crate::protocol::{BlockHashResponse, BlocksResponse, GenesisResponse, HeightResponse};
@@ -66,6 +67,10 @@ pub(crate) enum Command {
     },
     Known {
         entries: Vec<AddressEntry>,
+        reply: oneshot::Sender<()>,
+    },
+    Standings {
+        standings: Vec<(PeerId, Standing)>,
         reply: oneshot::Sender<()>,
     },
     Shutdown {
@@ -161,6 +166,13 @@ impl Client {
             reply,
         })
         .await;
+    }
+
+    /// What sync now thinks of these peers, for the choice of whom to evict
+    /// when the inbound slots are full (see `slots.rs`).
+    pub async fn peer_standings(&self, standings: Vec<(PeerId, Standing)>) {
+        self.call(|reply| Command::Standings { standings, reply })
+            .await;
     }
 
     /// Dials `addr` and waits until the connection is established or failed.

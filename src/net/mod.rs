@@ -17,7 +17,8 @@
 //! must never be lost, and what may be), `redial.rs` (the backoff schedule of
 //! lost peers), `address_book.rs` (peers reached before, for the next start),
 //! `slots.rs` (who holds an inbound slot), `quota.rs` (request quotas and the
-//! log limiter), and `event_loop/`: the loop and its commands (`mod.rs`), inbound serving
+//! log limiter), `stream_cap.rs` (counting the streams libp2p drops over a
+//! connection's stream cap), and `event_loop/`: the loop and its commands (`mod.rs`), inbound serving
 //! through one generic path (`serve.rs`) and discovery (`discovery.rs`).
 //! `throttle.rs` exists only with the `bench` feature.
 //!
@@ -67,6 +68,7 @@ pub mod misbehave;
 mod quota;
 pub mod redial;
 pub mod slots;
+pub mod stream_cap;
 #[cfg(feature = "bench")]
 mod throttle;
 mod transport;
@@ -201,12 +203,23 @@ pub struct NetConfig {
     pub quota_small_burst: u32,
     /// ... and refill rate, requests per second. Default: 128.
     pub quota_small_per_sec: f64,
-    /// Token bucket of `/concord/blocks/1` per peer: burst size. Default: 1024
-    /// (64 let seeders ban an honest follower restarting on a fast link;
-    /// the byte budget, not this count, is what bounds memory).
-    pub quota_blocks_burst: u32,
-    /// ... and refill rate, requests per second. Default: 512.
-    pub quota_blocks_per_sec: f64,
+    /// Token bucket of `/concord/blocks/1` per peer, in bytes served: burst
+    /// size. Default: 512 MiB. A request is charged
+    /// `quota_blocks_request_bytes` on arrival and the bytes of its response
+    /// once built, so many small ranges cost what they serve: counting
+    /// requests (64, then 1024 a peer) let seeders ban honest followers
+    /// that synced fast in small batches. The byte budget, not this quota,
+    /// bounds memory; this shares a seeder's upload among its peers.
+    pub quota_blocks_burst_bytes: u64,
+    /// ... and refill rate, bytes per second. Default: 256 MiB/s, several
+    /// times the most an honest follower drew from one seeder on loopback
+    /// (SECURITY.md, *Honest use against the quotas*).
+    pub quota_blocks_bytes_per_sec: u64,
+    /// What a blocks request costs on arrival, before its response is known
+    /// (a bucket without it refuses the request). Default: 64 KiB, so a
+    /// flooder of one-block ranges gets at most
+    /// `quota_blocks_bytes_per_sec / 64 KiB` requests a second.
+    pub quota_blocks_request_bytes: u64,
     /// A peer refused this many requests over quota within a minute is
     /// reported as a flooder (penalized by sync like a bad request; twice
     /// bans it). Default: 256.
@@ -279,8 +292,9 @@ impl Default for NetConfig {
             eviction_protect_each: 4,
             quota_small_burst: 256,
             quota_small_per_sec: 128.0,
-            quota_blocks_burst: 1024,
-            quota_blocks_per_sec: 512.0,
+            quota_blocks_burst_bytes: 512 * 1024 * 1024,
+            quota_blocks_bytes_per_sec: 256 * 1024 * 1024,
+            quota_blocks_request_bytes: 64 * 1024,
             flood_report_after: 256,
             inbound_budget_bytes: 96 * 1024 * 1024,
             max_established_per_peer: 2,

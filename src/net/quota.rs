@@ -2,8 +2,15 @@
 //! rate limiter), the detection of persistent offenders, and the aggregation
 //! of peer-triggered log lines. Pure: time is passed in, nothing is sent.
 //!
-//! A request takes one token from its peer's bucket for that protocol; an
-//! empty bucket means the request is refused (and counted by the caller). A
+//! A request takes its cost from its peer's bucket for that protocol: one
+//! token for the small protocols (a request), bytes for blocks (a fixed
+//! charge on arrival, then the bytes actually served once the response is
+//! built, so many small ranges cost what they serve, not a request each). A
+//! bucket without the arrival cost refuses the request (counted by the
+//! caller); a served response may leave it in debt, which the refill pays
+//! back before the next request is served. The most a peer used in one
+//! second and the lowest fill any bucket reached are kept per protocol
+//! ([`Peak`]), to show how far honest use stays from the quota. A
 //! peer refused `flood_report_after` times within `flood_window` is reported
 //! once per window, so the caller can penalize it through the peer book (two
 //! reports ban it, like any other misbehaviour).
@@ -15,11 +22,11 @@ use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 
-/// One protocol's bucket size and refill rate.
+/// One protocol's bucket size and refill rate (in requests, or bytes).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rate {
     /// Tokens a full bucket holds (the burst).
-    pub burst: u32,
+    pub burst: f64,
     /// Tokens added per second.
     pub per_sec: f64,
 }
@@ -28,6 +35,19 @@ pub struct Rate {
 struct Bucket {
     tokens: f64,
     at: Instant,
+    /// Tokens taken since `second` began (for [`Peak::per_sec`]).
+    second: Instant,
+    used: f64,
+}
+
+/// How close the peers came to one protocol's quota since the start.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Peak {
+    /// Most tokens one peer took within one second (requests or bytes).
+    pub per_sec: f64,
+    /// Lowest fill any bucket was left at, as a fraction of the burst
+    /// (1: never drawn on; 0 or below: the peer was at or over its quota).
+    pub low_water: f64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +74,7 @@ pub enum Verdict {
 pub struct Quotas {
     buckets: HashMap<(PeerId, &'static str), Bucket>,
     offenses: HashMap<PeerId, Offense>,
+    peaks: HashMap<&'static str, Peak>,
     flood_report_after: u32,
     flood_window: Duration,
 }
@@ -63,29 +84,28 @@ impl Quotas {
         Quotas {
             buckets: HashMap::new(),
             offenses: HashMap::new(),
+            peaks: HashMap::new(),
             flood_report_after: flood_report_after.max(1),
             flood_window,
         }
     }
 
-    /// A request from `peer` on `protocol`, whose quota is `rate`.
+    /// A request from `peer` on `protocol`, whose quota is `rate`, costing
+    /// `cost` tokens on arrival (a cost above the burst is capped at it, so
+    /// a full bucket always admits one request).
     pub fn check(
         &mut self,
         peer: PeerId,
         protocol: &'static str,
         rate: Rate,
+        cost: f64,
         now: Instant,
     ) -> Verdict {
-        let cap = f64::from(rate.burst.max(1));
-        let b = self.buckets.entry((peer, protocol)).or_insert(Bucket {
-            tokens: cap,
-            at: now,
-        });
-        let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
-        b.tokens = (b.tokens + elapsed * rate.per_sec).min(cap);
-        b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
+        let cap = rate.burst.max(1.0);
+        let cost = cost.clamp(0.0, cap);
+        let b = self.refill(peer, protocol, rate, now);
+        if b.tokens >= cost {
+            self.take(peer, protocol, cap, cost, now);
             return Verdict::Serve;
         }
         let o = self.offenses.entry(peer).or_insert(Offense {
@@ -107,6 +127,64 @@ impl Quotas {
         } else {
             Verdict::Refuse
         }
+    }
+
+    /// `peer` was served `cost` more tokens' worth (the bytes of a built
+    /// response). The bucket may go into debt, down to minus its burst.
+    pub fn charge(
+        &mut self,
+        peer: PeerId,
+        protocol: &'static str,
+        rate: Rate,
+        cost: f64,
+        now: Instant,
+    ) {
+        let cap = rate.burst.max(1.0);
+        self.refill(peer, protocol, rate, now);
+        self.take(peer, protocol, cap, cost.max(0.0), now);
+    }
+
+    /// How close peers came to `protocol`'s quota (`None`: no request yet).
+    pub fn peak(&self, protocol: &'static str) -> Option<Peak> {
+        self.peaks.get(protocol).copied()
+    }
+
+    fn refill(
+        &mut self,
+        peer: PeerId,
+        protocol: &'static str,
+        rate: Rate,
+        now: Instant,
+    ) -> &mut Bucket {
+        let cap = rate.burst.max(1.0);
+        let b = self.buckets.entry((peer, protocol)).or_insert(Bucket {
+            tokens: cap,
+            at: now,
+            second: now,
+            used: 0.0,
+        });
+        let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
+        b.tokens = (b.tokens + elapsed * rate.per_sec).min(cap);
+        b.at = now;
+        b
+    }
+
+    fn take(&mut self, peer: PeerId, protocol: &'static str, cap: f64, cost: f64, now: Instant) {
+        let Some(b) = self.buckets.get_mut(&(peer, protocol)) else {
+            return;
+        };
+        b.tokens = (b.tokens - cost).max(-cap);
+        if now.saturating_duration_since(b.second) >= Duration::from_secs(1) {
+            b.second = now;
+            b.used = 0.0;
+        }
+        b.used += cost;
+        let peak = self.peaks.entry(protocol).or_insert(Peak {
+            per_sec: 0.0,
+            low_water: 1.0,
+        });
+        peak.per_sec = peak.per_sec.max(b.used);
+        peak.low_water = peak.low_water.min(b.tokens / cap);
     }
 
     /// `peer` is gone: its buckets go too (a reconnect starts full, which the
@@ -177,7 +255,7 @@ mod tests {
     use super::*;
 
     const RATE: Rate = Rate {
-        burst: 4,
+        burst: 4.0,
         per_sec: 2.0,
     };
 
@@ -192,28 +270,28 @@ mod tests {
         // 1000 requests over 10 s: burst 4 + 2/s x 10 s = 24 served.
         for i in 0..1000u64 {
             let now = t0 + Duration::from_millis(i * 10);
-            match q.check(flooder, "/p", RATE, now) {
+            match q.check(flooder, "/p", RATE, 1.0, now) {
                 Verdict::Serve => served += 1,
                 Verdict::RefuseAndReport => reports += 1,
                 Verdict::Refuse => {}
             }
             // An honest peer at 1 request/s is always served.
             if i % 100 == 0 {
-                assert_eq!(q.check(honest, "/p", RATE, now), Verdict::Serve);
+                assert_eq!(q.check(honest, "/p", RATE, 1.0, now), Verdict::Serve);
             }
         }
         assert!((23..=25).contains(&served), "served {served}");
         assert_eq!(reports, 1);
         // Another protocol has its own bucket.
         assert_eq!(
-            q.check(flooder, "/q", RATE, t0 + Duration::from_secs(10)),
+            q.check(flooder, "/q", RATE, 1.0, t0 + Duration::from_secs(10)),
             Verdict::Serve
         );
         // A new window reports again.
         let later = t0 + Duration::from_secs(120);
         let mut again = 0;
         for i in 0..100u64 {
-            if q.check(flooder, "/p", RATE, later + Duration::from_micros(i))
+            if q.check(flooder, "/p", RATE, 1.0, later + Duration::from_micros(i))
                 == Verdict::RefuseAndReport
             {
                 again += 1;
@@ -221,7 +299,61 @@ mod tests {
         }
         assert_eq!(again, 1);
         q.forget(&flooder);
-        assert_eq!(q.check(flooder, "/p", RATE, later), Verdict::Serve);
+        assert_eq!(q.check(flooder, "/p", RATE, 1.0, later), Verdict::Serve);
+    }
+
+    /// A blocks-like quota in bytes: 1 MiB burst, 1 MiB/s, 4 KiB on arrival.
+    const BYTES: Rate = Rate {
+        burst: 1_048_576.0,
+        per_sec: 1_048_576.0,
+    };
+    const ARRIVAL: f64 = 4096.0;
+
+    #[test]
+    fn many_small_ranges_cost_what_they_serve_and_a_big_reader_is_held_to_the_byte_rate() {
+        let t0 = Instant::now();
+        let mut q = Quotas::new(10, Duration::from_secs(60));
+        // An honest sync of tiny blocks: 200 requests in one second, each
+        // serving 300 bytes, costs 0.84 MiB: within this quota, where a count
+        // quota of 64 requests a second would have refused most of them.
+        let honest = PeerId::random();
+        for i in 0..200u64 {
+            let now = t0 + Duration::from_millis(i * 5);
+            assert_eq!(
+                q.check(honest, "/b", BYTES, ARRIVAL, now),
+                Verdict::Serve,
+                "request {i}"
+            );
+            q.charge(honest, "/b", BYTES, 300.0, now);
+        }
+        let peak = q.peak("/b").unwrap();
+        assert!((peak.per_sec - 200.0 * 4396.0).abs() < 1.0, "{peak:?}");
+        assert!(peak.low_water > 0.0, "{peak:?}");
+
+        // A reader taking 256 KiB responses as fast as it may, for 10 s:
+        // served the burst plus the refill, in bytes, and no more.
+        let big = PeerId::random();
+        let response = 256.0 * 1024.0;
+        let mut served = 0u32;
+        for i in 0..10_000u64 {
+            let now = t0 + Duration::from_millis(i);
+            if q.check(big, "/b", BYTES, ARRIVAL, now) == Verdict::Serve {
+                served += 1;
+                q.charge(big, "/b", BYTES, response, now);
+            }
+        }
+        let allowed = (BYTES.burst + 10.0 * BYTES.per_sec) / (ARRIVAL + response);
+        assert!(
+            f64::from(served) <= allowed + 1.0 && f64::from(served) >= allowed - 2.0,
+            "served {served}, allowed {allowed:.1}"
+        );
+        // One response larger than the burst is still served from a full
+        // bucket, and leaves it in debt (at most minus the burst).
+        let huge = PeerId::random();
+        assert_eq!(q.check(huge, "/b", BYTES, ARRIVAL, t0), Verdict::Serve);
+        q.charge(huge, "/b", BYTES, 4.0 * BYTES.burst, t0);
+        assert_eq!(q.check(huge, "/b", BYTES, ARRIVAL, t0), Verdict::Refuse);
+        assert!(q.peak("/b").unwrap().low_water <= -0.99);
     }
 
     #[test]

@@ -15,14 +15,19 @@
 //!   network cannot take every slot;
 //! - when full, a newcomer evicts, in this order: the peer that has stayed
 //!   *unverified* longest past the grace period (never answered our genesis
-//!   request with our genesis); else, among verified peers, after protecting
-//!   those that served us most, those with the lowest ping and the longest
-//!   connected (`protect_each` of each), the one idle longest (no request in
-//!   either direction for `idle_after`), else the youngest of the most crowded
-//!   address range. If nobody is left to evict, the newcomer is refused.
+//!   request with our genesis); else the verified peer with the lowest
+//!   negative sync score (penalized: timeouts, bad answers, lost votes'
+//!   servers are not penalized but are no longer *with the majority*); else,
+//!   after protecting the best-scored peers that hold the chain the majority
+//!   vouches for, those that served us most, those with the lowest ping and
+//!   the longest connected (`protect_each` of each), the one idle longest
+//!   (no request in either direction for `idle_after`), else the youngest of
+//!   the most crowded address range. If nobody is left to evict, the newcomer
+//!   is refused.
 //!
 //! Must not touch the swarm; knows nothing about sync beyond what the event
-//! loop reports (served responses, genesis verified, ping, activity).
+//! loop reports (served responses, genesis verified, ping, activity) and the
+//! [`Standing`] the sync driver passes on through the client.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -83,6 +88,18 @@ impl Refusal {
     }
 }
 
+/// What sync thinks of a peer, as the slots use it (the sync driver sends
+/// it through [`super::Client::peer_standings`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Standing {
+    /// Its sync score: negative once penalized (timeouts, bad responses,
+    /// bad requests, flooding).
+    pub score: i32,
+    /// It holds the chain the majority vouches for: its tip is on our chain
+    /// and no vote or served block showed it on another fork.
+    pub with_majority: bool,
+}
+
 #[derive(Debug, Clone)]
 struct Slot {
     inbound: bool,
@@ -96,6 +113,7 @@ struct Slot {
     served: u64,
     rtt: Option<Duration>,
     last_active: Instant,
+    standing: Standing,
 }
 
 impl Slot {
@@ -117,6 +135,7 @@ impl Slot {
             served: 0,
             rtt: None,
             last_active: now,
+            standing: Standing::default(),
         }
     }
 }
@@ -257,6 +276,13 @@ impl Slots {
         }
     }
 
+    /// What sync now thinks of `peer`.
+    pub fn standing(&mut self, peer: &PeerId, standing: Standing) {
+        if let Some(s) = self.peers.get_mut(peer) {
+            s.standing = standing;
+        }
+    }
+
     /// A ping round trip to `peer`.
     pub fn rtt(&mut self, peer: &PeerId, rtt: Duration) {
         if let Some(s) = self.peers.get_mut(peer) {
@@ -282,7 +308,29 @@ impl Slots {
         }
         let mut rest: Vec<(&PeerId, &Slot)> =
             candidates.into_iter().filter(|(_, s)| s.verified).collect();
+        // Penalized by sync: the lowest score first, the youngest on a tie.
+        if let Some((p, _)) = rest
+            .iter()
+            .filter(|(_, s)| s.standing.score < 0)
+            .min_by_key(|(p, s)| (s.standing.score, std::cmp::Reverse(s.since), **p))
+        {
+            return Some(**p);
+        }
         let n = self.config.protect_each;
+        // Those on the majority's chain with the best scores.
+        rest.sort_by_key(|(p, s)| {
+            (
+                !s.standing.with_majority,
+                std::cmp::Reverse(s.standing.score),
+                **p,
+            )
+        });
+        let voters = rest
+            .iter()
+            .take(n)
+            .take_while(|(_, s)| s.standing.with_majority)
+            .count();
+        rest.drain(..voters);
         protect(&mut rest, n, |(p, s)| (std::cmp::Reverse(s.served), **p));
         protect(&mut rest, n, |(p, s)| (s.rtt.unwrap_or(Duration::MAX), **p));
         protect(&mut rest, n, |(p, s)| (s.since, **p));
@@ -515,5 +563,68 @@ mod tests {
             s.admit_inbound(PeerId::random(), &addr("127.0.0.3"), false, t0),
             Admission::Refuse(Refusal::RangeFull)
         );
+    }
+
+    /// Six verified loopback peers (one range) admitted a second apart:
+    /// with one protection each, the first is protected for serving, the
+    /// second for its ping, the third for its age; the crowd rule then takes
+    /// the youngest (the sixth) unless sync's standing says otherwise.
+    fn six_verified(t0: Instant) -> (Slots, Vec<PeerId>) {
+        let mut s = Slots::new(SlotConfig {
+            verify_grace: Duration::ZERO,
+            ..config(6)
+        });
+        let peers: Vec<PeerId> = (0..6).map(|_| PeerId::random()).collect();
+        for (i, p) in peers.iter().enumerate() {
+            let at = t0 + Duration::from_secs(i as u64 + 1);
+            s.admit_inbound(*p, &addr("127.0.0.1"), false, at);
+            s.verified(p, at);
+        }
+        s.served(&peers[0], 100, t0 + Duration::from_secs(7));
+        s.rtt(&peers[1], Duration::from_millis(1));
+        (s, peers)
+    }
+
+    #[test]
+    fn penalized_peers_go_first_after_the_unverified_lowest_score_first() {
+        let t0 = Instant::now();
+        let (mut s, p) = six_verified(t0);
+        let t = t0 + Duration::from_secs(8);
+        assert_eq!(s.victim(t), Some(p[5]), "no standing: the crowd rule");
+        // Penalized peers go before anyone the protections or the crowd rule
+        // would keep, even the one that served us most.
+        let penalized = |score| Standing {
+            score,
+            with_majority: false,
+        };
+        s.standing(&p[0], penalized(-30));
+        s.standing(&p[2], penalized(-60));
+        assert_eq!(s.victim(t), Some(p[2]), "lowest score first");
+        s.remove(&p[2]);
+        assert_eq!(s.victim(t), Some(p[0]));
+        // ... but an unverified peer past its grace still goes before them.
+        let stranger = PeerId::random();
+        s.admit_inbound(stranger, &addr("10.9.0.1"), false, t);
+        assert_eq!(s.victim(t), Some(stranger));
+    }
+
+    #[test]
+    fn peers_with_the_majority_are_protected_best_score_first() {
+        let t0 = Instant::now();
+        let (mut s, p) = six_verified(t0);
+        let t = t0 + Duration::from_secs(8);
+        let voter = |score| Standing {
+            score,
+            with_majority: true,
+        };
+        // The youngest holds the majority's chain: protected, so the crowd
+        // rule takes the next youngest.
+        s.standing(&p[5], voter(10));
+        assert_eq!(s.victim(t), Some(p[4]));
+        // Two voters and one protection: the better score is kept.
+        s.standing(&p[4], voter(3));
+        assert_eq!(s.victim(t), Some(p[4]));
+        s.standing(&p[4], voter(20));
+        assert_eq!(s.victim(t), Some(p[5]));
     }
 }

@@ -3,7 +3,9 @@
 //! carries out its actions: requests through the [`Client`], validation on
 //! the blocking pool (with the wall clock for the future-timestamp rule),
 //! imports and rollbacks on one store worker ([`super::store_worker`]; in
-//! order, so downloads, validation and writes overlap), bans through the client.
+//! order, so downloads, validation and writes overlap), bans through the client,
+//! and every few seconds each peer's standing (score, with the majority or
+//! not) to the network for its inbound eviction.
 //!
 //! The rest of the program talks to it through the cloneable [`SyncHandle`].
 //! It decides nothing about sync itself; that is the engine's job. It also
@@ -24,6 +26,7 @@ use tracing::{debug, info, warn};
 use crate::chain::validate::validate_received;
 use crate::chain::{BlockRef, Genesis, Hash};
 use crate::metrics::Metrics;
+use crate::net::slots::Standing;
 use crate::net::{Client, InboundFault, NetEvent, NetEvents, RequestError};
 use crate::store::Store;
 use crate::sync::batch::{BatchId, ReqId};
@@ -35,6 +38,9 @@ use crate::sync::persist::Saver;
 use crate::sync::progress::Progress;
 use crate::sync::store_worker::{self, store_failure, StoreDone, StoreJob};
 use crate::sync::SyncConfig;
+
+/// How often sync's view of each peer is passed on to the network.
+const STANDINGS_INTERVAL: Duration = Duration::from_secs(2);
 
 /// One peer as the sync engine sees it (for status output).
 #[derive(Clone, Debug, PartialEq)]
@@ -172,6 +178,7 @@ pub fn spawn(
         progress: Progress::new(now),
         metrics,
         saver: Saver::new(persist_interval, now),
+        standings_at: now,
     };
     let task = tokio::spawn(driver.run());
     (
@@ -201,6 +208,8 @@ struct Driver {
     progress: Progress,
     metrics: Arc<Metrics>,
     saver: Saver,
+    /// When the peers' standings are next passed on to the network.
+    standings_at: Instant,
 }
 
 impl Driver {
@@ -213,6 +222,7 @@ impl Driver {
             let engine = &self.engine;
             self.saver
                 .tick(|| engine.peer_memory(now), &self.store, &self.client, now);
+            self.pass_on_standings(now);
             let wake = self
                 .engine
                 .poll_timeout()
@@ -253,6 +263,31 @@ impl Driver {
             .save_now(self.engine.peer_memory(Instant::now()), &self.store)
             .await;
         debug!("sync driver stopped");
+    }
+
+    /// Tells the network what sync thinks of each peer (scores change slowly;
+    /// the inbound eviction only needs them when the slots are full).
+    fn pass_on_standings(&mut self, now: Instant) {
+        if now < self.standings_at {
+            return;
+        }
+        self.standings_at = now + STANDINGS_INTERVAL;
+        let standings = self
+            .engine
+            .peer_standings()
+            .into_iter()
+            .map(|(peer, score, with_majority)| {
+                (
+                    peer,
+                    Standing {
+                        score,
+                        with_majority,
+                    },
+                )
+            })
+            .collect();
+        let client = self.client.clone();
+        tokio::spawn(async move { client.peer_standings(standings).await });
     }
 
     fn on_net_event(&mut self, ev: NetEvent) {

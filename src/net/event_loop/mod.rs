@@ -307,6 +307,12 @@ impl EventLoop {
                 self.add_known(entries);
                 let _ = reply.send(());
             }
+            Command::Standings { standings, reply } => {
+                for (peer, standing) in standings {
+                    self.slots.standing(&peer, standing);
+                }
+                let _ = reply.send(());
+            }
             Command::Shutdown { reply } => {
                 // Handled in `run`; kept for exhaustiveness.
                 let _ = reply.send(());

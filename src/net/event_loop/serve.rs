@@ -108,9 +108,17 @@ pub(super) trait Protocol: Sized + Send + Serialize + DeserializeOwned + 'static
     /// This protocol's per-peer quota.
     fn quota(config: &NetConfig) -> Rate {
         Rate {
-            burst: config.quota_small_burst,
+            burst: f64::from(config.quota_small_burst),
             per_sec: config.quota_small_per_sec,
         }
+    }
+    /// What a request costs against the quota on arrival.
+    fn arrival_cost(_config: &NetConfig) -> f64 {
+        1.0
+    }
+    /// What a built response costs against the quota on top of that.
+    fn response_cost(_response: &Self::Response) -> f64 {
+        0.0
     }
     /// What an answer to our request tells about the peer.
     fn credit(_response: &Self::Response, _genesis: &Hash) -> Option<Credit> {
@@ -188,11 +196,18 @@ impl Protocol for BlocksRequest {
     type Response = BlocksResponse;
     const NAME: &'static str = BLOCKS_PROTOCOL;
     const RESERVE: u64 = limits::MAX_BLOCKS_RESPONSE_SIZE;
+    /// In bytes: what a peer may draw from our upload, not how often it asks.
     fn quota(config: &NetConfig) -> Rate {
         Rate {
-            burst: config.quota_blocks_burst,
-            per_sec: config.quota_blocks_per_sec,
+            burst: config.quota_blocks_burst_bytes as f64,
+            per_sec: config.quota_blocks_bytes_per_sec as f64,
         }
+    }
+    fn arrival_cost(config: &NetConfig) -> f64 {
+        config.quota_blocks_request_bytes as f64
+    }
+    fn response_cost(response: &BlocksResponse) -> f64 {
+        Self::held(response) as f64
     }
     fn credit(response: &BlocksResponse, _: &Hash) -> Option<Credit> {
         Some(Credit::Served(response.blocks.len() as u64))
@@ -301,10 +316,15 @@ impl EventLoop {
                 ..
             } => match request {
                 Inbound::Valid(request) => {
-                    match self
-                        .quotas
-                        .check(peer, protocol, P::quota(&self.config), now)
-                    {
+                    let verdict = self.quotas.check(
+                        peer,
+                        protocol,
+                        P::quota(&self.config),
+                        P::arrival_cost(&self.config),
+                        now,
+                    );
+                    self.observe_quota(protocol);
+                    match verdict {
                         Verdict::Serve => self.serve(peer, request, channel, request_id),
                         verdict => {
                             // `channel` is dropped: the stream closes without a response.
@@ -392,6 +412,14 @@ impl EventLoop {
             Event::ResponseSent { request_id, .. } => {
                 self.in_flight.remove(&(protocol, request_id));
             }
+        }
+    }
+
+    /// Publishes how close peers came to `protocol`'s quota.
+    fn observe_quota(&self, protocol: &'static str) {
+        if let Some(peak) = self.quotas.peak(protocol) {
+            self.metrics
+                .inbound_quota_peak(protocol, peak.per_sec, peak.low_water);
         }
     }
 
@@ -498,6 +526,13 @@ fn respond<P: Protocol>(
 ) {
     #[cfg(feature = "testnet")]
     let response = crate::net::misbehave::twist(response);
+    let cost = P::response_cost(&response);
+    if cost > 0.0 {
+        let rate = P::quota(&event_loop.config);
+        let now = std::time::Instant::now();
+        event_loop.quotas.charge(peer, P::NAME, rate, cost, now);
+        event_loop.observe_quota(P::NAME);
+    }
     if P::behaviour(event_loop.swarm.behaviour_mut())
         .send_response(channel, response)
         .is_err()

@@ -1,12 +1,34 @@
 //! What the engine reports about itself: status, the pending-block count,
-//! why it is stalled, and when it next wants to be woken.
+//! why it is stalled, when it next wants to be woken, and how it rates each
+//! connected peer.
 
 use std::time::Instant;
 
+use libp2p::PeerId;
+
 use super::{Mode, SyncEngine, SyncStatus};
 use crate::sync::batch::{Batch, BatchState};
+use crate::sync::peer_book::GenesisVerdict;
 
 impl SyncEngine {
+    /// Each connected peer's score, and whether it holds the chain the
+    /// majority vouches for (our genesis, its reported tip checked against
+    /// our chain, no vote or served block showing it on another fork). The
+    /// driver passes this on to the network's inbound eviction.
+    pub fn peer_standings(&self) -> Vec<(PeerId, i32, bool)> {
+        self.book
+            .iter()
+            .filter(|(_, p)| p.connected)
+            .map(|(peer, p)| {
+                let with_majority = p.genesis == GenesisVerdict::Verified
+                    && p.tip_checked
+                    && p.forked_at.is_none()
+                    && p.score >= 0;
+                (*peer, p.score, with_majority)
+            })
+            .collect()
+    }
+
     /// Whether sync is behind the safe target (the sketch's `is_syncing`).
     pub fn is_syncing(&self) -> bool {
         self.targets.is_some_and(|t| self.stored.height < t.safe) || !self.batches.is_empty()
