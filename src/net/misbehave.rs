@@ -11,12 +11,8 @@
 //!   us for one of its network), every other request is never answered
 //!   (the response channel is kept, so the asker waits for its own timeout);
 //! - `flood`: answers honestly, and sends every connected peer
-//!   [`FLOOD_PER_TICK`] requests of each small protocol (height, genesis,
-//!   block hash) every [`FLOOD_TICK`], far above an honest node's quota
-//!   (`NetConfig::quota_small_per_sec`, per protocol). Three protocols,
-//!   because what one of them delivers is capped by its concurrent streams
-//!   per connection (32) and the round trip: on a loaded machine a
-//!   height-only flood got through barely faster than the quota refills.
+//!   [`FLOOD_PER_TICK`] height requests every [`FLOOD_TICK`] (far above an
+//!   honest node's quota, see `NetConfig::quota_small_per_sec`).
 //!
 //! Owns only the twist of an answer and the flood's pace; `serve.rs` calls
 //! [`stalls`]/[`hold`] and [`twist`] on its one answering path, and the
@@ -63,10 +59,9 @@ impl std::str::FromStr for Mode {
 
 /// How often a flooder sends its burst.
 pub const FLOOD_TICK: Duration = Duration::from_millis(100);
-/// Requests of each small protocol a flooder sends each connected peer per
-/// [`FLOOD_TICK`] (the protocol's concurrent-stream cap): 320 a second
-/// each, 2.5 times the default quota's refill.
-pub const FLOOD_PER_TICK: usize = 32;
+/// Height requests a flooder sends each connected peer per [`FLOOD_TICK`]:
+/// 500 a second, about four times the default quota's refill.
+pub const FLOOD_PER_TICK: usize = 50;
 
 static MODE: AtomicU8 = AtomicU8::new(Mode::Honest as u8);
 /// Response channels a stalling node never answers (kept so the streams stay open).

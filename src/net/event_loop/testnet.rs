@@ -7,9 +7,8 @@
 //!   banned. This models a firewall that rejects, not a silent link: both
 //!   sides see the connection end at once, nothing is delayed or lost.
 //! - A **flooding** adversary ([`crate::net::misbehave::floods`]): every
-//!   tick, [`misbehave::FLOOD_PER_TICK`] requests of each small read-only
-//!   protocol (height, genesis, block hash) to every connected peer,
-//!   answers ignored.
+//!   tick, [`misbehave::FLOOD_PER_TICK`] height requests to every
+//!   connected peer, answers ignored.
 //!
 //! Must not touch bans (beyond leaving a banned peer blocked), slots or
 //! discovery.
@@ -22,7 +21,7 @@ use tracing::{info, warn};
 use super::EventLoop;
 use crate::net::codec::Inbound;
 use crate::net::misbehave;
-use crate::protocol::{BlockHashRequest, GenesisRequest, HeightRequest};
+use crate::protocol::HeightRequest;
 
 /// How often the room looks at the deny list and floods.
 pub(super) const TICK: std::time::Duration = misbehave::FLOOD_TICK;
@@ -97,15 +96,12 @@ impl EventLoop {
         }
         if misbehave::floods() {
             let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
-            let b = self.swarm.behaviour_mut();
             for peer in peers {
                 for _ in 0..misbehave::FLOOD_PER_TICK {
-                    b.height
+                    self.swarm
+                        .behaviour_mut()
+                        .height
                         .send_request(&peer, Inbound::Valid(HeightRequest {}));
-                    b.genesis
-                        .send_request(&peer, Inbound::Valid(GenesisRequest {}));
-                    b.block_hash
-                        .send_request(&peer, Inbound::Valid(BlockHashRequest { height: 0 }));
                 }
             }
         }
