@@ -31,7 +31,7 @@
 //! `concord-bench` binary (`bench/`), built only with the `bench` feature,
 //! which also adds the one hook it needs here (`NetConfig::serve_rate_limit`).
 //! `cargo test` turns both features on (see Cargo.toml). The `testnet`
-//! feature adds [`testnet`]'s hooks for `concord-testnet` (clock offset).
+//! feature adds [`testnet`]'s hooks for `concord-testnet` (clock offset, deny list).
 
 pub mod api;
 pub mod chain;

@@ -1,36 +1,56 @@
 //! Hooks only a testnet turns on (cargo feature `testnet`; a release node
-//! has none of this): a wall-clock offset for the producer, set once at
-//! start from the hidden `concord run --testnet-clock-offset-ms` flag.
+//! has none of this), each set once at start from a hidden `concord run`
+//! flag:
+//! - a wall-clock offset (`--testnet-clock-offset-ms`): the node's own
+//!   clock, read by the producer (which slot it is, the timestamps it
+//!   signs) and by the sync driver's future-timestamp check (how far
+//!   ahead a received block may be), so an offset node behaves in every
+//!   respect like one whose system clock is off;
+//! - a deny list (`--testnet-deny-file`): a file of peer ids, one a line,
+//!   that the event loop's testnet room re-reads; a listed peer's
+//!   connections are closed and new ones (dialed or inbound) refused.
 //!
-//! Owns the offset only. The sync engine's drift check reads the real
-//! clock (`sync::driver::now_ms`), so an offset node produces in the slots
-//! and with the timestamps its skewed clock says, and judges others'
-//! blocks by the true time.
+//! Owns the settings only; the event loop applies the deny list.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::OnceLock;
 
 static CLOCK_OFFSET_MS: AtomicI64 = AtomicI64::new(0);
+static DENY_FILE: OnceLock<PathBuf> = OnceLock::new();
 
-/// Sets the offset added to the producer's clock.
+/// Sets the offset added to the node's clock.
 pub fn set_clock_offset_ms(offset: i64) {
     CLOCK_OFFSET_MS.store(offset, Ordering::Relaxed);
 }
 
 /// `real_ms` moved by the offset (never below 0).
 pub fn offset_now_ms(real_ms: u64) -> u64 {
-    let offset = CLOCK_OFFSET_MS.load(Ordering::Relaxed);
+    shift(real_ms, CLOCK_OFFSET_MS.load(Ordering::Relaxed))
+}
+
+fn shift(real_ms: u64, offset: i64) -> u64 {
     real_ms.saturating_add_signed(offset)
+}
+
+/// Sets the deny list's file (once; a second call is ignored).
+pub fn set_deny_file(path: PathBuf) {
+    let _ = DENY_FILE.set(path);
+}
+
+/// The deny list's file, if one was given.
+pub fn deny_file() -> Option<&'static Path> {
+    DENY_FILE.get().map(PathBuf::as_path)
 }
 
 #[cfg(test)]
 mod tests {
+    // The process-wide offset is left alone: the sync tests' drift check
+    // reads it.
     #[test]
     fn offset_moves_the_clock_both_ways_and_stops_at_zero() {
-        super::set_clock_offset_ms(-5_000);
-        assert_eq!(super::offset_now_ms(10_000), 5_000);
-        assert_eq!(super::offset_now_ms(1_000), 0);
-        super::set_clock_offset_ms(250);
-        assert_eq!(super::offset_now_ms(1_000), 1_250);
-        super::set_clock_offset_ms(0);
+        assert_eq!(super::shift(10_000, -5_000), 5_000);
+        assert_eq!(super::shift(1_000, -5_000), 0);
+        assert_eq!(super::shift(1_000, 250), 1_250);
     }
 }

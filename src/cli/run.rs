@@ -65,11 +65,15 @@ pub struct RunArgs {
     /// has one. Breaks a split; protects a fresh node from an eclipse.
     #[arg(long, value_name = "HEIGHT:HASH")]
     pub checkpoint: Vec<String>,
-    /// Testnet only: move the producer's clock by this many ms.
+    /// Testnet only: move the node's clock (producer and drift check) by this many ms.
     #[cfg(feature = "testnet")]
     #[arg(long, hide = true, allow_hyphen_values = true, value_name = "MS")]
     pub testnet_clock_offset_ms: Option<i64>,
-    /// Testnet only: answer peers wrongly (inflate_heights, wrong_votes, garbage, stall).
+    /// Testnet only: refuse the peers listed in this file (peer ids, one a line; re-read as it changes).
+    #[cfg(feature = "testnet")]
+    #[arg(long, hide = true, value_name = "PATH")]
+    pub testnet_deny_file: Option<std::path::PathBuf>,
+    /// Testnet only: misbehave (inflate_heights, wrong_votes, garbage, stall, flood).
     #[cfg(feature = "testnet")]
     #[arg(long, hide = true, value_name = "MODE")]
     pub testnet_misbehave: Option<concord::net::misbehave::Mode>,
@@ -229,6 +233,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     #[cfg(feature = "testnet")]
     if let Some(offset) = args.testnet_clock_offset_ms {
         concord::testnet::set_clock_offset_ms(offset);
+    }
+    #[cfg(feature = "testnet")]
+    if let Some(path) = &args.testnet_deny_file {
+        concord::testnet::set_deny_file(path.clone());
     }
     #[cfg(feature = "testnet")]
     if let Some(mode) = args.testnet_misbehave {

@@ -4,20 +4,29 @@
 //! - `inflate_heights`: height answers claim a million blocks more than we
 //!   hold (a claim we cannot back);
 //! - `wrong_votes`: block-hash answers name a hash we do not hold;
-//! - `garbage`: served blocks have a flipped body byte (they fail
-//!   validation);
-//! - `stall`: no request is ever answered (the response channel is kept,
-//!   so the peer waits for its own timeout).
+//! - `garbage`: every answer is corrupted: the genesis and tip hashes and
+//!   block-hash votes are rehashed, served blocks have a flipped body byte
+//!   (so the first question any peer asks, our genesis, is already wrong);
+//! - `stall`: the genesis question is answered truthfully (the peer takes
+//!   us for one of its network), every other request is never answered
+//!   (the response channel is kept, so the asker waits for its own timeout);
+//! - `flood`: answers honestly, and sends every connected peer
+//!   [`FLOOD_PER_TICK`] height requests every [`FLOOD_TICK`] (far above an
+//!   honest node's quota, see `NetConfig::quota_small_per_sec`).
 //!
-//! Owns only the twist of an answer; `serve.rs` calls [`stalls`]/[`hold`]
-//! and [`twist`] on its one answering path.
+//! Owns only the twist of an answer and the flood's pace; `serve.rs` calls
+//! [`stalls`]/[`hold`] and [`twist`] on its one answering path, and the
+//! event loop's testnet room sends the flood.
 
 use std::any::Any;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use crate::chain::Hash;
-use crate::protocol::{BlockHashResponse, BlocksResponse, HeightResponse};
+use crate::protocol::{
+    BlockHashResponse, BlocksResponse, GenesisResponse, HeightResponse, GENESIS_PROTOCOL,
+};
 
 /// A misbehaviour mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,6 +36,7 @@ pub enum Mode {
     WrongVotes = 2,
     Garbage = 3,
     Stall = 4,
+    Flood = 5,
 }
 
 impl std::str::FromStr for Mode {
@@ -37,14 +47,21 @@ impl std::str::FromStr for Mode {
             "wrong_votes" => Mode::WrongVotes,
             "garbage" => Mode::Garbage,
             "stall" => Mode::Stall,
+            "flood" => Mode::Flood,
             other => {
                 return Err(format!(
-                    "{other:?}: inflate_heights, wrong_votes, garbage or stall"
+                    "{other:?}: inflate_heights, wrong_votes, garbage, stall or flood"
                 ))
             }
         })
     }
 }
+
+/// How often a flooder sends its burst.
+pub const FLOOD_TICK: Duration = Duration::from_millis(100);
+/// Height requests a flooder sends each connected peer per [`FLOOD_TICK`]:
+/// 500 a second, about four times the default quota's refill.
+pub const FLOOD_PER_TICK: usize = 50;
 
 static MODE: AtomicU8 = AtomicU8::new(Mode::Honest as u8);
 /// Response channels a stalling node never answers (kept so the streams stay open).
@@ -61,9 +78,18 @@ fn mode() -> u8 {
     MODE.load(Ordering::Relaxed)
 }
 
-/// Whether requests are left unanswered.
-pub fn stalls() -> bool {
-    mode() == Mode::Stall as u8
+/// Whether requests of `protocol` are left unanswered.
+pub fn stalls(protocol: &str) -> bool {
+    stalls_in(mode(), protocol)
+}
+
+fn stalls_in(mode: u8, protocol: &str) -> bool {
+    mode == Mode::Stall as u8 && protocol != GENESIS_PROTOCOL
+}
+
+/// Whether this node floods its peers with requests.
+pub fn floods() -> bool {
+    mode() == Mode::Flood as u8
 }
 
 /// Keeps a response channel unanswered.
@@ -76,10 +102,19 @@ pub fn hold<T: Send + 'static>(channel: T) {
     }
 }
 
+/// Another hash than `hash`, derived from it.
+fn corrupt(hash: &mut Hash) {
+    *hash = Hash::digest(hash.as_bytes());
+}
+
 /// The answer as this mode gives it.
 pub fn twist<R: 'static>(response: R) -> R {
+    twist_in(mode(), response)
+}
+
+fn twist_in<R: 'static>(mode: u8, response: R) -> R {
     let mut boxed: Box<dyn Any> = Box::new(response);
-    match mode() {
+    match mode {
         m if m == Mode::InflateHeights as u8 => {
             if let Some(h) = boxed.downcast_mut::<HeightResponse>() {
                 h.height = h.height.saturating_add(1_000_000);
@@ -88,11 +123,22 @@ pub fn twist<R: 'static>(response: R) -> R {
         m if m == Mode::WrongVotes as u8 => {
             if let Some(v) = boxed.downcast_mut::<BlockHashResponse>() {
                 if let Some(hash) = v.hash.as_mut() {
-                    *hash = Hash::digest(hash.as_bytes());
+                    corrupt(hash);
                 }
             }
         }
         m if m == Mode::Garbage as u8 => {
+            if let Some(g) = boxed.downcast_mut::<GenesisResponse>() {
+                corrupt(&mut g.genesis);
+            }
+            if let Some(h) = boxed.downcast_mut::<HeightResponse>() {
+                corrupt(&mut h.tip);
+            }
+            if let Some(v) = boxed.downcast_mut::<BlockHashResponse>() {
+                if let Some(hash) = v.hash.as_mut() {
+                    corrupt(hash);
+                }
+            }
             if let Some(b) = boxed.downcast_mut::<BlocksResponse>() {
                 for block in &mut b.blocks {
                     match block.body.first_mut() {
@@ -114,8 +160,10 @@ pub fn twist<R: 'static>(response: R) -> R {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::HEIGHT_PROTOCOL;
 
-    // One test: the mode is process-wide.
+    // The process-wide mode is left alone: other tests run nodes in this
+    // process.
     #[test]
     fn each_mode_twists_only_its_answer() {
         let height = HeightResponse {
@@ -126,17 +174,33 @@ mod tests {
             height: 3,
             hash: Some(Hash::ZERO),
         };
-        set_mode(Mode::InflateHeights);
-        assert_eq!(twist(height).height, 1_000_010);
-        assert_eq!(twist(vote), vote);
-        set_mode(Mode::WrongVotes);
-        assert_ne!(twist(vote).hash, Some(Hash::ZERO));
-        assert_eq!(twist(height), height);
-        set_mode(Mode::Stall);
-        assert!(stalls());
-        set_mode(Mode::Honest);
-        assert!(!stalls());
-        assert_eq!(twist(height), height);
-        assert!("flood".parse::<Mode>().is_err());
+        let genesis = GenesisResponse {
+            genesis: Hash::ZERO,
+        };
+        let inflate = Mode::InflateHeights as u8;
+        assert_eq!(twist_in(inflate, height).height, 1_000_010);
+        assert_eq!(twist_in(inflate, vote), vote);
+        let wrong = Mode::WrongVotes as u8;
+        assert_ne!(twist_in(wrong, vote).hash, Some(Hash::ZERO));
+        assert_eq!(twist_in(wrong, height), height);
+        let garbage = Mode::Garbage as u8;
+        assert_ne!(twist_in(garbage, genesis).genesis, Hash::ZERO);
+        assert_ne!(twist_in(garbage, height).tip, Hash::ZERO);
+        assert_eq!(twist_in(garbage, height).height, 10);
+        assert_ne!(twist_in(garbage, vote).hash, Some(Hash::ZERO));
+        let stall = Mode::Stall as u8;
+        assert!(stalls_in(stall, HEIGHT_PROTOCOL));
+        assert!(!stalls_in(stall, GENESIS_PROTOCOL));
+        let flood = Mode::Flood as u8;
+        assert!(!stalls_in(flood, HEIGHT_PROTOCOL));
+        assert_eq!(twist_in(flood, height), height);
+        let honest = Mode::Honest as u8;
+        assert!(!stalls_in(honest, HEIGHT_PROTOCOL));
+        assert_eq!(twist_in(honest, height), height);
+        assert_eq!(twist_in(honest, genesis).genesis, Hash::ZERO);
+        // Nothing set the mode in this process: the node is honest.
+        assert!(!floods() && !stalls(HEIGHT_PROTOCOL));
+        assert_eq!("flood".parse::<Mode>(), Ok(Mode::Flood));
+        assert!("nonsense".parse::<Mode>().is_err());
     }
 }

@@ -169,9 +169,23 @@ fn judged(honest: &NodeHistory, adversary: &str) -> bool {
         || honest.log.banned.contains_key(adversary)
 }
 
-/// Did `honest` meet `adversary` (verified it, or judged it)?
-fn met(honest: &NodeHistory, adversary: &str) -> bool {
-    honest.met.contains(adversary) || judged(honest, adversary)
+/// Did `honest` meet `adversary`, that is, get from it the answer (or the
+/// requests) its behaviour is about? Judging it counts too.
+/// - `garbage` corrupts even its genesis answer, the first question asked
+///   on every connection: met once connected (a `peer connected` line);
+/// - `flood`: met once this node refused its requests over quota (a
+///   `flooding` line);
+/// - the others answer the genesis question truthfully and then lie
+///   (`fork`, `inflate_heights`, `wrong_votes`) or fall silent (`stall`)
+///   on the questions asked of every verified peer: met once `verified`.
+fn met(honest: &NodeHistory, adversary: &NodeHistory) -> bool {
+    let id = adversary.peer_id.as_str();
+    let contact = match adversary.behaviour.as_deref() {
+        Some("garbage") => honest.log.connected.contains(id),
+        Some("flood") => honest.log.flooded.contains(id),
+        _ => honest.met.contains(id),
+    };
+    contact || judged(honest, id)
 }
 
 /// Every honest node that met an adversary judged it on another fork (or
@@ -184,7 +198,7 @@ pub fn adversaries_judged(honest: &[&NodeHistory], adversaries: &[&NodeHistory])
         let mut met_by = Vec::new();
         let mut judged_by = Vec::new();
         for h in honest {
-            if met(h, &a.peer_id) {
+            if met(h, a) {
                 met_by.push(h.name.clone());
                 if judged(h, &a.peer_id) {
                     judged_by.push(h.name.clone());
@@ -313,4 +327,27 @@ pub fn minority_reorgs(watches: &[crate::faults::ReorgWatch], within: f64) -> Ou
         ok,
         json!({"watches": watches}),
     )
+}
+
+/// Each node's log holds between `at_least` and `at_most` lines with `text`.
+pub fn log(nodes: &[&NodeHistory], text: &str, at_least: u64, at_most: Option<u64>) -> Outcome {
+    let range = match at_most {
+        Some(m) => format!("{at_least} to {m}"),
+        None => format!("at least {at_least}"),
+    };
+    let what = format!("{range} log line(s) with {text:?} in each node's log");
+    let mut failures = Vec::new();
+    let mut counts = serde_json::Map::new();
+    for h in nodes {
+        let n = h.log.matches.get(text).copied().unwrap_or(0);
+        counts.insert(h.name.clone(), json!(n));
+        if n < at_least || at_most.is_some_and(|m| n > m) {
+            failures.push(format!("{} has {n}", h.name));
+        }
+    }
+    if nodes.is_empty() {
+        failures.push("no node to look at".into());
+    }
+    let ok = format!("{} node(s): {range}", nodes.len());
+    outcome("log", what, failures, ok, Value::Object(counts))
 }

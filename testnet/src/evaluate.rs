@@ -70,6 +70,12 @@ pub fn all(
             AssertKind::MinorityReorgs => {
                 assertions::minority_reorgs(watches, a.within.map_or(0.0, |w| w.0.as_secs_f64()))
             }
+            AssertKind::Log => assertions::log(
+                &nodes,
+                a.contains.as_deref().unwrap_or_default(),
+                a.at_least.unwrap_or(1),
+                a.at_most,
+            ),
             AssertKind::NoCrash => {
                 let nodes = pick(hist, &a.nodes, |_| true);
                 assertions::no_crash(&nodes)

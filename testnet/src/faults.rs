@@ -1,9 +1,12 @@
 //! Link faults while a run goes: which node is disconnected, the current
 //! partition, what every node must therefore not reach (applied through
-//! [`Netns`]), and the watch behind `minority_reorgs` after a heal.
+//! [`Links`]: blackhole rules in the namespaces placement, each node's
+//! deny list on loopback), and the watch behind `minority_reorgs` after a
+//! heal.
 //!
-//! Owns the fault state and the reorg watch; the namespaces' rules are
-//! [`crate::netns`]'s, the verdict is [`crate::assertions::minority_reorgs`].
+//! Owns the fault state, the deny files' contents and the reorg watch; the
+//! namespaces' rules are [`crate::netns`]'s, the verdict is
+//! [`crate::assertions::minority_reorgs`].
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -16,6 +19,40 @@ use crate::netns::Netns;
 use crate::setup::NodePlan;
 
 const TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// How a placement cuts links.
+pub enum Links<'a> {
+    /// Real link faults: `ip rule … blackhole` in each namespace, `tc`
+    /// shaping (silent drops, no reset).
+    Netns(&'a mut Netns),
+    /// Loopback: each node's deny list (`--testnet-deny-file`), which the
+    /// node re-reads; it closes and refuses connections to the listed
+    /// peers (a reject, not a silent drop). No shaping.
+    DenyFiles(&'a [NodePlan]),
+}
+
+impl Links<'_> {
+    /// Node `i` must reach none of `others` (and every other node again).
+    fn block(&mut self, i: usize, others: &BTreeSet<usize>) -> Result<(), String> {
+        match self {
+            Links::Netns(net) => net.block(i, others).map_err(|e| e.to_string()),
+            Links::DenyFiles(plans) => {
+                let Some(path) = &plans[i].deny_file else {
+                    return Err(format!("{} runs without a deny list", plans[i].name));
+                };
+                let text: String = others
+                    .iter()
+                    .map(|&j| format!("{}\n", plans[j].peer_id))
+                    .collect();
+                // Written whole and renamed, so the node never reads half a list.
+                let tmp = path.with_extension("new");
+                std::fs::write(&tmp, text)
+                    .and_then(|()| std::fs::rename(&tmp, path))
+                    .map_err(|e| format!("{}: {e}", path.display()))
+            }
+        }
+    }
+}
 
 /// Who may reach whom now.
 #[derive(Default)]
@@ -42,7 +79,7 @@ impl Faults {
     pub fn apply(
         &mut self,
         e: &Event,
-        net: &mut Netns,
+        mut links: Links<'_>,
         n: usize,
         index: impl Fn(&str) -> Option<usize>,
     ) -> Result<(), String> {
@@ -77,15 +114,19 @@ impl Faults {
                 self.disconnected.clear();
             }
             (Action::Netem, Some(i)) => {
-                return net
-                    .shape(i, e.shaping().as_ref())
-                    .map_err(|e| e.to_string())
+                return match links {
+                    Links::Netns(net) => net
+                        .shape(i, e.shaping().as_ref())
+                        .map_err(|e| e.to_string()),
+                    Links::DenyFiles(_) => {
+                        Err("link shaping needs the namespaces placement".into())
+                    }
+                };
             }
             _ => return Err("not a link fault".into()),
         }
         for i in 0..n {
-            net.block(i, &self.blocked(i, n))
-                .map_err(|e| e.to_string())?;
+            links.block(i, &self.blocked(i, n))?;
         }
         Ok(())
     }

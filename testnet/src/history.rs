@@ -81,6 +81,10 @@ pub struct LogFacts {
     pub forked: BTreeSet<String>,
     /// Peers it connected to (`peer connected`).
     pub connected: BTreeSet<String>,
+    /// Peers it refused for flooding (`flooding: requests over quota`).
+    pub flooded: BTreeSet<String>,
+    /// For each text a `log` assertion looks for: how many lines hold it.
+    pub matches: BTreeMap<String, u64>,
 }
 
 /// The value of `key=` in a tracing text line.
@@ -92,11 +96,20 @@ fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 }
 
 impl LogFacts {
-    pub fn scan(log: &str) -> LogFacts {
-        let mut facts = LogFacts::default();
+    /// The facts of `log`, counting the lines that contain each of `texts`.
+    pub fn scan(log: &str, texts: &[String]) -> LogFacts {
+        let mut facts = LogFacts {
+            matches: texts.iter().map(|t| (t.clone(), 0)).collect(),
+            ..LogFacts::default()
+        };
         for line in log.lines() {
             if line.contains("panicked at") || line.contains("RUST_BACKTRACE") {
                 facts.panics.push(line.chars().take(300).collect());
+            }
+            for (text, n) in facts.matches.iter_mut() {
+                if line.contains(text.as_str()) {
+                    *n += 1;
+                }
             }
             let Some(peer) = field(line, "peer") else {
                 continue;
@@ -112,6 +125,8 @@ impl LogFacts {
                 facts.forked.insert(peer.to_string());
             } else if line.contains("peer connected") {
                 facts.connected.insert(peer.to_string());
+            } else if line.contains("flooding: requests over quota") {
+                facts.flooded.insert(peer.to_string());
             }
         }
         facts
@@ -123,6 +138,8 @@ impl LogFacts {
 pub struct NodeHistory {
     pub name: String,
     pub role: Role,
+    /// An adversary's behaviour (`fork`, `garbage`, …).
+    pub behaviour: Option<String>,
     pub peer_id: String,
     pub samples: Vec<Sample>,
     /// Peers seen in its `/peers` in state `verified` (same genesis).
@@ -140,6 +157,7 @@ impl NodeHistory {
         NodeHistory {
             name: name.to_string(),
             role,
+            behaviour: None,
             peer_id: peer_id.to_string(),
             samples: Vec::new(),
             met: BTreeSet::new(),
@@ -189,14 +207,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn log_scan_finds_panics_bans_forks_and_connections() {
+    fn log_scan_finds_panics_bans_forks_connections_floods_and_asked_texts() {
         let log = "\
 2026-01-01T00:00:00Z  INFO concord::net::event_loop: peer connected peer=A addr=/ip4/1 dialer=true
 2026-01-01T00:00:01Z  WARN concord::sync::engine::requests: peer banned peer=B reason=invalid_block secs=600
 2026-01-01T00:00:02Z  INFO concord::sync::engine::forks: peer is on another fork: not syncing from it at or above this height peer=C height=5 why=vote
+2026-01-01T00:00:03Z  WARN concord::net::event_loop::serve: flooding: requests over quota peer=D protocol=/concord/height/1
 thread 'tokio-runtime-worker' panicked at src/x.rs:1:1:
 ";
-        let f = LogFacts::scan(log);
+        let f = LogFacts::scan(log, &["another fork".into(), "absent".into()]);
+        assert_eq!(f.flooded, BTreeSet::from(["D".to_string()]));
+        assert_eq!(f.matches["another fork"], 1);
+        assert_eq!(f.matches["absent"], 0);
         assert_eq!(f.connected, BTreeSet::from(["A".to_string()]));
         assert_eq!(f.banned["B"], vec!["invalid_block".to_string()]);
         assert_eq!(f.forked, BTreeSet::from(["C".to_string()]));

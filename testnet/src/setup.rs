@@ -57,6 +57,9 @@ pub struct NodePlan {
     /// Namespaces placement: `ip` and these arguments come before the
     /// `concord` command line (`netns exec NS`); empty on loopback.
     pub exec_prefix: Vec<String>,
+    /// Loopback with link cuts in the timeline: the node's deny list
+    /// (`--testnet-deny-file`), the peer ids it must refuse, one a line.
+    pub deny_file: Option<PathBuf>,
 }
 
 impl NodePlan {
@@ -313,6 +316,14 @@ pub fn plan(
             // Hidden flag of a node built with `--features testnet`.
             args.push(format!("--testnet-clock-offset-ms={offset}"));
         }
+        let deny_file = (net_ns.is_none()
+            && manifest.timeline.iter().any(|e| e.action.is_link_fault()))
+        .then(|| dir.join("deny"));
+        if let Some(path) = &deny_file {
+            std::fs::write(path, "").map_err(io(path))?;
+            // Hidden flag of a node built with `--features testnet`.
+            args.push(format!("--testnet-deny-file={}", path.display()));
+        }
         if net_ns.is_some() && node.mdns != Some(false) {
             args.push("--mdns".into());
         }
@@ -337,6 +348,7 @@ pub fn plan(
             start_after: node.start_after.0.as_secs_f64(),
             chain_tip: chain_tip.map(|t| t.trim().to_string()),
             exec_prefix: net_ns.map(|ns| ns.exec_prefix(i)).unwrap_or_default(),
+            deny_file,
         });
     }
     // Bootstrap addresses need every peer id.

@@ -101,6 +101,57 @@ fn adversaries_must_be_met_and_judged() {
 }
 
 #[test]
+fn garbage_is_met_on_connecting_and_a_flooder_on_being_refused() {
+    let mut h1 = node("h1", Role::Seeder, &[]);
+    let h2 = node("h2", Role::Follower, &[]);
+    let mut garbage = node("garbage", Role::Adversary, &[]);
+    garbage.behaviour = Some("garbage".into());
+    let mut flood = node("flood", Role::Adversary, &[]);
+    flood.behaviour = Some("flood".into());
+    // Never verified (its genesis answer is garbage), but connected: met.
+    h1.log.connected.insert("id-garbage".into());
+    let o = assertions::adversaries_judged(&[&h1, &h2], &[&garbage]);
+    assert!(
+        o.why.contains("h1 met garbage but never judged it"),
+        "{}",
+        o.why
+    );
+    h1.log
+        .banned
+        .insert("id-garbage".into(), vec!["wrong_genesis".into()]);
+    assert!(assertions::adversaries_judged(&[&h1, &h2], &[&garbage]).pass);
+    // A flooder verified but never refused is not met yet.
+    h1.met.insert("id-flood".into());
+    let o = assertions::adversaries_judged(&[&h1, &h2], &[&flood]);
+    assert!(o.why.contains("no honest node met flood"), "{}", o.why);
+    h1.log.flooded.insert("id-flood".into());
+    let o = assertions::adversaries_judged(&[&h1, &h2], &[&flood]);
+    assert!(
+        o.why.contains("h1 met flood but never judged it"),
+        "{}",
+        o.why
+    );
+    h1.log
+        .banned
+        .insert("id-flood".into(), vec!["bad_request".into()]);
+    assert!(assertions::adversaries_judged(&[&h1, &h2], &[&flood]).pass);
+}
+
+#[test]
+fn log_counts_lines_per_node_within_the_bounds() {
+    let mut a = node("a", Role::Follower, &[]);
+    let mut b = node("b", Role::Seeder, &[]);
+    a.log.matches.insert("ahead".into(), 3);
+    b.log.matches.insert("ahead".into(), 0);
+    assert!(assertions::log(&[&a], "ahead", 1, None).pass);
+    let o = assertions::log(&[&a, &b], "ahead", 1, None);
+    assert!(o.why.contains("b has 0"), "{}", o.why);
+    assert!(assertions::log(&[&b], "ahead", 0, Some(0)).pass);
+    assert!(!assertions::log(&[&a], "ahead", 0, Some(2)).pass);
+    assert_eq!(assertions::log(&[&a], "ahead", 1, None).details["a"], 3);
+}
+
+#[test]
 fn an_honest_ban_fails_and_an_adversary_ban_does_not() {
     let mut h1 = node("h1", Role::Seeder, &[]);
     let h2 = node("h2", Role::Follower, &[]);

@@ -170,8 +170,10 @@ fn authority_manifests_check_their_keys() {
     assert!(e.contains("authority = 3: the keys are 0 to 2"), "{e}");
     let e = error(&GOOD.replace("seed = 1\n", "seed = 1\ngenesis = \"authorities\"\n"));
     assert!(e.contains("needs network.authorities"), "{e}");
-    let e = error(&GOOD.replace("behaviour = \"fork\"", "behaviour = \"flood\""));
-    assert!(e.contains("not implemented yet"), "{e}");
+    Manifest::parse(&GOOD.replace("behaviour = \"fork\"", "behaviour = \"flood\""))
+        .expect("flood adversary");
+    let e = error(&GOOD.replace("behaviour = \"fork\"", "behaviour = \"shout\""));
+    assert!(e.contains("unknown behaviour \"shout\""), "{e}");
 }
 
 const FAULTS: &str = r#"
@@ -196,13 +198,19 @@ within = "10s"
 "#;
 
 #[test]
-fn link_faults_need_namespaces_and_well_formed_groups() {
+fn shaping_needs_namespaces_cuts_do_not_and_groups_are_well_formed() {
     let text = format!("{GOOD}{FAULTS}");
     let e = error(&text);
     assert!(
-        e.contains("link faults need run.placement = \"namespaces\""),
+        e.contains("link shaping needs run.placement = \"namespaces\""),
         "{e}"
     );
+    // Cuts alone run on loopback too (each node's deny list).
+    let cuts = text.replace(
+        "action = \"netem\"\nnode = \"late\"\nrate = \"1mbit\"",
+        "action = \"disconnect\"\nnode = \"late\"",
+    );
+    Manifest::parse(&cuts).expect("cuts on loopback");
     let placed = text.replace(
         "duration = \"30s\"",
         "duration = \"30s\"\nplacement = \"namespaces\"",

@@ -13,6 +13,8 @@
 
 mod discovery;
 mod serve;
+#[cfg(feature = "testnet")]
+mod testnet;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -179,6 +181,7 @@ impl EventLoop {
         discovery.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut log_summary = tokio::time::interval(LOG_WINDOW);
         log_summary.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut room = testnet_room();
         loop {
             let redial_at = self.redial.next_due().map(Instant::from_std);
             tokio::select! {
@@ -212,6 +215,7 @@ impl EventLoop {
                     }
                 }
                 _ = discovery.tick() => self.on_discovery_tick(),
+                _ = testnet_due(&mut room) => self.on_testnet_tick(&mut room),
             }
         }
     }
@@ -499,6 +503,31 @@ impl EventLoop {
             }
         }
     }
+}
+
+// The testnet room's tick (see `testnet.rs`); without the feature a
+// branch that never fires, so `run` has one `select!` either way.
+#[cfg(feature = "testnet")]
+fn testnet_room() -> testnet::Room {
+    testnet::Room::new()
+}
+#[cfg(feature = "testnet")]
+async fn testnet_due(room: &mut testnet::Room) {
+    room.due().await
+}
+#[cfg(not(feature = "testnet"))]
+struct NoRoom;
+#[cfg(not(feature = "testnet"))]
+fn testnet_room() -> NoRoom {
+    NoRoom
+}
+#[cfg(not(feature = "testnet"))]
+async fn testnet_due(_: &mut NoRoom) {
+    std::future::pending().await
+}
+#[cfg(not(feature = "testnet"))]
+impl EventLoop {
+    fn on_testnet_tick(&mut self, _: &mut NoRoom) {}
 }
 
 /// Sleeps until `at`, or forever without one (a `select!` branch that is

@@ -441,7 +441,7 @@ impl EventLoop {
         request_id: InboundRequestId,
     ) {
         #[cfg(feature = "testnet")]
-        if crate::net::misbehave::stalls() {
+        if crate::net::misbehave::stalls(P::NAME) {
             return crate::net::misbehave::hold(channel);
         }
         self.slots.active(&peer, std::time::Instant::now());

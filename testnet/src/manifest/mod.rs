@@ -213,6 +213,10 @@ pub struct Assert {
     pub at: Option<Dur>,
     /// `same_chain`: the common height must be at least this.
     pub min_height: Option<u64>,
+    /// `log`: the text a line of each listed node's log must contain.
+    pub contains: Option<String>,
+    /// `log`: at most this many such lines (`at_least` defaults to 1).
+    pub at_most: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -226,6 +230,9 @@ pub enum AssertKind {
     /// After each `heal`, every honest node outside the biggest group holds
     /// the biggest group's chain within `within`.
     MinorityReorgs,
+    /// Each listed node's log has between `at_least` (default 1) and
+    /// `at_most` lines containing `contains`.
+    Log,
 }
 
 impl AssertKind {
@@ -237,6 +244,7 @@ impl AssertKind {
             AssertKind::NoHonestBanned => "no_honest_banned",
             AssertKind::NoCrash => "no_crash",
             AssertKind::MinorityReorgs => "minority_reorgs",
+            AssertKind::Log => "log",
         }
     }
 }
@@ -426,17 +434,11 @@ impl Manifest {
                         ));
                     }
                 }
-                Some("inflate_heights" | "wrong_votes" | "garbage" | "stall") => {}
-                Some(b @ "flood") => {
-                    return Err(ManifestError::NotYet(format!(
-                        "node {:?}: behaviour = {b:?}",
-                        n.name
-                    )))
-                }
+                Some("inflate_heights" | "wrong_votes" | "garbage" | "stall" | "flood") => {}
                 Some(other) => {
-                    return bad(format!("unknown behaviour {other:?}: fork, inflate_heights, wrong_votes, garbage or stall"))
+                    return bad(format!("unknown behaviour {other:?}: fork, inflate_heights, wrong_votes, garbage, stall or flood"))
                 }
-                None => return bad("an adversary needs a behaviour (fork, inflate_heights, wrong_votes, garbage, stall)".into()),
+                None => return bad("an adversary needs a behaviour (fork, inflate_heights, wrong_votes, garbage, stall, flood)".into()),
             },
             _ => {}
         }
@@ -463,7 +465,10 @@ impl Manifest {
         for name in &a.nodes {
             match self.node(name) {
                 None => return bad(format!("unknown node {name:?}")),
-                Some(n) if !n.role.honest() && a.kind != AssertKind::Height => {
+                Some(n)
+                    if !n.role.honest()
+                        && !matches!(a.kind, AssertKind::Height | AssertKind::Log) =>
+                {
                     return bad(format!("node {name:?} is an adversary"))
                 }
                 _ => {}
@@ -494,11 +499,22 @@ impl Manifest {
                     return bad("takes no nodes (the minority is every honest node outside the biggest group)".into());
                 }
             }
+            AssertKind::Log => {
+                if a.contains.as_deref().is_none_or(str::is_empty) || a.within.is_some() {
+                    return bad("needs contains = \"text\" (and no within)".into());
+                }
+                if a.at_most.is_some_and(|m| m < a.at_least.unwrap_or(1)) {
+                    return bad("at_most is below at_least".into());
+                }
+            }
             _ => {
                 if a.at_least.is_some() || a.within.is_some() {
                     return bad("at_least and within are only for kind = \"height\"".into());
                 }
             }
+        }
+        if (a.contains.is_some() || a.at_most.is_some()) && a.kind != AssertKind::Log {
+            return bad("contains and at_most are only for kind = \"log\"".into());
         }
         if a.at.is_some() && !matches!(a.kind, AssertKind::Height | AssertKind::SameChain) {
             return bad(
@@ -533,6 +549,8 @@ impl Manifest {
                     within: None,
                     at: None,
                     min_height: None,
+                    contains: None,
+                    at_most: None,
                 });
             }
         }

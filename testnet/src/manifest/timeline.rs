@@ -52,7 +52,13 @@ impl Action {
         }
     }
 
-    /// A link fault: needs the namespaces placement.
+    /// Link shaping: needs the namespaces placement (tc on a real link).
+    pub fn is_shaping(self) -> bool {
+        self == Action::Netem
+    }
+
+    /// A link fault: a cut (disconnect, partition; in namespaces a
+    /// blackhole, on loopback each node's deny list) or shaping.
     pub fn is_link_fault(self) -> bool {
         matches!(
             self,
@@ -138,9 +144,9 @@ impl Event {
         if at > m.run.duration {
             return bad(format!("after run.duration = {}", m.run.duration));
         }
-        if self.action.is_link_fault() && m.run.placement != Placement::Namespaces {
+        if self.action.is_shaping() && m.run.placement != Placement::Namespaces {
             return bad(
-                "link faults need run.placement = \"namespaces\" (loopback has none: see testnet/README.md)"
+                "link shaping needs run.placement = \"namespaces\" (loopback has no link to shape: see testnet/README.md)"
                     .into(),
             );
         }

@@ -5,19 +5,24 @@
 //!
 //! Owns the order of the stages and the bookkeeping of what happened when;
 //! the stages' details live in `setup`, `process`, `chain_check`,
-//! `assertions` and `report`.
+//! `assertions` and `report`, and three rooms of [`Run`] hold the rest:
+//! [`lives`] (starting and stopping nodes), [`perturb`] (timeline events)
+//! and [`observe`] (sampling and the live view).
+
+mod lives;
+mod observe;
+mod perturb;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::api;
 use crate::assertions::Outcome;
 use crate::faults::{self, Faults, ReorgWatch};
-use crate::history::{Life, LogFacts, NodeHistory, Sample};
-use crate::live::{Live, Row};
-use crate::manifest::{Action, AssertKind, Event, Manifest, Placement};
+use crate::history::{LogFacts, NodeHistory};
+use crate::live::Live;
+use crate::manifest::{AssertKind, Event, Manifest, Placement};
 use crate::netns::{self, Netns};
-use crate::process::{self, Children, Exit};
+use crate::process::{self, Children};
 use crate::report::{self, TimelineEntry};
 use crate::setup::{self, NodePlan};
 use crate::{chain_check, evaluate};
@@ -26,11 +31,6 @@ use crate::{chain_check, evaluate};
 const TICK: Duration = Duration::from_millis(200);
 const SAMPLE_EVERY: f64 = 1.0;
 const API_TIMEOUT: Duration = Duration::from_millis(1000);
-/// How long a started node may take to listen, and how often to look.
-const READY_TIMEOUT: Duration = Duration::from_secs(10);
-const READY_POLL: Duration = Duration::from_millis(25);
-/// How long a node may take to stop on SIGTERM.
-const STOP_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -89,229 +89,8 @@ impl Run<'_> {
         self.t0.elapsed().as_secs_f64()
     }
 
-    fn start(&mut self, i: usize) -> Result<(), RunError> {
-        let p = &self.plans[i];
-        let log = self.manifest.run.log.as_str();
-        let (program, args) = if p.exec_prefix.is_empty() {
-            (self.bin.clone(), p.args.clone())
-        } else {
-            let mut args = p.exec_prefix.clone();
-            args.push(self.bin.display().to_string());
-            args.extend(p.args.iter().cloned());
-            (PathBuf::from("ip"), args)
-        };
-        let pid = self.children.spawn(
-            &p.name,
-            &program,
-            &args,
-            &[("RUST_LOG", log), ("NO_COLOR", "1")],
-            &p.log,
-        )?;
-        let t = self.t();
-        self.hist[i].lives.push(Life {
-            started: t,
-            ended: None,
-            exit_code: None,
-            signal: None,
-            ended_by: None,
-        });
-        self.intent[i] = None;
-        let name = p.name.clone();
-        let ready = self.wait_ready(i);
-        let t = self.t();
-        match ready {
-            Some(after) => self.live.note(
-                t,
-                &format!("started {name} (pid {pid}, listening after {after:.2}s)"),
-            ),
-            None => self.live.note(
-                t,
-                &format!(
-                    "started {name} (pid {pid}) but it is NOT listening after {READY_TIMEOUT:?}"
-                ),
-            ),
-        }
-        Ok(())
-    }
-
-    /// Polls the node's `/status` until its p2p listener is up (its
-    /// `listen_addrs` is not empty), so that the nodes started next can dial
-    /// it: a node's bootstrap dial to a peer that is not listening yet is
-    /// not retried soon. Seconds it took, or `None` (exited or timed out).
-    fn wait_ready(&mut self, i: usize) -> Option<f64> {
-        let started = Instant::now();
-        let deadline = started + READY_TIMEOUT;
-        while Instant::now() < deadline {
-            let status = api::status(self.plans[i].api, API_TIMEOUT);
-            if status.is_ok_and(|s| !s.listen_addrs.is_empty()) {
-                return Some(started.elapsed().as_secs_f64());
-            }
-            let mut gone = false;
-            for (name, exit) in self.children.reap() {
-                if let Some(j) = self.index(&name) {
-                    gone |= j == i;
-                    self.ended(j, exit);
-                }
-            }
-            if gone {
-                return None;
-            }
-            std::thread::sleep(READY_POLL);
-        }
-        None
-    }
-
-    fn ended(&mut self, i: usize, exit: Exit) {
-        let t = self.t();
-        let by = self.intent[i].take();
-        if let Some(life) = self.hist[i].lives.last_mut() {
-            life.ended = Some(t);
-            life.exit_code = exit.code;
-            life.signal = exit.signal;
-            life.ended_by = by.map(str::to_string);
-        }
-        if by.is_none() {
-            let name = self.plans[i].name.clone();
-            self.live.note(
-                t,
-                &format!(
-                    "{name} EXITED on its own (code {:?}, signal {:?})",
-                    exit.code, exit.signal
-                ),
-            );
-        }
-    }
-
     fn index(&self, name: &str) -> Option<usize> {
         self.plans.iter().position(|p| p.name == name)
-    }
-
-    /// Applies one perturbation; an error says why it could not apply.
-    fn perturb(&mut self, e: &Event) -> Result<(), String> {
-        let action = e.action;
-        if action.is_link_fault() {
-            return self.link_fault(e);
-        }
-        let Some(i) = e.node.as_deref().and_then(|n| self.index(n)) else {
-            return Err("no such node".into());
-        };
-        let name = self.plans[i].name.clone();
-        let running = self.children.is_running(&name);
-        let signal =
-            |run: &mut Self, s: i32| run.children.signal(&name, s).map_err(|e| e.to_string());
-        match action {
-            Action::Kill | Action::Stop | Action::Pause if !running => Err("not running".into()),
-            Action::Resume if !self.children.is_paused(&name) => Err("not paused".into()),
-            Action::Restart if running => Err("still running".into()),
-            Action::Restart => self.start(i).map_err(|e| e.to_string()),
-            Action::Kill => {
-                self.intent[i] = Some("kill");
-                signal(self, libc::SIGKILL)
-            }
-            Action::Stop => {
-                self.intent[i] = Some("stop");
-                // A paused node must run to handle SIGTERM.
-                signal(self, libc::SIGTERM)?;
-                signal(self, libc::SIGCONT)
-            }
-            Action::Pause => signal(self, libc::SIGSTOP),
-            Action::Resume => signal(self, libc::SIGCONT),
-            _ => Err("not a process action".into()),
-        }
-    }
-
-    fn link_fault(&mut self, e: &Event) -> Result<(), String> {
-        let Some(net) = self.net.as_mut() else {
-            return Err("link faults need the namespaces placement".into());
-        };
-        let plans = &self.plans;
-        let index = |n: &str| plans.iter().position(|p| p.name == n);
-        self.faults.apply(e, net, plans.len(), index)?;
-        match e.action {
-            Action::Partition => self.partition = Some(e.groups.clone()),
-            Action::Heal => {
-                if let Some(groups) = self.partition.take() {
-                    let t = self.t();
-                    let mut w = faults::watch_heal(&groups, &self.plans, t);
-                    self.watches.append(&mut w);
-                }
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    /// Reads every running node's `/status` and `/peers`, all nodes at
-    /// once (one thread each), so a pass takes one answer's time, not N.
-    fn sample(&mut self) {
-        let t = self.t();
-        let live: Vec<(usize, std::net::SocketAddr)> = (0..self.plans.len())
-            .filter(|&i| {
-                let name = &self.plans[i].name;
-                self.children.is_running(name) && !self.children.is_paused(name)
-            })
-            .map(|i| (i, self.plans[i].api))
-            .collect();
-        let answers: Vec<_> = std::thread::scope(|scope| {
-            let handles: Vec<_> = live
-                .iter()
-                .map(|&(i, addr)| {
-                    scope.spawn(move || {
-                        let status = api::status(addr, API_TIMEOUT).ok();
-                        let peers = api::peers(addr, API_TIMEOUT).ok();
-                        (i, status, peers)
-                    })
-                })
-                .collect();
-            handles.into_iter().filter_map(|h| h.join().ok()).collect()
-        });
-        for (i, status, peers) in answers {
-            if let Some(s) = status {
-                self.hist[i].samples.push(Sample::from_status(t, &s));
-            }
-            if let Some(peers) = peers {
-                self.hist[i].record_peers(&peers);
-            }
-        }
-    }
-
-    fn rows(&self) -> Vec<Row> {
-        self.plans
-            .iter()
-            .zip(&self.hist)
-            .zip(&self.started)
-            .map(|((p, h), started)| {
-                let state = if self.children.is_paused(&p.name) {
-                    "paused"
-                } else if self.children.is_running(&p.name) {
-                    "running"
-                } else if !started {
-                    "waiting"
-                } else {
-                    h.lives
-                        .last()
-                        .and_then(|l| l.ended_by.as_deref())
-                        .map_or(
-                            "exited",
-                            |by| if by == "kill" { "killed" } else { "stopped" },
-                        )
-                };
-                let last = h
-                    .samples
-                    .last()
-                    .filter(|_| self.children.is_running(&p.name));
-                Row {
-                    name: p.name.clone(),
-                    role: p.role.name(),
-                    state: state.to_string(),
-                    height: h.last_height(),
-                    target: last.and_then(|s| s.target),
-                    peers: last.map(|s| s.peers),
-                    mode: last.map(|s| s.mode.clone()),
-                    stalled: last.and_then(|s| s.stalled.clone()),
-                }
-            })
-            .collect()
     }
 
     /// Timeline, starts, sampling and the live view until `until` seconds
@@ -379,33 +158,6 @@ impl Run<'_> {
             std::thread::sleep(TICK);
         }
     }
-
-    /// SIGTERM to every live node (SIGCONT first), SIGKILL after the grace.
-    fn cleanup(&mut self) {
-        for name in self.children.names() {
-            let Some(i) = self.index(&name) else { continue };
-            self.intent[i] = Some("cleanup");
-            let _ = self.children.signal(&name, libc::SIGTERM);
-            let _ = self.children.signal(&name, libc::SIGCONT);
-        }
-        let deadline = Instant::now() + STOP_GRACE;
-        for name in self.children.names() {
-            let Some(i) = self.index(&name) else { continue };
-            let left = deadline.saturating_duration_since(Instant::now());
-            let exit = match self.children.wait(&name, left) {
-                Some(exit) => exit,
-                None => {
-                    self.intent[i] = Some("cleanup_timeout");
-                    let _ = self.children.signal(&name, libc::SIGKILL);
-                    self.children.wait(&name, STOP_GRACE).unwrap_or(Exit {
-                        code: None,
-                        signal: Some(libc::SIGKILL),
-                    })
-                }
-            };
-            self.ended(i, exit);
-        }
-    }
 }
 
 /// Runs `manifest` with the `concord` binary `bin`, writing into `out`.
@@ -457,7 +209,12 @@ pub fn run(
     let plans = setup::plan(manifest, &out, bin, net.as_ref())?;
     let hist = plans
         .iter()
-        .map(|p| NodeHistory::new(&p.name, p.role, &p.peer_id))
+        .zip(&manifest.nodes)
+        .map(|(p, node)| {
+            let mut h = NodeHistory::new(&p.name, p.role, &p.peer_id);
+            h.behaviour = node.behaviour.clone();
+            h
+        })
         .collect();
     let n = plans.len();
     let mut events: Vec<_> = manifest.timeline.iter().collect();
@@ -511,8 +268,13 @@ pub fn run(
     let t = run.t();
     run.live.note(t, "stopping every node");
     run.cleanup();
+    let texts: Vec<String> = manifest
+        .asserts
+        .iter()
+        .filter_map(|a| a.contains.clone())
+        .collect();
     for (h, p) in run.hist.iter_mut().zip(&run.plans) {
-        h.log = LogFacts::scan(&std::fs::read_to_string(&p.log).unwrap_or_default());
+        h.log = LogFacts::scan(&std::fs::read_to_string(&p.log).unwrap_or_default(), &texts);
     }
     let outcomes = evaluate::all(
         manifest,
