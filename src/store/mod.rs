@@ -27,11 +27,14 @@
 //! heights `0..=tip` exactly, without gaps or overlaps. A block's location
 //! is found by the last segment starting at or below its height; a range of
 //! heights is usually one contiguous span of the file, read with one
-//! `pread`. Lookups by hash go to an in-memory map (see [`index`]) rebuilt
-//! from the segments at open; a hit is verified against the hash in the
-//! segment, so a stale entry never answers wrongly. A rollback removes the
-//! segments above the new tip and cuts the one that straddles it, in one
-//! batch.
+//! `pread`. A rollback removes the segments above the new tip and cuts the
+//! one that straddles it, in one batch.
+//!
+//! There is no lookup by hash: sync, serving and the API all address blocks
+//! by height (a fork is found by comparing `hash_at` with a peer's hashes),
+//! so the store keeps nothing in memory per block, and open reads only the
+//! records at the ends of the chain. RSS and open time stay flat in the
+//! chain's length (`cargo run --example store_scale`, BENCHMARKS.md).
 //!
 //! A second tree, `peers`, holds what the node remembers about its peers
 //! between runs (scores, bans, the address book): see [`peers`]. It is not
@@ -55,7 +58,6 @@
 
 mod block_file;
 pub mod check;
-mod index;
 mod open;
 pub mod peers;
 mod rebuild;
@@ -63,12 +65,11 @@ mod segment;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::chain::{genesis::Genesis, validate::BlockRef, Block, Hash};
 use crate::protocol::limits::MAX_BLOCKS_PER_REQUEST;
 use block_file::{BlockFile, Location};
-use index::HashIndex;
 use segment::{Entry, Segment};
 
 pub use rebuild::set_index_aside;
@@ -210,8 +211,6 @@ struct Inner {
     /// Serializes writers (the link check and the batch must see the same
     /// tip) and holds where the next import is appended in `blocks.dat`.
     writer: Mutex<u64>,
-    /// Hash → height for every stored block; updated after each successful write.
-    index: RwLock<HashIndex>,
     /// The data dir (for repair hints); `None` for a temporary store.
     dir: Option<PathBuf>,
     /// The lowest height found damaged since open, or [`NO_DAMAGE`].
@@ -242,14 +241,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Store {
-    fn read_index(&self) -> std::sync::RwLockReadGuard<'_, HashIndex> {
-        self.inner.index.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn write_index(&self) -> std::sync::RwLockWriteGuard<'_, HashIndex> {
-        self.inner.index.write().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// The last segment record starting at or below `height`.
     fn segment_at(tree: &sled::Tree, height: u64) -> Result<Option<(u64, sled::IVec)>, StoreError> {
         match tree
@@ -262,11 +253,24 @@ impl Store {
         }
     }
 
+    /// Where the block at `height` is. A height at or below the tip that no
+    /// record covers is [`StoreError::IndexDamaged`]: open checks only the
+    /// records at the ends of the chain (a whole scan would cost time in
+    /// proportion to its length), so a record lost in the middle is found here.
     fn location(&self, height: u64) -> Result<Option<Location>, StoreError> {
-        match Self::segment_at(&self.inner.tree, height)? {
-            Some((first, v)) => Ok(Segment::parse(first, &v)?.location(height)),
-            None => Ok(None),
+        let found = match Self::segment_at(&self.inner.tree, height)? {
+            Some((first, v)) => Segment::parse(first, &v)?.location(height),
+            None => None,
+        };
+        // The tip is read after the records: a rollback lowers it before it
+        // removes them, so a height it removed is never taken for damage.
+        if found.is_none() && height <= self.tip().height {
+            return Err(StoreError::IndexDamaged {
+                dir: self.dir_label(),
+                detail: format!("no segment record holds height {height}, below the tip"),
+            });
         }
+        Ok(found)
     }
 
     fn dir_label(&self) -> String {
@@ -353,18 +357,6 @@ impl Store {
 
     pub fn hash_at(&self, height: u64) -> Result<Option<Hash>, StoreError> {
         Ok(self.location(height)?.map(|l| l.hash))
-    }
-
-    pub fn height_of(&self, hash: &Hash) -> Result<Option<u64>, StoreError> {
-        let Some(height) = self.read_index().get(hash) else {
-            return Ok(None);
-        };
-        // The map is keyed by a prefix and may briefly lag a rollback: only
-        // the stored block's own hash confirms the hit.
-        Ok(match self.hash_at(height)? {
-            Some(stored) if stored == *hash => Some(height),
-            _ => None,
-        })
     }
 
     /// Consecutive blocks from `start`: at most `min(count, MAX_BLOCKS_PER_REQUEST)`,
@@ -495,8 +487,6 @@ impl Store {
         self.inner.blocks.write_at(&buf, *file_end)?;
         self.inner.tree.apply_batch(batch)?;
         *file_end = new_end;
-        let hashes: Vec<Hash> = entries.iter().map(|e| e.hash).collect();
-        self.write_index().insert(first, &hashes);
         *lock(&self.inner.tip) = prev;
         Ok(prev)
     }
@@ -534,7 +524,6 @@ impl Store {
         let mut batch = sled::Batch::default();
         // The segments overlapping `height + 1..`: the last one starting at
         // or below `height` (it may straddle) and every one above it.
-        let mut removed: Vec<(u64, Vec<Hash>)> = Vec::new();
         let straddling = Self::segment_at(&self.inner.tree, height)?;
         let above = self
             .inner
@@ -546,33 +535,30 @@ impl Store {
             });
         for item in straddling.into_iter().map(Ok).chain(above) {
             let (first, v) = item?;
-            let seg = Segment::parse(first, &v)?;
-            let mut hashes = seg.hashes();
             if first <= height {
                 // At or below the new tip: keep the part up to `height`.
+                let seg = Segment::parse(first, &v)?;
                 let keep = (height - first + 1) as usize;
-                if keep >= hashes.len() {
+                if keep as u64 >= seg.len() {
                     continue;
                 }
                 batch.insert(&segment_key(first)[..], seg.truncated(keep));
-                removed.push((height + 1, hashes.split_off(keep)));
             } else {
                 batch.remove(&segment_key(first)[..]);
-                removed.push((first, hashes));
             }
         }
         batch.insert(META_TIP, &encode_tip(&new_tip)[..]);
         // The removed blocks' bytes stay below the file end: an open must not
         // take them for an import that did not commit.
         batch.insert(META_FILE_END, &writer.to_be_bytes()[..]);
-        self.inner.tree.apply_batch(batch)?;
-        {
-            let mut index = self.write_index();
-            for (first, hashes) in &removed {
-                index.remove(*first, hashes);
-            }
-        }
+        // The tip comes down before the records go, so that a reader never
+        // sees a height at or below the tip without its record (see
+        // `location`); it goes back up if the batch fails.
         *lock(&self.inner.tip) = new_tip;
+        if let Err(e) = self.inner.tree.apply_batch(batch) {
+            *lock(&self.inner.tip) = tip;
+            return Err(e.into());
+        }
         Ok(new_tip)
     }
 

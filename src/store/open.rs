@@ -1,8 +1,7 @@
 //! Opening a store: creating or checking the data dir (genesis, layout,
 //! the directory lock), migrating layout 4, rebuilding a missing index from
 //! `blocks.dat` (see [`rebuild`]), adopting valid blocks the file holds past
-//! the index's end and cutting what cannot be accounted for (saying so), and
-//! loading the hash index. sled failing or panicking at open becomes one
+//! the index's end and cutting what cannot be accounted for (saying so). sled failing or panicking at open becomes one
 //! [`StoreError::IndexDamaged`] line. Everything after open is in the parent
 //! module.
 
@@ -129,8 +128,7 @@ impl Store {
             })?)),
             None => None,
         };
-        // That the segments end at the tip, with its hash, is checked here.
-        let index = Self::load_index(&tree, &tip).map_err(index_damage)?;
+        Self::check_ends(&tree, &tip).map_err(index_damage)?;
         let peers = db.open_tree(PEERS_TREE)?;
         let store = Store {
             inner: Arc::new(Inner {
@@ -141,7 +139,6 @@ impl Store {
                 genesis_hash: expected,
                 tip: Mutex::new(tip),
                 writer: Mutex::new(0),
-                index: RwLock::new(index),
                 dir,
                 damaged: AtomicU64::new(NO_DAMAGE),
                 damaged_reads: Default::default(),
@@ -284,8 +281,6 @@ impl Store {
         batch.insert(META_FILE_END, &scan.end.to_be_bytes()[..]);
         self.inner.blocks.sync()?;
         self.inner.tree.apply_batch(batch)?;
-        let hashes: Vec<Hash> = scan.chain.iter().map(|s| s.entry.hash).collect();
-        self.write_index().insert(first.block.height, &hashes);
         *lock(&self.inner.tip) = last.block;
         tracing::warn!(
             from = first.block.height,
@@ -369,32 +364,37 @@ impl Store {
         Ok(())
     }
 
-    /// Builds the in-memory index from the segment records, checking that
-    /// they cover `0..=tip` exactly and end with the tip's hash.
-    fn load_index(tree: &sled::Tree, tip: &BlockRef) -> Result<HashIndex, StoreError> {
-        let mut index = HashIndex::default();
-        let mut next = 0u64;
-        let mut last = None;
-        for item in tree.scan_prefix(b"s") {
-            let (k, v) = item?;
-            let first = height_from_key(&k)?;
-            if first != next {
+    /// Checks the segment records at both ends of the chain: the first
+    /// starts at genesis and the last ends at the tip, with its hash. Only
+    /// the ends, so that open costs the same at any chain length; a record
+    /// missing in between is found when its heights are read (see
+    /// `Store::location`) or by `concord check`.
+    fn check_ends(tree: &sled::Tree, tip: &BlockRef) -> Result<(), StoreError> {
+        let mut records = tree.scan_prefix(b"s");
+        match records.next().transpose()? {
+            Some((k, _)) if height_from_key(&k)? == 0 => {}
+            Some((k, _)) => {
                 return Err(StoreError::Corrupt(format!(
-                    "segment record starts at {first}, expected {next}"
-                )));
+                    "the first segment record starts at {}, not at genesis",
+                    height_from_key(&k)?
+                )))
             }
-            let hashes = Segment::parse(first, &v)?.hashes();
-            index.insert(first, &hashes);
-            next = first + hashes.len() as u64;
-            last = hashes.last().copied();
+            None => return Err(StoreError::Corrupt("no segment records".into())),
         }
-        if next != tip.height + 1 || last != Some(tip.hash) {
+        let (k, v) = Self::segment_at(tree, u64::MAX)?
+            .ok_or_else(|| StoreError::Corrupt("no segment records".into()))?;
+        let seg = Segment::parse(k, &v)?;
+        let last = seg.location(seg.end_height() - 1).map(|l| l.hash);
+        if seg.end_height() != tip.height + 1 || last != Some(tip.hash) {
             return Err(StoreError::Corrupt(format!(
-                "segment records cover heights below {next}, tip is {}",
-                tip.height
+                "segment records end below {} with {}, tip is #{} {}",
+                seg.end_height(),
+                last.unwrap_or(Hash::ZERO),
+                tip.height,
+                tip.hash
             )));
         }
-        Ok(index)
+        Ok(())
     }
 }
 

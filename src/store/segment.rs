@@ -30,10 +30,15 @@ use super::StoreError;
 use crate::chain::Hash;
 
 /// The most blocks one record holds; a bigger import writes several. Keeps
-/// records small (36 KiB) for two reasons: sled moves values over a
-/// fraction of its 512 KiB segment size into a blob file of their own, and a
-/// lookup by height walks the record's lengths up to the block.
-pub(super) const MAX_BLOCKS: usize = 1024;
+/// records small (5 KiB) for two reasons: a lookup by height walks the
+/// record's lengths up to the block, and sled 0.34 writes a tree node whose
+/// encoding is over 128 KiB (a quarter of its 512 KiB log segment) as a blob
+/// and then counts it in its cache by the size of the blob pointer, so such
+/// nodes are never evicted: with records of 512 blocks (20 KiB; a node holds
+/// up to 17) a store serving 10 M blocks kept every record it read, 390 MiB
+/// (`cargo run --example store_scale`, BENCHMARKS.md). 17 records of 128
+/// blocks stay under that size.
+pub(super) const MAX_BLOCKS: usize = 128;
 
 const OFFSET_LEN: usize = 8;
 const ENTRY_LEN: usize = 32 + 4 + 4;
@@ -115,6 +120,11 @@ impl<'a> Segment<'a> {
         })
     }
 
+    /// The height of the first block.
+    pub fn first(&self) -> u64 {
+        self.first
+    }
+
     /// Number of blocks (at least one).
     pub fn len(&self) -> u64 {
         (self.entries.len() / ENTRY_LEN) as u64
@@ -138,6 +148,7 @@ impl<'a> Segment<'a> {
         }
     }
 
+    #[cfg(test)]
     pub fn hashes(&self) -> Vec<Hash> {
         (0..self.len() as usize)
             .map(|i| self.entry(i).hash)

@@ -21,8 +21,8 @@ fn other_genesis() -> Genesis {
     .unwrap()
 }
 
-/// Every block from 0 to the tip is present with a consistent hash
-/// index, and nothing lies above the tip.
+/// Every block from 0 to the tip is present with consistent segment
+/// records, and nothing lies above the tip.
 fn assert_consistent(store: &Store) {
     let tip = store.tip();
     let mut prev: Option<Hash> = None;
@@ -33,7 +33,6 @@ fn assert_consistent(store: &Store) {
             .unwrap_or_else(|| panic!("missing block {h}"));
         let hash = block.hash();
         assert_eq!(store.hash_at(h).unwrap(), Some(hash));
-        assert_eq!(store.height_of(&hash).unwrap(), Some(h));
         if let Some(p) = prev {
             assert_eq!(block.header.parent, p);
         }
@@ -41,11 +40,6 @@ fn assert_consistent(store: &Store) {
     }
     assert_eq!(prev, Some(tip.hash));
     assert_eq!(store.block(tip.height + 1).unwrap(), None);
-    assert_eq!(
-        store.read_index().len() as u64,
-        tip.height + 1,
-        "in-memory hash index has stale entries"
-    );
     // The segment records cover 0..=tip exactly, with the stored hashes,
     // and none is over the size cap.
     let mut next = 0u64;
@@ -75,10 +69,8 @@ fn new_store_holds_genesis() {
     assert_eq!(s.genesis_hash(), g.hash());
     assert_eq!(s.tip(), BlockRef::of(g.block()));
     assert_eq!(s.block(0).unwrap().as_ref(), Some(g.block()));
-    assert_eq!(s.height_of(&g.hash()).unwrap(), Some(0));
     assert_eq!(s.block(1).unwrap(), None);
     assert_eq!(s.hash_at(1).unwrap(), None);
-    assert_eq!(s.height_of(&Hash::ZERO).unwrap(), None);
 }
 
 #[test]
@@ -159,7 +151,7 @@ fn unlinked_import_changes_nothing() {
     ));
     assert_eq!(s.tip(), before);
     assert_eq!(s.block(11).unwrap(), None);
-    assert_eq!(s.height_of(&blocks[10].hash()).unwrap(), None);
+    assert!(!holds(&s, &blocks[10]));
     assert_consistent(&s);
     assert_eq!(s.import(&[]).unwrap(), before);
 }
@@ -181,7 +173,7 @@ fn rollback_then_import_fork() {
     let at20 = s.rollback_to(20).unwrap();
     assert_eq!(at20, BlockRef::of(&main[19]));
     assert_eq!(s.tip(), at20);
-    assert_eq!(s.height_of(&main[30].hash()).unwrap(), None);
+    assert!(!holds(&s, &main[30]));
     assert_consistent(&s);
     let fork = chain(&g, at20, 40, 8, 9);
     assert_eq!(s.import(&fork).unwrap(), BlockRef::of(&fork[39]));
@@ -246,49 +238,12 @@ fn corrupt_records_are_errors_not_panics() {
     assert!(s.block(1).is_err());
     assert!(s.blocks_range(1, 10, usize::MAX).is_err());
     s.inner.tree.insert(segment_key(2), &[1u8; 3][..]).unwrap();
-    s.write_index().insert(2, &[Hash::ZERO]);
-    assert!(matches!(
-        s.height_of(&Hash::ZERO),
-        Err(StoreError::Corrupt(_))
-    ));
+    assert!(matches!(s.hash_at(2), Err(StoreError::Corrupt(_))));
 }
 
-#[test]
-fn height_of_after_reopen_uses_the_rebuilt_index() {
-    let g = Genesis::dev();
-    let dir = tempfile::tempdir().unwrap();
-    let blocks = chain(&g, BlockRef::of(g.block()), 250, 8, 0);
-    {
-        let s = Store::open(dir.path(), &g).unwrap();
-        for seg in blocks.chunks(70) {
-            s.import(seg).unwrap();
-        }
-        s.flush().unwrap();
-    }
-    let s = Store::open(dir.path(), &g).unwrap();
-    assert_eq!(s.read_index().len(), 251);
-    assert_eq!(s.height_of(&g.hash()).unwrap(), Some(0));
-    for b in &blocks {
-        assert_eq!(s.height_of(&b.hash()).unwrap(), Some(b.height()));
-    }
-    assert_consistent(&s);
-}
-
-#[test]
-fn height_of_unknown_hash_is_none() {
-    let g = Genesis::dev();
-    let s = Store::temporary(&g).unwrap();
-    let blocks = chain(&g, BlockRef::of(g.block()), 30, 8, 0);
-    s.import(&blocks).unwrap();
-    assert_eq!(s.height_of(&Hash([7u8; 32])).unwrap(), None);
-    // Same 8-byte prefix as a stored block, different hash: the
-    // verification against the block record rejects it.
-    let mut near = blocks[5].hash();
-    near.0[31] ^= 1;
-    assert_eq!(s.height_of(&near).unwrap(), None);
-    // A block of another chain at a stored height.
-    let fork = chain(&g, BlockRef::of(g.block()), 30, 8, 1);
-    assert_eq!(s.height_of(&fork[5].hash()).unwrap(), None);
+/// Whether the store holds `b` at its height.
+fn holds(s: &Store, b: &Block) -> bool {
+    s.hash_at(b.height()).unwrap() == Some(b.hash())
 }
 
 /// The first heights of the segment records, in order.
@@ -348,10 +303,10 @@ fn rollback_removes_and_truncates_segment_records() {
             8 + 15 * 40
         );
         for b in &main[..55] {
-            assert_eq!(s.height_of(&b.hash()).unwrap(), Some(b.height()));
+            assert!(holds(&s, b));
         }
         for b in &main[55..] {
-            assert_eq!(s.height_of(&b.hash()).unwrap(), None);
+            assert!(!holds(&s, b));
         }
         assert_consistent(&s);
         // Rolling back to a record's last height keeps it whole.
@@ -366,18 +321,18 @@ fn rollback_removes_and_truncates_segment_records() {
         let fork = chain(&g, BlockRef::of(&main[39]), 30, 8, 7);
         fork_tip = s.import(&fork).unwrap();
         for b in &fork {
-            assert_eq!(s.height_of(&b.hash()).unwrap(), Some(b.height()));
+            assert!(holds(&s, b));
         }
         for b in &main[40..] {
-            assert_eq!(s.height_of(&b.hash()).unwrap(), None);
+            assert!(!holds(&s, b));
         }
         assert_consistent(&s);
         s.flush().unwrap();
     }
     let s = Store::open(dir.path(), &g).unwrap();
     assert_eq!(s.tip(), fork_tip);
-    assert_eq!(s.height_of(&main[50].hash()).unwrap(), None);
-    assert_eq!(s.height_of(&main[20].hash()).unwrap(), Some(21));
+    assert!(!holds(&s, &main[50]));
+    assert!(holds(&s, &main[20]));
     assert_consistent(&s);
     assert_eq!(s.rollback_to(0).unwrap(), BlockRef::of(g.block()));
     assert_consistent(&s);
@@ -851,11 +806,11 @@ fn a_damaged_index_is_one_clear_error_and_rebuilds() {
     let g = Genesis::dev();
     let dir = tempfile::tempdir().unwrap();
     let blocks = store_of_200(dir.path());
-    // Make the records disagree with each other: remove a segment record.
+    // Make the records disagree with the tip: remove the last segment record.
     {
         let s = Store::open(dir.path(), &g).unwrap();
-        let firsts = segment_firsts(&s);
-        s.inner.tree.remove(segment_key(firsts[2])).unwrap();
+        let last = *segment_firsts(&s).last().unwrap();
+        s.inner.tree.remove(segment_key(last)).unwrap();
         s.flush().unwrap();
     }
     let err = Store::open(dir.path(), &g).unwrap_err();
@@ -866,6 +821,68 @@ fn a_damaged_index_is_one_clear_error_and_rebuilds() {
     let s = Store::open(dir.path(), &g).unwrap();
     assert_eq!(s.tip(), BlockRef::of(&blocks[199]));
     assert_consistent(&s);
+}
+
+#[test]
+fn a_record_lost_mid_chain_is_index_damage_when_read_and_rebuilds() {
+    let g = Genesis::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let blocks = store_of_200(dir.path());
+    let (gap, after) = {
+        let s = Store::open(dir.path(), &g).unwrap();
+        let firsts = segment_firsts(&s);
+        s.inner.tree.remove(segment_key(firsts[2])).unwrap();
+        s.flush().unwrap();
+        (firsts[2], firsts[3])
+    };
+    // Open reads only the ends of the chain, so it does not see the gap;
+    // every read inside it does, and never answers "no such block".
+    let s = Store::open(dir.path(), &g).unwrap();
+    assert_eq!(s.tip(), BlockRef::of(&blocks[199]));
+    for read in [
+        s.hash_at(gap).map(|_| ()),
+        s.block(after - 1).map(|_| ()),
+        s.rollback_to(gap).map(|_| ()),
+    ] {
+        let err = read.unwrap_err();
+        assert!(matches!(err, StoreError::IndexDamaged { .. }), "{err}");
+        assert!(err.to_string().contains("--rebuild-index"), "{err}");
+    }
+    assert!(holds(&s, &blocks[(after - 1) as usize]));
+    let report = s.check(&g, |_| {}).unwrap();
+    assert_eq!(report.first_bad.map(|b| b.height), Some(gap));
+    drop(s);
+    set_index_aside(dir.path()).unwrap().unwrap();
+    let s = Store::open(dir.path(), &g).unwrap();
+    assert_eq!(s.tip(), BlockRef::of(&blocks[199]));
+    assert_consistent(&s);
+}
+
+#[test]
+fn reads_racing_rollbacks_never_report_index_damage() {
+    let g = Genesis::dev();
+    let s = Store::temporary(&g).unwrap();
+    let main = chain(&g, BlockRef::of(g.block()), 400, 0, 0);
+    s.import(&main[..200]).unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            // Re-import and roll back the top of the chain, record by record.
+            for _ in 0..50 {
+                s.import(&main[200..]).unwrap();
+                s.rollback_to(200).unwrap();
+            }
+            done.store(true, Ordering::Relaxed);
+        });
+        while !done.load(Ordering::Relaxed) {
+            let tip = s.tip().height;
+            for h in [tip, tip.saturating_sub(100), 201] {
+                if let Err(e) = s.hash_at(h) {
+                    panic!("read of {h} (tip {tip}): {e}");
+                }
+            }
+        }
+    });
 }
 
 #[test]
