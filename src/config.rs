@@ -446,6 +446,9 @@ mod tests {
         assert!(FileConfig::parse("colour = 1\n").is_err());
     }
 
+    /// A key and a change to the defaults that makes its value unworkable.
+    type Spoil<C> = (&'static str, fn(&mut C));
+
     /// The keys `validate_sync` and `validate_net` check, read from this
     /// file's source: a check added without a row below fails the test.
     fn validated_keys() -> Vec<&'static str> {
@@ -473,7 +476,7 @@ mod tests {
         assert_eq!(validate_net(&NetConfig::default()), Ok(()));
         let zero = Duration::ZERO;
         // One bad value per key (some keys twice: each way to be wrong).
-        let bad_sync: Vec<(&str, fn(&mut SyncConfig))> = vec![
+        let bad_sync: Vec<Spoil<SyncConfig>> = vec![
             ("sync.batch_blocks", |c| c.batch_blocks = 0),
             ("sync.batch_bytes", |c| c.batch_bytes = 0),
             ("sync.max_batches_in_flight", |c| {
@@ -531,7 +534,7 @@ mod tests {
                 c.status_ttl = Duration::from_secs(5)
             }),
         ];
-        let bad_net: Vec<(&str, fn(&mut NetConfig))> = vec![
+        let bad_net: Vec<Spoil<NetConfig>> = vec![
             ("net.max_established", |c| c.max_established = 0),
             ("net.max_established_per_peer", |c| {
                 c.max_established_per_peer = 0
