@@ -455,108 +455,196 @@ mod tests {
         assert!(FileConfig::parse("colour = 1\n").is_err());
     }
 
+    /// A key and a change to the defaults that makes its value unworkable.
+    type Spoil<C> = (&'static str, fn(&mut C));
+
+    /// The keys `validate_sync` and `validate_net` check, read from this
+    /// file's source: a check added without a row below fails the test.
+    fn validated_keys() -> Vec<&'static str> {
+        let src = include_str!("config.rs");
+        let from = src.find("pub fn validate_sync").expect("validate_sync");
+        let to = src.find("/// The whole file.").expect("end of the checks");
+        let mut keys: Vec<&str> = src[from..to]
+            .split('"')
+            .skip(1)
+            .step_by(2)
+            .filter(|s| {
+                (s.starts_with("sync.") || s.starts_with("net."))
+                    && s.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._".contains(c))
+            })
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    }
+
     #[test]
     fn the_defaults_are_valid_and_each_unworkable_value_names_its_key() {
         assert_eq!(validate_sync(&SyncConfig::default()), Ok(()));
         assert_eq!(validate_net(&NetConfig::default()), Ok(()));
-        let bad_sync: Vec<(&str, SyncConfig)> = vec![
-            (
-                "sync.batch_blocks",
-                SyncConfig {
-                    batch_blocks: 0,
-                    ..SyncConfig::default()
-                },
-            ),
-            (
-                "sync.hedge_factor",
-                SyncConfig {
-                    hedge_factor: -1.0,
-                    ..SyncConfig::default()
-                },
-            ),
-            (
-                "sync.hedge_factor",
-                SyncConfig {
-                    hedge_factor: f64::NAN,
-                    ..SyncConfig::default()
-                },
-            ),
-            (
-                "sync.status_interval_ms",
-                SyncConfig {
-                    status_interval: Duration::ZERO,
-                    ..SyncConfig::default()
-                },
-            ),
-            (
-                "sync.vote_quorum",
-                SyncConfig {
-                    vote_quorum: 0,
-                    ..SyncConfig::default()
-                },
-            ),
-            (
-                "sync.ban_threshold",
-                SyncConfig {
-                    ban_threshold: 5,
-                    ..SyncConfig::default()
-                },
-            ),
-            (
-                "sync.max_future_drift_ms",
-                SyncConfig {
-                    max_future_drift: Duration::from_secs(3601),
-                    ..SyncConfig::default()
-                },
-            ),
-            (
-                "sync.status_ttl_ms",
-                SyncConfig {
-                    status_ttl: Duration::from_secs(5),
-                    ..SyncConfig::default()
-                },
-            ),
-            (
-                "sync.persist_interval_ms",
-                SyncConfig {
-                    persist_interval: Duration::ZERO,
-                    ..SyncConfig::default()
-                },
-            ),
+        let zero = Duration::ZERO;
+        // One bad value per key (some keys twice: each way to be wrong).
+        let bad_sync: Vec<Spoil<SyncConfig>> = vec![
+            ("sync.batch_blocks", |c| c.batch_blocks = 0),
+            ("sync.batch_bytes", |c| c.batch_bytes = 0),
+            ("sync.max_batches_in_flight", |c| {
+                c.max_batches_in_flight = 0
+            }),
+            ("sync.redundancy", |c| c.redundancy = 0),
+            ("sync.max_requests_per_peer", |c| {
+                c.max_requests_per_peer = 0
+            }),
+            ("sync.max_buffered_bytes", |c| c.max_buffered_bytes = 0),
+            ("sync.hedge_factor", |c| c.hedge_factor = -1.0),
+            ("sync.hedge_factor", |c| c.hedge_factor = 0.0),
+            ("sync.hedge_factor", |c| c.hedge_factor = f64::NAN),
+            ("sync.hedge_factor", |c| c.hedge_factor = f64::INFINITY),
+            ("sync.vote_quorum", |c| c.vote_quorum = 0),
+            ("sync.ban_threshold", |c| c.ban_threshold = 0),
+            ("sync.ban_threshold", |c| c.ban_threshold = 5),
+            ("sync.request_timeout_ms", |c| {
+                c.request_timeout = Duration::ZERO
+            }),
+            ("sync.small_request_timeout_ms", |c| {
+                c.small_request_timeout = Duration::ZERO
+            }),
+            ("sync.retry_backoff_ms", |c| {
+                c.retry_backoff = Duration::ZERO
+            }),
+            ("sync.vote_timeout_ms", |c| c.vote_timeout = Duration::ZERO),
+            ("sync.status_interval_ms", |c| {
+                c.status_interval = Duration::ZERO
+            }),
+            ("sync.consistency_interval_ms", |c| {
+                c.consistency_interval = Duration::ZERO
+            }),
+            ("sync.stall_timeout_ms", |c| {
+                c.stall_timeout = Duration::ZERO
+            }),
+            ("sync.disk_full_retry_ms", |c| {
+                c.disk_full_retry = Duration::ZERO
+            }),
+            ("sync.disk_full_retry_max_ms", |c| {
+                c.disk_full_retry_max = Duration::ZERO
+            }),
+            ("sync.ban_duration_ms", |c| c.ban_duration = Duration::ZERO),
+            ("sync.split_backoff_ms", |c| {
+                c.split_backoff = Duration::ZERO
+            }),
+            ("sync.max_future_drift_ms", |c| {
+                c.max_future_drift = Duration::from_secs(3601)
+            }),
+            ("sync.persist_interval_ms", |c| {
+                c.persist_interval = Duration::ZERO
+            }),
+            ("sync.status_ttl_ms", |c| c.status_ttl = c.status_interval),
+            ("sync.status_ttl_ms", |c| {
+                c.status_ttl = Duration::from_secs(5)
+            }),
         ];
-        // No drift at all is strict but works: early blocks wait for the clock.
+        let bad_net: Vec<Spoil<NetConfig>> = vec![
+            ("net.max_established", |c| c.max_established = 0),
+            ("net.max_established_per_peer", |c| {
+                c.max_established_per_peer = 0
+            }),
+            ("net.reserved_outbound", |c| {
+                c.reserved_outbound = c.max_established
+            }),
+            ("net.range_prefix_v4", |c| c.range_prefix_v4 = 0),
+            ("net.range_prefix_v4", |c| c.range_prefix_v4 = 33),
+            ("net.range_prefix_v6", |c| c.range_prefix_v6 = 0),
+            ("net.range_prefix_v6", |c| c.range_prefix_v6 = 129),
+            ("net.quota_small_burst", |c| c.quota_small_burst = 0),
+            ("net.quota_blocks_burst", |c| c.quota_blocks_burst = 0),
+            ("net.quota_small_per_sec", |c| c.quota_small_per_sec = 0.0),
+            ("net.quota_small_per_sec", |c| {
+                c.quota_small_per_sec = f64::NAN
+            }),
+            ("net.quota_blocks_per_sec", |c| {
+                c.quota_blocks_per_sec = -1.0
+            }),
+            ("net.quota_blocks_per_sec", |c| {
+                c.quota_blocks_per_sec = f64::INFINITY
+            }),
+            ("net.flood_report_after", |c| c.flood_report_after = 0),
+            ("net.inbound_budget_bytes", |c| {
+                c.inbound_budget_bytes = crate::protocol::limits::MAX_BLOCKS_RESPONSE_SIZE - 1
+            }),
+            ("net.eviction_verify_grace_ms", |c| {
+                c.eviction_verify_grace = Duration::ZERO
+            }),
+            ("net.eviction_idle_after_ms", |c| {
+                c.eviction_idle_after = Duration::ZERO
+            }),
+            ("net.event_channel_capacity", |c| {
+                c.event_channel_capacity = 0
+            }),
+            ("net.request_timeout_ms", |c| {
+                c.request_timeout = Duration::ZERO
+            }),
+            ("net.blocks_request_timeout_ms", |c| {
+                c.blocks_request_timeout = Duration::ZERO
+            }),
+            ("net.idle_connection_timeout_ms", |c| {
+                c.idle_connection_timeout = Duration::ZERO
+            }),
+            ("net.kad_bootstrap_interval_ms", |c| {
+                c.kad_bootstrap_interval = Duration::ZERO
+            }),
+            ("net.redial_initial_ms", |c| {
+                c.redial_initial = Duration::ZERO
+            }),
+            ("net.redial_max_ms", |c| {
+                c.redial_initial = Duration::from_secs(90);
+                c.redial_max = Duration::from_secs(60)
+            }),
+            ("net.address_book_size", |c| c.address_book_size = 0),
+        ];
+        let mut tested = Vec::new();
+        for (key, spoil) in bad_sync {
+            let mut c = SyncConfig::default();
+            spoil(&mut c);
+            let e = validate_sync(&c).expect_err(key);
+            assert_eq!(e.key, key, "{e}");
+            assert!(
+                e.to_string().starts_with(&format!("invalid {key} = ")),
+                "{e}"
+            );
+            tested.push(key);
+        }
+        for (key, spoil) in bad_net {
+            let mut c = NetConfig::default();
+            spoil(&mut c);
+            let e = validate_net(&c).expect_err(key);
+            assert_eq!(e.key, key, "{e}");
+            assert!(
+                e.to_string().starts_with(&format!("invalid {key} = ")),
+                "{e}"
+            );
+            tested.push(key);
+        }
+        tested.sort_unstable();
+        tested.dedup();
+        assert_eq!(
+            tested,
+            validated_keys(),
+            "a validated key has no bad value above"
+        );
+        // Strict but workable: no drift at all (early blocks wait for the clock).
         let strict = SyncConfig {
-            max_future_drift: Duration::ZERO,
+            max_future_drift: zero,
             ..SyncConfig::default()
         };
         assert_eq!(validate_sync(&strict), Ok(()));
-        for (key, c) in bad_sync {
-            assert_eq!(validate_sync(&c).map_err(|e| e.key), Err(key));
-        }
-        let bad_net = NetConfig {
+        let e = validate_net(&NetConfig {
             max_established: 0,
             ..NetConfig::default()
-        };
-        let e = validate_net(&bad_net).unwrap_err();
+        })
+        .unwrap_err();
         assert_eq!(
             e.to_string(),
             "invalid net.max_established = 0: must be at least 1"
-        );
-        let slow_first = NetConfig {
-            redial_initial: Duration::from_secs(90),
-            ..NetConfig::default()
-        };
-        assert_eq!(
-            validate_net(&slow_first).map_err(|e| e.key),
-            Err("net.redial_max_ms")
-        );
-        let no_book = NetConfig {
-            address_book_size: 0,
-            ..NetConfig::default()
-        };
-        assert_eq!(
-            validate_net(&no_book).map_err(|e| e.key),
-            Err("net.address_book_size")
         );
     }
 

@@ -61,6 +61,36 @@ fn missing_genesis_is_one_line_and_fails() {
 }
 
 #[test]
+fn unparsable_genesis_is_one_line_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("genesis.toml");
+    // A TOML syntax error, then a file that parses as TOML but is no genesis.
+    for text in ["name = \"unterminated\n", "colour = 3\n"] {
+        std::fs::write(&bad, text).unwrap();
+        let out = Command::new(BIN)
+            .args(["generate", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(["--blocks", "1", "--genesis"])
+            .arg(&bad)
+            .output()
+            .expect("run concord");
+        assert!(!out.status.success(), "{text:?} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{text:?}: {stderr:?}");
+        assert!(stderr.starts_with("error: "), "{stderr:?}");
+        assert!(stderr.contains("genesis.toml"), "{stderr:?}");
+        assert!(
+            !dir.path().join("data").exists()
+                || std::fs::read_dir(dir.path().join("data"))
+                    .unwrap()
+                    .next()
+                    .is_none(),
+            "a data dir was written for a genesis that does not parse"
+        );
+    }
+}
+
+#[test]
 fn genesis_file_written_by_the_cli_is_usable() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("g.toml");

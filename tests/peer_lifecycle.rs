@@ -403,7 +403,7 @@ async fn a_restarted_node_keeps_its_bans_and_reconnects_from_its_address_book() 
     node.stop().await.unwrap();
 
     // Restarted with no --bootstrap.
-    let (node, _) =
+    let (node, node_addr) =
         common::start_node_with(node_dir, patient_net(vec![], true), None, quick_sync()).await;
     assert!(
         node.sync
@@ -422,6 +422,26 @@ async fn a_restarted_node_keeps_its_bans_and_reconnects_from_its_address_book() 
     assert!(
         left_after <= left_before && left_after > Duration::ZERO,
         "before {left_before:?}, after {left_after:?}"
+    );
+    // The banned peer comes back with a well-formed request: refused, where
+    // a stranger sending the same is answered.
+    let base: Multiaddr = node_addr
+        .iter()
+        .filter(|p| !matches!(p, Protocol::P2p(_)))
+        .collect();
+    let node_id = node.client.local_peer_id();
+    let ask = cbor4ii::serde::to_vec(
+        Vec::new(),
+        &concord::protocol::BlocksRequest { start: 1, count: 1 },
+    )
+    .unwrap();
+    let refused = raw.exchange(node_id, base.clone(), ask.clone()).await;
+    assert!(refused.is_err(), "the banned peer was served: {refused:?}");
+    assert!(!node.client.connected_peers().await.contains(&raw_id));
+    let answered = RawPeer::new().exchange(node_id, base, ask).await;
+    assert!(
+        answered.as_ref().is_ok_and(|b| !b.is_empty()),
+        "a stranger was not served: {answered:?}"
     );
     assert!(
         wait_verified(&node, seeder_id).await,

@@ -32,6 +32,10 @@ pub struct PeerRecord {
     /// Unix ms at which its ban ends, and the ban's reason.
     pub banned_until_ms: Option<u64>,
     pub ban_reason: Option<String>,
+    /// Unix ms at which the peer left; `None` if it was connected when
+    /// saved (and in records written before this field existed).
+    #[serde(default)]
+    pub left_ms: Option<u64>,
 }
 
 /// One address-book entry.
@@ -148,6 +152,7 @@ mod tests {
             score: s,
             banned_until_ms: (s < -100).then_some(1_000),
             ban_reason: (s < -100).then(|| "bad_request".into()),
+            left_ms: (s > -100).then_some(2_000),
         }
     }
 
@@ -177,5 +182,42 @@ mod tests {
         assert_eq!(data.scores, vec![score(2, -1000)]);
         assert_eq!(data.addresses, vec![addr]);
         assert_eq!(store.tip().height, 0, "the chain is untouched");
+    }
+
+    #[test]
+    fn a_score_record_written_before_departure_times_still_reads() {
+        #[derive(Serialize)]
+        struct Old {
+            #[serde(with = "serde_bytes")]
+            peer: Vec<u8>,
+            score: i32,
+            banned_until_ms: Option<u64>,
+            ban_reason: Option<String>,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &Genesis::dev()).unwrap();
+        let old = Old {
+            peer: vec![3; 4],
+            score: -7,
+            banned_until_ms: None,
+            ban_reason: None,
+        };
+        store
+            .replace(
+                SCORE_PREFIX,
+                std::iter::once((key(SCORE_PREFIX, &old.peer), encode(&old))),
+            )
+            .unwrap();
+        let data = store.load_peers().unwrap();
+        assert_eq!(
+            data.scores,
+            vec![PeerRecord {
+                peer: vec![3; 4],
+                score: -7,
+                banned_until_ms: None,
+                ban_reason: None,
+                left_ms: None,
+            }]
+        );
     }
 }

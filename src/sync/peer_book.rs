@@ -274,14 +274,7 @@ impl PeerBook {
         let info = self.peers.remove(peer)?;
         if !self.retention.is_zero() {
             if self.departed.len() >= MAX_DEPARTED {
-                let oldest = self
-                    .departed
-                    .iter()
-                    .min_by_key(|(_, d)| d.left)
-                    .map(|(p, _)| *p);
-                if let Some(p) = oldest {
-                    self.departed.remove(&p);
-                }
+                self.evict_departed();
             }
             self.departed.insert(
                 *peer,
@@ -294,6 +287,23 @@ impl PeerBook {
             );
         }
         Some(info)
+    }
+
+    /// Makes room for one departed record: the oldest with a score of 0 or
+    /// more goes first. Were the oldest dropped whatever its score, a peer
+    /// could launder its own by churning fresh identities until its record
+    /// is the oldest; only when every record is negative does one go.
+    fn evict_departed(&mut self) {
+        let oldest = |negative: bool| {
+            self.departed
+                .iter()
+                .filter(|(_, d)| (d.score < 0) == negative)
+                .min_by_key(|(_, d)| d.left)
+                .map(|(p, _)| *p)
+        };
+        if let Some(p) = oldest(false).or_else(|| oldest(true)) {
+            self.departed.remove(&p);
+        }
     }
 
     pub fn get(&self, peer: &PeerId) -> Option<&PeerInfo> {
@@ -635,6 +645,53 @@ mod tests {
             book.disconnected(&p, t0 + Duration::from_millis(i as u64));
         }
         assert_eq!(book.departed.len(), MAX_DEPARTED);
+    }
+
+    #[test]
+    fn churning_fresh_identities_does_not_evict_a_negative_score() {
+        let t0 = Instant::now();
+        let ban_for = Duration::from_secs(600);
+        let mut book = PeerBook::with_retention(ban_for);
+        let cycle = |book: &mut PeerBook, p: PeerId, at: Instant| {
+            book.connected(p, at);
+            book.disconnected(&p, at);
+        };
+        let liar = PeerId::random();
+        book.connected(liar, t0);
+        book.penalize(&liar, Penalty::BadResponse, -100, ban_for, t0);
+        book.disconnected(&liar, t0);
+        // The liar's record is the oldest; fresh identities fill the book
+        // well past its bound.
+        let mut fresh = Vec::new();
+        for i in 1..=(MAX_DEPARTED as u64 + 10) {
+            let p = PeerId::random();
+            cycle(&mut book, p, t0 + Duration::from_millis(i));
+            fresh.push(p);
+        }
+        assert_eq!(book.departed.len(), MAX_DEPARTED);
+        assert_eq!(book.departed[&liar].score, -50, "the liar's score stays");
+        assert!(
+            !book.departed.contains_key(&fresh[0]),
+            "the oldest clean one went"
+        );
+        let back = t0 + Duration::from_secs(1);
+        book.connected(liar, back);
+        assert_eq!(book.get(&liar).unwrap().score, -50);
+        book.disconnected(&liar, back);
+        // Only negative records left: then the oldest of them goes.
+        let mut book = PeerBook::with_retention(ban_for);
+        let mut liars = Vec::new();
+        for i in 0..=(MAX_DEPARTED as u64) {
+            let p = PeerId::random();
+            let at = t0 + Duration::from_millis(i);
+            book.connected(p, at);
+            book.penalize(&p, Penalty::Timeout, -100, ban_for, at);
+            book.disconnected(&p, at);
+            liars.push(p);
+        }
+        assert_eq!(book.departed.len(), MAX_DEPARTED);
+        assert!(!book.departed.contains_key(&liars[0]));
+        assert!(book.departed.contains_key(&liars[MAX_DEPARTED]));
     }
 
     #[test]

@@ -50,13 +50,20 @@ pub fn to_records(memory: &[PeerMemory], now: Instant, now_ms: u64) -> Vec<PeerR
                 .ban
                 .map(|(until, _)| now_ms.saturating_add(ms(until.saturating_duration_since(now)))),
             ban_reason: m.ban.map(|(_, r)| r.name().to_string()),
+            left_ms: m
+                .left
+                .map(|left| now_ms.saturating_sub(ms(now.saturating_duration_since(left)))),
         })
         .collect()
 }
 
 /// Records back into memory at another moment: a ban keeps what was left
 /// of it in wall-clock time (one that ran out while the node was down is
-/// gone). Records that do not parse are skipped.
+/// gone), and a departure stays as long ago as it was in wall-clock time
+/// (the book drops a score whose retention ran out). A record without a
+/// departure (its peer was connected, or an older record) has none: the
+/// book counts the restart as its departure. Records that do not parse are
+/// skipped.
 pub fn from_records(records: &[PeerRecord], now: Instant, now_ms: u64) -> Vec<PeerMemory> {
     records
         .iter()
@@ -69,10 +76,18 @@ pub fn from_records(records: &[PeerRecord], now: Instant, now_ms: u64) -> Vec<Pe
                 }
                 _ => None,
             };
+            // A departure before what this clock can express (or after now,
+            // if the wall clock stepped back) counts as now: the score is
+            // kept longer rather than dropped early.
+            let left = r.left_ms.map(|left| {
+                now.checked_sub(Duration::from_millis(now_ms.saturating_sub(left)))
+                    .unwrap_or(now)
+            });
             (ban.is_some() || r.score != 0).then_some(PeerMemory {
                 peer,
                 score: r.score,
                 ban,
+                left,
             })
         })
         .collect()
@@ -269,6 +284,7 @@ impl Saver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sync::peer_book::PeerBook;
 
     #[test]
     fn a_ban_keeps_its_remaining_time_across_a_save_and_a_load() {
@@ -280,11 +296,13 @@ mod tests {
                 peer: liar,
                 score: -1000,
                 ban: Some((t0 + Duration::from_secs(100), Penalty::BadRequest)),
+                left: None,
             },
             PeerMemory {
                 peer: slow,
                 score: -10,
                 ban: None,
+                left: None,
             },
         ];
         let records = to_records(&memory, t0, t0_ms);
@@ -304,6 +322,48 @@ mod tests {
     }
 
     #[test]
+    fn a_departed_score_expires_on_the_clock_of_its_departure_across_a_restart() {
+        let retention = Duration::from_secs(600);
+        let t0 = Instant::now();
+        let t0_ms = 1_700_000_000_000;
+        let mut book = PeerBook::with_retention(retention);
+        let (gone, here) = (PeerId::random(), PeerId::random());
+        for p in [gone, here] {
+            book.connected(p, t0);
+            book.penalize(&p, Penalty::Timeout, -100, retention, t0);
+        }
+        // `gone` left 100 s before the save; `here` was connected at it.
+        book.disconnected(&gone, t0);
+        let saved_at = t0 + Duration::from_secs(100);
+        let records = to_records(&book.memory(saved_at), saved_at, t0_ms + 100_000);
+        let by_peer = |p: PeerId| records.iter().find(|r| r.peer == p.to_bytes()).unwrap();
+        assert_eq!(by_peer(gone).left_ms, Some(t0_ms));
+        assert_eq!(by_peer(here).left_ms, None);
+        // The node restarts 400 s (wall clock) after `gone` left, in a
+        // process whose monotonic clock started anew.
+        let t1 = t0 + Duration::from_secs(1);
+        let restart_ms = t0_ms + 400_000;
+        // 199 s after the restart `gone` is still within its 600 s.
+        let mut b = PeerBook::with_retention(retention);
+        b.restore(from_records(&records, t1, restart_ms), t1);
+        b.connected(gone, t1 + Duration::from_secs(199));
+        assert_eq!(b.get(&gone).unwrap().score, -5);
+        // 200 s after the restart its retention ran out (not 600 s after).
+        let mut b = PeerBook::with_retention(retention);
+        b.restore(from_records(&records, t1, restart_ms), t1);
+        b.connected(gone, t1 + Duration::from_secs(200));
+        assert_eq!(b.get(&gone).unwrap().score, 0);
+        // `here` counts as having left at the restart.
+        b.connected(here, t1 + Duration::from_secs(599));
+        assert_eq!(b.get(&here).unwrap().score, -5);
+        // A restart after the retention drops the departed score outright.
+        let mut late = PeerBook::with_retention(retention);
+        late.restore(from_records(&records, t1, t0_ms + 600_000), t1);
+        let kept: Vec<PeerId> = late.memory(t1).into_iter().map(|m| m.peer).collect();
+        assert_eq!(kept, vec![here]);
+    }
+
+    #[test]
     fn saves_are_debounced_and_skipped_when_nothing_changed() {
         let t0 = Instant::now();
         let mut d = Debounce::new(Duration::from_secs(5), t0);
@@ -311,6 +371,7 @@ mod tests {
             peer: PeerId::random(),
             score: -5,
             ban: None,
+            left: None,
         }];
         assert!(d.due(|| m.clone(), t0).is_none(), "not before the interval");
         let t1 = t0 + Duration::from_secs(5);

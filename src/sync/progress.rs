@@ -25,6 +25,15 @@ pub(crate) struct Progress {
     was_syncing: bool,
 }
 
+/// The line an import is worth.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Line {
+    /// Caught up after syncing.
+    Synced,
+    /// One block while following.
+    Following,
+}
+
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 impl Progress {
@@ -42,24 +51,37 @@ impl Progress {
 
     pub(crate) fn imported(&mut self, engine: &SyncEngine, tip: &BlockRef) {
         let status = engine.status(Instant::now());
-        // No target means no peer to compare with: that is not "synced"
-        // (with no peers the node cannot know), so the state carries over.
-        // No usable peer is not "synced" either, whatever the last target said.
-        let syncing = match status.target {
-            Some(t) if status.peers > 0 => tip.height < t,
-            _ => self.was_syncing,
-        };
-        if self.was_syncing && !syncing {
-            info!(
+        match self.after_import(status.target, status.peers, tip.height) {
+            Some(Line::Synced) => info!(
                 height = tip.height,
                 tip = %tip.hash,
                 peers = status.peers,
                 "Synced: reached the network's height; following the tip"
-            );
-        } else if !syncing && !self.was_syncing {
-            info!(height = tip.height, tip = %tip.hash, peers = status.peers, "Imported block #{} (following)", tip.height);
+            ),
+            Some(Line::Following) => {
+                info!(height = tip.height, tip = %tip.hash, peers = status.peers, "Imported block #{} (following)", tip.height)
+            }
+            None => {}
         }
+    }
+
+    /// Which line an import at `height` earns, given the engine's target and
+    /// usable peers at that moment.
+    fn after_import(&mut self, target: Option<u64>, peers: usize, height: u64) -> Option<Line> {
+        // No target means no peer to compare with: that is not "synced"
+        // (with no peers the node cannot know), so the state carries over.
+        // No usable peer is not "synced" either, whatever the last target said.
+        let syncing = match target {
+            Some(t) if peers > 0 => height < t,
+            _ => self.was_syncing,
+        };
+        let line = match (self.was_syncing, syncing) {
+            (true, false) => Some(Line::Synced),
+            (false, false) => Some(Line::Following),
+            _ => None,
+        };
         self.was_syncing = syncing;
+        line
     }
 
     pub(crate) fn report(&mut self, engine: &SyncEngine, now: Instant) {
@@ -191,5 +213,20 @@ mod tests {
         assert_eq!(format_secs(15.2), "15s");
         assert_eq!(format_secs(125.0), "2m05s");
         assert_eq!(format_secs(7300.0), "2h01m");
+    }
+
+    #[test]
+    fn losing_the_last_peer_never_reads_as_synced() {
+        let mut p = Progress::new(Instant::now());
+        p.was_syncing = true;
+        assert_eq!(p.after_import(Some(100), 2, 50), None, "still behind");
+        // The last peer left; the target it set is still there, and the
+        // import reaches it: with nobody to compare with, that is not synced.
+        assert_eq!(p.after_import(Some(100), 0, 100), None);
+        assert_eq!(p.after_import(None, 0, 101), None, "no target either");
+        assert!(p.was_syncing, "the state carries over while peerless");
+        // A peer is back and agrees: now it is.
+        assert_eq!(p.after_import(Some(101), 1, 101), Some(Line::Synced));
+        assert_eq!(p.after_import(Some(102), 1, 102), Some(Line::Following));
     }
 }

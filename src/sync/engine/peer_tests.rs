@@ -149,11 +149,13 @@ fn restored_bans_are_carried_out_again_for_what_is_left_of_them() {
                 peer: liar,
                 score: -100,
                 ban: Some((t0 + Duration::from_secs(90), Penalty::BadRequest)),
+                left: None,
             },
             PeerMemory {
                 peer: slow,
                 score: -20,
                 ban: None,
+                left: None,
             },
         ],
         t0,

@@ -17,6 +17,9 @@ pub struct PeerMemory {
     pub score: i32,
     /// Banned until then, and why.
     pub ban: Option<(Instant, Penalty)>,
+    /// When it left; `None` while it is connected (for it, the restart is
+    /// the departure). Its score is kept for the book's retention from then.
+    pub left: Option<Instant>,
 }
 
 impl PeerBook {
@@ -24,7 +27,7 @@ impl PeerBook {
     /// peers alike, ordered by peer.
     pub fn memory(&self, now: Instant) -> Vec<PeerMemory> {
         let mut out: BTreeMap<PeerId, PeerMemory> = BTreeMap::new();
-        let mut note = |peer: PeerId, score: i32| {
+        let mut note = |peer: PeerId, score: i32, left: Option<Instant>| {
             if score != 0 {
                 out.insert(
                     peer,
@@ -32,17 +35,18 @@ impl PeerBook {
                         peer,
                         score,
                         ban: None,
+                        left,
                     },
                 );
             }
         };
         for (p, d) in &self.departed {
             if now.saturating_duration_since(d.left) < self.retention {
-                note(*p, d.score);
+                note(*p, d.score, Some(d.left));
             }
         }
         for (p, info) in &self.peers {
-            note(*p, info.score);
+            note(*p, info.score, None);
         }
         for (p, (until, reason)) in &self.banned {
             if *until > now {
@@ -51,6 +55,7 @@ impl PeerBook {
                         peer: *p,
                         score: 0,
                         ban: None,
+                        left: None,
                     })
                     .ban = Some((*until, *reason));
             }
@@ -59,9 +64,10 @@ impl PeerBook {
     }
 
     /// Takes back what [`PeerBook::memory`] gave at an earlier run: bans
-    /// that have not expired, and scores as if the peers left `now` (a
-    /// restart is a departure of everyone). Peers connected already keep
-    /// what they have.
+    /// that have not expired, and scores kept for the retention from when
+    /// their peer left (a peer connected at the save left at the restart,
+    /// `now`); a score whose retention ran out is dropped. Peers connected
+    /// already keep what they have.
     pub fn restore(&mut self, memory: impl IntoIterator<Item = PeerMemory>, now: Instant) {
         for m in memory {
             if let Some((until, reason)) = m.ban {
@@ -69,15 +75,16 @@ impl PeerBook {
                     self.banned.insert(m.peer, (until, reason));
                 }
             }
+            let left = m.left.map_or(now, |l| l.min(now));
             if m.score != 0
-                && !self.retention.is_zero()
+                && now.saturating_duration_since(left) < self.retention
                 && !self.peers.contains_key(&m.peer)
                 && self.departed.len() < MAX_DEPARTED
             {
                 self.departed.insert(
                     m.peer,
                     Departed {
-                        left: now,
+                        left,
                         score: m.score,
                         failures: HashMap::new(),
                         first_connected: now,
