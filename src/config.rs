@@ -556,16 +556,18 @@ mod tests {
             ("net.range_prefix_v6", |c| c.range_prefix_v6 = 0),
             ("net.range_prefix_v6", |c| c.range_prefix_v6 = 129),
             ("net.quota_small_burst", |c| c.quota_small_burst = 0),
-            ("net.quota_blocks_burst", |c| c.quota_blocks_burst = 0),
+            ("net.quota_blocks_burst_bytes", |c| {
+                c.quota_blocks_burst_bytes = 0
+            }),
             ("net.quota_small_per_sec", |c| c.quota_small_per_sec = 0.0),
             ("net.quota_small_per_sec", |c| {
                 c.quota_small_per_sec = f64::NAN
             }),
-            ("net.quota_blocks_per_sec", |c| {
-                c.quota_blocks_per_sec = -1.0
+            ("net.quota_blocks_bytes_per_sec", |c| {
+                c.quota_blocks_bytes_per_sec = 0
             }),
-            ("net.quota_blocks_per_sec", |c| {
-                c.quota_blocks_per_sec = f64::INFINITY
+            ("net.quota_blocks_request_bytes", |c| {
+                c.quota_blocks_request_bytes = 0
             }),
             ("net.flood_report_after", |c| c.flood_report_after = 0),
             ("net.inbound_budget_bytes", |c| {
