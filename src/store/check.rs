@@ -48,7 +48,8 @@ impl Store {
         };
         let mut parent: Option<BlockRef> = None;
         let mut chunk: Vec<Block> = Vec::with_capacity(CHUNK);
-        for item in self.inner.tree.scan_prefix(b"s") {
+        let files = self.files()?;
+        for item in files.tree.scan_prefix(b"s") {
             let (k, v) = item?;
             let seg = Segment::parse(height_from_key(&k)?, &v)?;
             // Open does not look between the ends of the chain: a lost
@@ -107,9 +108,8 @@ impl Store {
         loc: &Location,
     ) -> Result<Block, String> {
         let bytes = self
-            .inner
-            .blocks
-            .read(loc.offset, u64::from(loc.len), height)
+            .files()
+            .and_then(|f| f.blocks.read(loc.offset, u64::from(loc.len), height))
             .map_err(|e| format!("cannot be read: {e}"))?;
         if !loc.intact(&bytes) {
             return Err("does not match its checksum".into());

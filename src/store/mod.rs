@@ -61,11 +61,12 @@ pub mod check;
 mod open;
 pub mod peers;
 mod rebuild;
+mod reopen;
 mod segment;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::chain::{genesis::Genesis, validate::BlockRef, Block, Hash};
 use crate::protocol::limits::MAX_BLOCKS_PER_REQUEST;
@@ -83,6 +84,9 @@ const CACHE_BYTES: u64 = 32 * 1024 * 1024;
 pub enum StoreError {
     #[error("storage error: {0}")]
     Sled(#[from] sled::Error),
+    /// The store's files are closed: a [`Store::reopen`] is under way or failed.
+    #[error("the store is closed while it is reopened after a write error")]
+    Closed,
     #[error("block file: {0}")]
     BlockFile(std::io::Error),
     #[error("data dir {0} is in use by another process (is another node running on it?)")]
@@ -198,13 +202,22 @@ fn encode_block_into(buf: Vec<u8>, block: &Block) -> Vec<u8> {
     }
 }
 
-struct Inner {
+/// The open files. Swapped whole by [`Store::reopen`]; `None` only while
+/// that is under way or after it failed (every file access is then
+/// [`StoreError::Closed`] until a reopen succeeds).
+struct Files {
     tree: sled::Tree,
     /// Peer scores, bans and the address book (see [`peers`]).
     peers: sled::Tree,
     /// Kept so the database outlives every handle to its tree and can be flushed.
     db: sled::Db,
     blocks: BlockFile,
+}
+
+struct Inner {
+    files: RwLock<Option<Arc<Files>>>,
+    /// What [`Store::reopen`] opens the files with.
+    genesis: Genesis,
     genesis_hash: Hash,
     /// Brief locks only, so `tip()` never waits for a write to reach disk.
     tip: Mutex<BlockRef>,
@@ -241,6 +254,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Store {
+    /// The open files, for the length of one operation.
+    fn files(&self) -> Result<Arc<Files>, StoreError> {
+        self.inner
+            .files
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or(StoreError::Closed)
+    }
+
     /// The last segment record starting at or below `height`.
     fn segment_at(tree: &sled::Tree, height: u64) -> Result<Option<(u64, sled::IVec)>, StoreError> {
         match tree
@@ -258,7 +281,7 @@ impl Store {
     /// records at the ends of the chain (a whole scan would cost time in
     /// proportion to its length), so a record lost in the middle is found here.
     fn location(&self, height: u64) -> Result<Option<Location>, StoreError> {
-        let found = match Self::segment_at(&self.inner.tree, height)? {
+        let found = match Self::segment_at(&self.files()?.tree, height)? {
             Some((first, v)) => Segment::parse(first, &v)?.location(height),
             None => None,
         };
@@ -319,7 +342,7 @@ impl Store {
 
     fn read_block(&self, height: u64, loc: &Location) -> Result<Block, StoreError> {
         let bytes = self
-            .inner
+            .files()?
             .blocks
             .read(loc.offset, u64::from(loc.len), height)?;
         self.checked_decode(height, loc, &bytes)
@@ -380,15 +403,12 @@ impl Store {
         // First the locations (from the segment records), then the bytes.
         let mut locs: Vec<(u64, Location)> = Vec::new();
         let mut used = 0u64;
-        let Some((first, _)) = Self::segment_at(&self.inner.tree, start)? else {
+        let files = self.files()?;
+        let Some((first, _)) = Self::segment_at(&files.tree, start)? else {
             return Ok(Vec::new());
         };
         let mut expected_height = start;
-        'segments: for item in self
-            .inner
-            .tree
-            .range(segment_key(first)..=segment_key(u64::MAX))
-        {
+        'segments: for item in files.tree.range(segment_key(first)..=segment_key(u64::MAX)) {
             let (k, v) = item?;
             let seg = Segment::parse(height_from_key(&k)?, &v)?;
             for (height, loc) in seg.locations_from(expected_height) {
@@ -419,7 +439,7 @@ impl Store {
             }
             let (first_height, first) = locs[run_start];
             let span = locs[run_end - 1].1.end() - first.offset;
-            let bytes = self.inner.blocks.read(first.offset, span, first_height)?;
+            let bytes = files.blocks.read(first.offset, span, first_height)?;
             for (height, loc) in &locs[run_start..run_end] {
                 let at = (loc.offset - first.offset) as usize;
                 match self.checked_decode(*height, loc, &bytes[at..at + loc.len as usize]) {
@@ -438,7 +458,10 @@ impl Store {
     ///
     /// Does NOT verify the blocks: callers run
     /// [`crate::chain::validate::validate_segment`] first. An empty segment is
-    /// a no-op.
+    /// a no-op. Returns once sled has the import on disk; after an error
+    /// (a full disk: [`StoreError::is_disk_full`]) nothing of it counts as
+    /// stored and the store should be [reopened](Store::reopen) before the
+    /// next write, as sled keeps failing once a write of its own failed.
     pub fn import(&self, blocks: &[Block]) -> Result<BlockRef, StoreError> {
         let mut file_end = lock(&self.inner.writer);
         let tip = self.tip();
@@ -482,10 +505,18 @@ impl Store {
         batch.insert(META_TIP, &encode_tip(&prev)[..]);
         let new_end = *file_end + buf.len() as u64;
         batch.insert(META_FILE_END, &new_end.to_be_bytes()[..]);
+        let files = self.files()?;
         // Bytes first, commit second: a crash in between leaves only bytes
         // past the committed end, which the next open cuts off.
-        self.inner.blocks.write_at(&buf, *file_end)?;
-        self.inner.tree.apply_batch(batch)?;
+        files.blocks.write_at(&buf, *file_end)?;
+        files.tree.apply_batch(batch)?;
+        // The new tip is reported (to sync, the API, peers, the producer's
+        // slot record) only once sled has it on disk: sled otherwise writes
+        // in the background, and a write that fails there (a full disk)
+        // loses a tip already reported, or a crash loses up to its flush
+        // interval. It also makes a full disk fail this import, not a
+        // later one. One flush per import, not per block.
+        files.db.flush()?;
         *file_end = new_end;
         *lock(&self.inner.tip) = prev;
         Ok(prev)
@@ -524,9 +555,9 @@ impl Store {
         let mut batch = sled::Batch::default();
         // The segments overlapping `height + 1..`: the last one starting at
         // or below `height` (it may straddle) and every one above it.
-        let straddling = Self::segment_at(&self.inner.tree, height)?;
-        let above = self
-            .inner
+        let files = self.files()?;
+        let straddling = Self::segment_at(&files.tree, height)?;
+        let above = files
             .tree
             .range(segment_key(height + 1)..=segment_key(u64::MAX))
             .map(|item| -> Result<(u64, sled::IVec), StoreError> {
@@ -555,7 +586,7 @@ impl Store {
         // sees a height at or below the tip without its record (see
         // `location`); it goes back up if the batch fails.
         *lock(&self.inner.tip) = new_tip;
-        if let Err(e) = self.inner.tree.apply_batch(batch) {
+        if let Err(e) = files.tree.apply_batch(batch) {
             *lock(&self.inner.tip) = tip;
             return Err(e.into());
         }
@@ -565,8 +596,9 @@ impl Store {
     /// Waits until everything written so far is on disk: the block file
     /// first, so that sled never holds a durable location whose bytes are not.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.inner.blocks.sync()?;
-        self.inner.db.flush()?;
+        let files = self.files()?;
+        files.blocks.sync()?;
+        files.db.flush()?;
         Ok(())
     }
 }

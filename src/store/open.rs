@@ -132,10 +132,13 @@ impl Store {
         let peers = db.open_tree(PEERS_TREE)?;
         let store = Store {
             inner: Arc::new(Inner {
-                tree,
-                peers,
-                db,
-                blocks,
+                files: RwLock::new(Some(Arc::new(Files {
+                    tree,
+                    peers,
+                    db,
+                    blocks,
+                }))),
+                genesis: genesis.clone(),
                 genesis_hash: expected,
                 tip: Mutex::new(tip),
                 writer: Mutex::new(0),
@@ -189,9 +192,8 @@ impl Store {
     fn is_whole(&self, height: u64, loc: &Location, file_len: u64) -> bool {
         loc.end() <= file_len
             && self
-                .inner
-                .blocks
-                .read(loc.offset, u64::from(loc.len), height)
+                .files()
+                .and_then(|f| f.blocks.read(loc.offset, u64::from(loc.len), height))
                 .is_ok_and(|bytes| {
                     loc.intact(&bytes)
                         && Block::decode(&bytes).is_ok_and(|b| b.header.hash() == loc.hash)
@@ -210,7 +212,8 @@ impl Store {
         genesis: &Genesis,
         recorded_end: Option<u64>,
     ) -> Result<(), StoreError> {
-        let file_len = self.inner.blocks.len()?;
+        let files = self.files()?;
+        let file_len = files.blocks.len()?;
         let tip = self.tip();
         let mut height = tip.height;
         let good = loop {
@@ -241,7 +244,7 @@ impl Store {
             // committed (or that sled forgot).
             let committed = recorded_end.unwrap_or(end).clamp(end, file_len);
             if file_len > committed {
-                let scan = rebuild::scan(&self.inner.blocks, committed, genesis, Some(tip));
+                let scan = rebuild::scan(&files.blocks, committed, genesis, Some(tip));
                 if !scan.chain.is_empty() {
                     self.adopt(&scan)?;
                     end = scan.end;
@@ -264,7 +267,7 @@ impl Store {
             );
         }
         if file_len > end {
-            self.inner.blocks.truncate(end)?;
+            files.blocks.truncate(end)?;
         }
         *lock(&self.inner.writer) = end;
         Ok(())
@@ -279,8 +282,9 @@ impl Store {
         rebuild::segment_records(&mut batch, &scan.chain);
         batch.insert(META_TIP, &encode_tip(&last.block)[..]);
         batch.insert(META_FILE_END, &scan.end.to_be_bytes()[..]);
-        self.inner.blocks.sync()?;
-        self.inner.tree.apply_batch(batch)?;
+        let files = self.files()?;
+        files.blocks.sync()?;
+        files.tree.apply_batch(batch)?;
         *lock(&self.inner.tip) = last.block;
         tracing::warn!(
             from = first.block.height,

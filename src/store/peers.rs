@@ -70,7 +70,8 @@ impl Store {
     /// skipped with a warning: losing one peer's memory is better than
     /// refusing to start.
     pub fn load_peers(&self) -> Result<PeerData, StoreError> {
-        let tree = &self.inner.peers;
+        let files = self.files()?;
+        let tree = &files.peers;
         let mut data = PeerData::default();
         for item in tree.scan_prefix([SCORE_PREFIX]) {
             let (k, v) = item?;
@@ -118,7 +119,8 @@ impl Store {
         prefix: u8,
         records: impl Iterator<Item = (Vec<u8>, Vec<u8>)>,
     ) -> Result<(), StoreError> {
-        let tree = &self.inner.peers;
+        let files = self.files()?;
+        let tree = &files.peers;
         let mut batch = sled::Batch::default();
         let mut keep = std::collections::HashSet::new();
         for (k, v) in records {

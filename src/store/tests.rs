@@ -43,7 +43,7 @@ fn assert_consistent(store: &Store) {
     // The segment records cover 0..=tip exactly, with the stored hashes,
     // and none is over the size cap.
     let mut next = 0u64;
-    for item in store.inner.tree.scan_prefix(b"s") {
+    for item in store.files().unwrap().tree.scan_prefix(b"s") {
         let (k, v) = item.unwrap();
         let first = height_from_key(&k).unwrap();
         assert_eq!(first, next, "gap or overlap in the segment records");
@@ -57,8 +57,8 @@ fn assert_consistent(store: &Store) {
     assert_eq!(next, tip.height + 1, "segment records end at {next}");
     // Only segments and the four meta records.
     assert_eq!(
-        store.inner.tree.len() as u64,
-        store.inner.tree.scan_prefix(b"s").count() as u64 + 4
+        store.files().unwrap().tree.len() as u64,
+        store.files().unwrap().tree.scan_prefix(b"s").count() as u64 + 4
     );
 }
 
@@ -221,7 +221,11 @@ fn corrupt_records_are_errors_not_panics() {
     let g = Genesis::dev();
     let s = Store::temporary(&g).unwrap();
     // A record of a length no segment can have.
-    s.inner.tree.insert(segment_key(1), &[1u8; 40][..]).unwrap();
+    s.files()
+        .unwrap()
+        .tree
+        .insert(segment_key(1), &[1u8; 40][..])
+        .unwrap();
     assert!(matches!(s.block(1), Err(StoreError::Corrupt(_))));
     assert!(matches!(s.hash_at(2), Err(StoreError::Corrupt(_))));
     // A well-formed record pointing past the end of the file.
@@ -233,11 +237,19 @@ fn corrupt_records_are_errors_not_panics() {
             crc: 0,
         }],
     );
-    s.inner.tree.insert(segment_key(1), bogus).unwrap();
+    s.files()
+        .unwrap()
+        .tree
+        .insert(segment_key(1), bogus)
+        .unwrap();
     assert_eq!(s.hash_at(1).unwrap(), Some(Hash([7; 32])));
     assert!(s.block(1).is_err());
     assert!(s.blocks_range(1, 10, usize::MAX).is_err());
-    s.inner.tree.insert(segment_key(2), &[1u8; 3][..]).unwrap();
+    s.files()
+        .unwrap()
+        .tree
+        .insert(segment_key(2), &[1u8; 3][..])
+        .unwrap();
     assert!(matches!(s.hash_at(2), Err(StoreError::Corrupt(_))));
 }
 
@@ -248,7 +260,8 @@ fn holds(s: &Store, b: &Block) -> bool {
 
 /// The first heights of the segment records, in order.
 fn segment_firsts(s: &Store) -> Vec<u64> {
-    s.inner
+    s.files()
+        .unwrap()
         .tree
         .scan_prefix(b"s")
         .map(|i| height_from_key(&i.unwrap().0).unwrap())
@@ -299,7 +312,13 @@ fn rollback_removes_and_truncates_segment_records() {
         let firsts = segment_firsts(&s);
         assert_eq!(firsts, vec![0, 1, 41]);
         assert_eq!(
-            s.inner.tree.get(segment_key(41)).unwrap().unwrap().len(),
+            s.files()
+                .unwrap()
+                .tree
+                .get(segment_key(41))
+                .unwrap()
+                .unwrap()
+                .len(),
             8 + 15 * 40
         );
         for b in &main[..55] {
@@ -311,9 +330,15 @@ fn rollback_removes_and_truncates_segment_records() {
         assert_consistent(&s);
         // Rolling back to a record's last height keeps it whole.
         s.rollback_to(40).unwrap();
-        assert_eq!(s.inner.tree.get(segment_key(41)).unwrap(), None);
+        assert_eq!(s.files().unwrap().tree.get(segment_key(41)).unwrap(), None);
         assert_eq!(
-            s.inner.tree.get(segment_key(1)).unwrap().unwrap().len(),
+            s.files()
+                .unwrap()
+                .tree
+                .get(segment_key(1))
+                .unwrap()
+                .unwrap()
+                .len(),
             8 + 40 * 40
         );
         assert_consistent(&s);
@@ -480,7 +505,7 @@ fn old_layout_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     {
         let s = Store::open(dir.path(), &g).unwrap();
-        s.inner.tree.remove(META_LAYOUT).unwrap();
+        s.files().unwrap().tree.remove(META_LAYOUT).unwrap();
         s.flush().unwrap();
     }
     let err = Store::open(dir.path(), &g).unwrap_err();
@@ -671,14 +696,21 @@ fn check_finds_a_block_whose_checksum_was_rewritten_with_it() {
     s.import(&blocks).unwrap();
     let loc = s.location(12).unwrap().unwrap();
     let mut bytes = s
-        .inner
+        .files()
+        .unwrap()
         .blocks
         .read(loc.offset, u64::from(loc.len), 12)
         .unwrap();
     let n = bytes.len();
     bytes[n - 1] ^= 1;
-    s.inner.blocks.write_at(&bytes, loc.offset).unwrap();
-    let (first, v) = Store::segment_at(&s.inner.tree, 12).unwrap().unwrap();
+    s.files()
+        .unwrap()
+        .blocks
+        .write_at(&bytes, loc.offset)
+        .unwrap();
+    let (first, v) = Store::segment_at(&s.files().unwrap().tree, 12)
+        .unwrap()
+        .unwrap();
     let seg = Segment::parse(first, &v).unwrap();
     let entries: Vec<Entry> = seg
         .locations_from(first)
@@ -692,7 +724,8 @@ fn check_finds_a_block_whose_checksum_was_rewritten_with_it() {
             },
         })
         .collect();
-    s.inner
+    s.files()
+        .unwrap()
         .tree
         .insert(
             segment_key(first),
@@ -810,7 +843,7 @@ fn a_damaged_index_is_one_clear_error_and_rebuilds() {
     {
         let s = Store::open(dir.path(), &g).unwrap();
         let last = *segment_firsts(&s).last().unwrap();
-        s.inner.tree.remove(segment_key(last)).unwrap();
+        s.files().unwrap().tree.remove(segment_key(last)).unwrap();
         s.flush().unwrap();
     }
     let err = Store::open(dir.path(), &g).unwrap_err();
@@ -831,7 +864,11 @@ fn a_record_lost_mid_chain_is_index_damage_when_read_and_rebuilds() {
     let (gap, after) = {
         let s = Store::open(dir.path(), &g).unwrap();
         let firsts = segment_firsts(&s);
-        s.inner.tree.remove(segment_key(firsts[2])).unwrap();
+        s.files()
+            .unwrap()
+            .tree
+            .remove(segment_key(firsts[2]))
+            .unwrap();
         s.flush().unwrap();
         (firsts[2], firsts[3])
     };
@@ -921,7 +958,7 @@ fn garbage_in_sled_files_never_panics_the_open() {
 /// Rewrites a layout 5 store as layout 4 (no CRCs, no file end record).
 fn downgrade_to_v4(s: &Store) {
     let mut batch = sled::Batch::default();
-    for item in s.inner.tree.scan_prefix(b"s") {
+    for item in s.files().unwrap().tree.scan_prefix(b"s") {
         let (k, v) = item.unwrap();
         let first = height_from_key(&k).unwrap();
         let seg = Segment::parse(first, &v).unwrap();
@@ -936,7 +973,7 @@ fn downgrade_to_v4(s: &Store) {
     }
     batch.remove(META_FILE_END);
     batch.insert(META_LAYOUT, &[LAYOUT_V4][..]);
-    s.inner.tree.apply_batch(batch).unwrap();
+    s.files().unwrap().tree.apply_batch(batch).unwrap();
     s.flush().unwrap();
 }
 
@@ -954,7 +991,13 @@ fn a_layout_4_store_is_migrated_and_its_damage_cut() {
     flip_byte(dir.path(), loc.end() - 3);
     let s = Store::open(dir.path(), &g).unwrap();
     assert_eq!(
-        s.inner.tree.get(META_LAYOUT).unwrap().unwrap().as_ref(),
+        s.files()
+            .unwrap()
+            .tree
+            .get(META_LAYOUT)
+            .unwrap()
+            .unwrap()
+            .as_ref(),
         [LAYOUT_VERSION]
     );
     assert_eq!(

@@ -4,13 +4,19 @@
 //! a rollback drops our block in a slot, and the chain that replaces it has
 //! another block by the same authority in that slot.
 //!
+//! After a write fails for lack of space it reopens the store before the
+//! next job (the engine retries with backoff): sled keeps failing once one
+//! of its own writes failed, so freeing space alone would not bring the
+//! node back (see [`crate::store`]'s `reopen` module). A reopen that fails
+//! is reported as the disk still being full, and tried again at the next job.
+//!
 //! It must not decide anything about sync: it writes what it is told and
 //! reports the outcome.
 
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::chain::equivocation::{Equivocation, SlotWatch};
 use crate::chain::{Block, BlockRef};
@@ -58,7 +64,26 @@ pub(super) fn spawn(
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     tokio::task::spawn_blocking(move || {
         let mut dropped = SlotWatch::new(slot_ms, DROPPED_BLOCKS_WATCHED);
+        let mut reopen = false;
         while let Some(job) = job_rx.blocking_recv() {
+            if reopen {
+                match store.reopen() {
+                    Ok(tip) => {
+                        info!(height = tip.height, "store reopened after a full disk");
+                    }
+                    Err(e) => {
+                        let failure = StoreFailure::DiskFull(format!("reopening the store: {e}"));
+                        let done = match job {
+                            StoreJob::Import(batch, _) => StoreDone::Imported(batch, Err(failure)),
+                            StoreJob::Rollback(_) => StoreDone::RolledBack(Err(failure)),
+                        };
+                        if done_tx.send(done).is_err() {
+                            break;
+                        }
+                        continue;
+                    }
+                }
+            }
             let done = match job {
                 StoreJob::Import(batch, blocks) => {
                     if !dropped.is_empty() {
@@ -73,6 +98,11 @@ pub(super) fn spawn(
                     StoreDone::RolledBack(store.rollback_to(h).map_err(store_failure))
                 }
             };
+            reopen = matches!(
+                done,
+                StoreDone::Imported(_, Err(StoreFailure::DiskFull(_)))
+                    | StoreDone::RolledBack(Err(StoreFailure::DiskFull(_)))
+            );
             if done_tx.send(done).is_err() {
                 break;
             }
