@@ -17,7 +17,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
 
 use crate::chain::Hash;
-use crate::protocol::{BlockHashResponse, BlocksResponse, HeightResponse};
+use crate::net::blocks_wire::BlocksWire;
+use crate::protocol::{BlockHashResponse, HeightResponse};
 
 /// A misbehaviour mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,12 +94,22 @@ pub fn twist<R: 'static>(response: R) -> R {
             }
         }
         m if m == Mode::Garbage as u8 => {
-            if let Some(b) = boxed.downcast_mut::<BlocksResponse>() {
-                for block in &mut b.blocks {
-                    match block.body.first_mut() {
+            if let Some(b) = boxed.downcast_mut::<BlocksWire>() {
+                // Served bytes are stored encodings: decode, flip a body
+                // byte of each block, encode again (testnet only).
+                let mut blocks = std::mem::replace(b, BlocksWire::Received(Default::default()))
+                    .into_blocks()
+                    .unwrap_or_default();
+                for block in &mut blocks {
+                    let mut body = block.body.to_vec();
+                    match body.first_mut() {
                         Some(byte) => *byte ^= 0xff,
-                        None => block.body.push(0xff),
+                        None => body.push(0xff),
                     }
+                    block.body = body.into();
+                }
+                if let Ok(twisted) = BlocksWire::from_blocks(blocks) {
+                    *b = twisted;
                 }
             }
         }

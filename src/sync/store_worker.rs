@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use tokio::sync::mpsc;
 use tracing::warn;
 
@@ -29,7 +30,8 @@ pub(super) fn store_failure(e: StoreError) -> StoreFailure {
 }
 
 pub(super) enum StoreJob {
-    Import(BatchId, Arc<Vec<Block>>),
+    /// With the blocks' encodings as received, when they were kept.
+    Import(BatchId, Arc<Vec<Block>>, Option<Bytes>),
     Rollback(u64),
 }
 
@@ -60,13 +62,24 @@ pub(super) fn spawn(
         let mut dropped = SlotWatch::new(slot_ms, DROPPED_BLOCKS_WATCHED);
         while let Some(job) = job_rx.blocking_recv() {
             let done = match job {
-                StoreJob::Import(batch, blocks) => {
+                StoreJob::Import(batch, blocks, encoded) => {
                     if !dropped.is_empty() {
                         for e in blocks.iter().filter_map(|b| dropped.check(&b.header)) {
                             report_equivocation(&metrics, &e);
                         }
                     }
-                    StoreDone::Imported(batch, store.import(&blocks).map_err(store_failure))
+                    let imported = match encoded {
+                        // The bytes as received go to the file as they are.
+                        Some(encoded) => match store.import_encoded(&blocks, &encoded) {
+                            Err(e @ StoreError::NotTheEncoding { .. }) => {
+                                warn!(error = %e, "kept encodings do not match; encoding the blocks again");
+                                store.import(&blocks)
+                            }
+                            done => done,
+                        },
+                        None => store.import(&blocks),
+                    };
+                    StoreDone::Imported(batch, imported.map_err(store_failure))
                 }
                 StoreJob::Rollback(h) => {
                     remember_dropped(&store, h, &mut dropped);
