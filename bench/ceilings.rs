@@ -1,6 +1,8 @@
 //! The machine's own ceilings, measured in the same run as the sync
-//! scenarios: local import (validate + store from memory, no network) and
-//! raw transport (bytes through libp2p tcp+noise+yamux on 127.0.0.1).
+//! scenarios: local import (validate + store from memory, no network),
+//! verification only (what a syncing node cannot avoid: blake3 of every
+//! body and header, ed25519 batch verification) and raw transport (bytes
+//! through libp2p tcp+noise+yamux on 127.0.0.1).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -38,20 +40,7 @@ pub struct Rate {
 /// (`Store::import`, one writer) into a fresh store in `work`. Only the
 /// validate+import phase is timed.
 pub fn local_import(genesis: &Genesis, chain: &ChainInfo, work: &Path) -> anyhow::Result<Rate> {
-    let src = Store::open(&chain.dir, genesis)?;
-    let per_batch = SyncConfig::default().batch_blocks;
-    let mut batches: Vec<(BlockRef, Arc<Vec<Block>>)> = Vec::new();
-    let mut parent = BlockRef::of(genesis.block());
-    let mut next = 1u64;
-    while next <= chain.height {
-        let blocks = src.blocks_range(next, per_batch, RESPONSE_BYTE_BUDGET)?;
-        anyhow::ensure!(!blocks.is_empty(), "chain cache is missing block {next}");
-        next += blocks.len() as u64;
-        let last = blocks.last().map(BlockRef::of).unwrap_or(parent);
-        batches.push((parent, Arc::new(blocks)));
-        parent = last;
-    }
-    drop(src);
+    let batches = load_batches(genesis, chain)?;
     let _ = std::fs::remove_dir_all(work);
     let dst = Store::open(work, genesis)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -92,6 +81,90 @@ pub fn local_import(genesis: &Genesis, chain: &ChainInfo, work: &Path) -> anyhow
     anyhow::ensure!(dst.tip().hash == chain.tip_hash(), "imported tip differs");
     drop(dst);
     let _ = std::fs::remove_dir_all(work);
+    Ok(Rate {
+        secs,
+        blocks_per_s: chain.height as f64 / secs,
+        mb_per_s: chain.encoded_bytes as f64 / secs / 1e6,
+    })
+}
+
+/// The chain's blocks in the batches sync uses (at most `batch_blocks`, at
+/// most the 4 MiB response budget), each with its parent.
+fn load_batches(
+    genesis: &Genesis,
+    chain: &ChainInfo,
+) -> anyhow::Result<Vec<(BlockRef, Arc<Vec<Block>>)>> {
+    let src = Store::open(&chain.dir, genesis)?;
+    let per_batch = SyncConfig::default().batch_blocks;
+    let mut batches: Vec<(BlockRef, Arc<Vec<Block>>)> = Vec::new();
+    let mut parent = BlockRef::of(genesis.block());
+    let mut next = 1u64;
+    while next <= chain.height {
+        let blocks = src.blocks_range(next, per_batch, RESPONSE_BYTE_BUDGET)?;
+        anyhow::ensure!(!blocks.is_empty(), "chain cache is missing block {next}");
+        next += blocks.len() as u64;
+        let last = blocks.last().map(BlockRef::of).unwrap_or(parent);
+        batches.push((parent, Arc::new(blocks)));
+        parent = last;
+    }
+    Ok(batches)
+}
+
+/// Verification-only ceiling: what a syncing node cannot avoid doing to the
+/// blocks whatever its design, on every core: blake3 of each body (checked
+/// against the header's body hash), blake3 of each header (the block hash)
+/// and ed25519 batch verification of the signatures, per batch of the
+/// sizes sync uses. No chain rules, no store, no network. Blocks are loaded
+/// first; only the verification is timed.
+pub fn verify_only(genesis: &Genesis, chain: &ChainInfo) -> anyhow::Result<Rate> {
+    let batches = load_batches(genesis, chain)?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cursor = AtomicUsize::new(0);
+    let started = Instant::now();
+    let ok = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let (cursor, batches) = (&cursor, &batches);
+                s.spawn(move || {
+                    let mut keys: BTreeMap<[u8; 32], ed25519_dalek::VerifyingKey> = BTreeMap::new();
+                    loop {
+                        let i = cursor.fetch_add(1, Ordering::Relaxed);
+                        let Some((_, blocks)) = batches.get(i) else {
+                            return true;
+                        };
+                        let mut msgs = Vec::with_capacity(blocks.len());
+                        let mut sigs = Vec::with_capacity(blocks.len());
+                        let mut vks = Vec::with_capacity(blocks.len());
+                        for b in blocks.iter() {
+                            let h = &b.header;
+                            if concord::chain::Hash::digest(&b.body) != h.body_hash {
+                                return false;
+                            }
+                            msgs.push(h.hash());
+                            sigs.push(ed25519_dalek::Signature::from_bytes(&h.signature.0));
+                            let key = match keys.get(&h.producer.0) {
+                                Some(k) => *k,
+                                None => {
+                                    match ed25519_dalek::VerifyingKey::from_bytes(&h.producer.0) {
+                                        Ok(k) => *keys.entry(h.producer.0).or_insert(k),
+                                        Err(_) => return false,
+                                    }
+                                }
+                            };
+                            vks.push(key);
+                        }
+                        let msgs: Vec<&[u8]> = msgs.iter().map(|m| &m.0[..]).collect();
+                        if ed25519_dalek::verify_batch(&msgs, &sigs, &vks).is_err() {
+                            return false;
+                        }
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().all(|w| w.join().unwrap_or(false))
+    });
+    let secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(ok, "verification failed on the cached chain");
     Ok(Rate {
         secs,
         blocks_per_s: chain.height as f64 / secs,

@@ -65,6 +65,14 @@ struct BenchArgs {
     /// Cache of generated chains, keyed by their parameters.
     #[arg(long, value_name = "DIR", default_value = "target/bench-chains")]
     chains_dir: PathBuf,
+    /// Repetitions, interleaved (each: the chain's ceilings, then its
+    /// scenarios); figures are reported as median (min–max). Default 3, 1
+    /// with --quick.
+    #[arg(long, value_name = "N")]
+    reps: Option<usize>,
+    /// Run only the scenario with this label (repeatable), e.g. "3 seeders".
+    #[arg(long, value_name = "LABEL")]
+    only: Vec<String>,
     /// Scratch directory (removed at the end).
     #[arg(long, value_name = "DIR", default_value = "target/bench-work")]
     work_dir: PathBuf,
@@ -98,6 +106,8 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
         chains_dir: args.chains_dir,
         work_dir: args.work_dir,
         exe: std::env::current_exe().context("cannot find the concord-bench binary")?,
+        reps: args.reps.unwrap_or(if args.quick { 1 } else { 3 }),
+        only: args.only,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

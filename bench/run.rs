@@ -36,6 +36,11 @@ pub struct BenchOptions {
     /// The `concord-bench` binary, to run each syncing node as
     /// `concord-bench sync-child`.
     pub exe: PathBuf,
+    /// Repetitions, interleaved: each measures the chain's ceilings, then
+    /// runs its scenarios; figures are reported as median and spread.
+    pub reps: usize,
+    /// Run only the scenarios with these labels (`3 seeders`, ...); all if empty.
+    pub only: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -47,15 +52,78 @@ pub struct Machine {
     pub build: &'static str,
 }
 
+/// Median and spread of one figure over the repetitions.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    /// (max - min) / median.
+    pub rel_spread: f64,
+    /// Every repetition's value, in run order.
+    pub values: Vec<f64>,
+}
+
+impl Spread {
+    fn of(values: impl IntoIterator<Item = Option<f64>>) -> Option<Spread> {
+        let values: Vec<f64> = values.into_iter().flatten().collect();
+        if values.is_empty() {
+            return None;
+        }
+        let mut sorted = values.clone();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
+        let median = if n % 2 == 1 {
+            sorted[n / 2]
+        } else {
+            (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+        };
+        let (min, max) = (sorted[0], sorted[n - 1]);
+        Some(Spread {
+            median,
+            min,
+            max,
+            rel_spread: if median > 0.0 {
+                (max - min) / median
+            } else {
+                0.0
+            },
+            values,
+        })
+    }
+}
+
+/// One repetition's ceilings of a chain.
+#[derive(Clone, Debug, Serialize)]
+pub struct Ceilings {
+    pub local_import: Rate,
+    pub raw_transport: Rate,
+    pub verify_only: Rate,
+    /// min(local import, raw transport), MB/s: what efficiency divides by.
+    pub ceiling_mb_per_s: f64,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct ChainReport {
     pub name: &'static str,
     pub spec: ChainSpec,
     pub info: ChainInfo,
+    /// The repetition with the median ceiling (the others are in `reps`).
     pub local_import: Rate,
     pub raw_transport: Rate,
-    /// min(local import, raw transport), MB/s: what efficiency divides by.
+    pub verify_only: Rate,
+    /// Median over the repetitions of min(local import, raw transport), MB/s.
     pub ceiling_mb_per_s: f64,
+    pub spread: ChainSpread,
+    pub reps: Vec<Ceilings>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ChainSpread {
+    pub local_import_mb_per_s: Option<Spread>,
+    pub raw_transport_mb_per_s: Option<Spread>,
+    pub verify_only_mb_per_s: Option<Spread>,
+    pub ceiling_mb_per_s: Option<Spread>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -75,7 +143,10 @@ pub struct ScenarioReport {
     pub sync_secs: Option<f64>,
     pub blocks_per_s: Option<f64>,
     pub mb_per_s: Option<f64>,
+    /// Median over the repetitions of sync MB/s / that repetition's ceiling.
     pub efficiency: Option<f64>,
+    /// Median of sync MB/s / that repetition's verification-only rate.
+    pub verify_efficiency: Option<f64>,
     pub overhead: Option<f64>,
     pub overhead_app: Option<f64>,
     pub requests_per_1000_blocks: Option<f64>,
@@ -83,12 +154,27 @@ pub struct ScenarioReport {
     pub connect_to_first_request_ms: Option<f64>,
     pub ahead_to_first_request_ms: Option<f64>,
     pub peak_rss_mib: Option<f64>,
+    /// Median and spread over the repetitions (`efficiency` etc. above are
+    /// the medians; the other single figures are the median-rate repetition's).
+    pub spread: ScenarioSpread,
+    /// An efficiency above 1 in any repetition: the ceiling was measured in a
+    /// bad moment (a noisy machine), not sync beating it. Named here.
+    pub measurement_defects: Vec<String>,
     pub child: ChildReport,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ScenarioSpread {
+    pub reps: usize,
+    pub mb_per_s: Option<Spread>,
+    pub efficiency: Option<Spread>,
+    pub verify_efficiency: Option<Spread>,
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub quick: bool,
+    pub reps: usize,
     pub machine: Machine,
     pub chains: Vec<ChainReport>,
     pub scenarios: Vec<ScenarioReport>,
@@ -156,35 +242,7 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
         } else {
             None
         };
-        eprintln!("bench[{}]: local import ceiling", kind.name);
-        let (g, i, w) = (genesis.clone(), info.clone(), opts.work_dir.join("import"));
-        let local_import =
-            tokio::task::spawn_blocking(move || ceilings::local_import(&g, &i, &w)).await??;
-        eprintln!("bench[{}]: raw transport ceiling", kind.name);
-        let volume = info.encoded_bytes.min(1 << 30);
-        let raw_transport = ceilings::raw_transport(volume, RESPONSE_BYTE_BUDGET, 2).await?;
-        let ceiling = local_import.mb_per_s.min(raw_transport.mb_per_s);
-        let report = ChainReport {
-            name: kind.name,
-            spec: kind.spec,
-            info: info.clone(),
-            local_import,
-            raw_transport,
-            ceiling_mb_per_s: ceiling,
-        };
-        eprintln!(
-            "bench[{}]: import {:.1} MB/s, transport {:.1} MB/s",
-            kind.name, local_import.mb_per_s, raw_transport.mb_per_s
-        );
-        chains.push(report);
         let kind_dir = opts.work_dir.join(kind.name);
-        let ctx = Ctx {
-            opts,
-            kind: &kind,
-            info: &info,
-            dir: &kind_dir,
-            ceiling,
-        };
         // Three honest seeders, not connected to each other, so a fresh node
         // only talks to the ones it is given.
         let mut seeders: Vec<(RunningNode, Multiaddr)> = Vec::new();
@@ -194,37 +252,70 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
             seeders.push(start_node(&d, vec![], false, None).await?);
         }
         let addrs: Vec<Multiaddr> = seeders.iter().map(|(_, a)| a.clone()).collect();
-        let one = ctx.scenario("1 seeder", &addrs[..1], None, false).await?;
-        let one_rate = one.mb_per_s;
-        scenarios.push(one);
-        scenarios.push(ctx.scenario("3 seeders", &addrs, None, false).await?);
-        if kind.slow {
-            // 10x slower than one honest seeder serving alone.
-            let rate = (one_rate.unwrap_or(10.0) * 1e6 / 10.0) as u64;
-            let d = kind_dir.join("slow");
-            chains::copy_for_node(&info, &d)?;
-            let (slow, slow_addr) = start_node(&d, vec![], false, Some(rate)).await?;
-            let set = vec![addrs[0].clone(), addrs[1].clone(), slow_addr];
-            scenarios.push(
-                ctx.scenario("3 seeders, 1 slow (10x)", &set, Some(rate), false)
-                    .await?,
-            );
-            let _ = slow.stop().await;
-        }
-        if let Some(forged) = &forged {
-            let d = kind_dir.join("liar");
-            chains::copy_for_node(forged, &d)?;
-            let (liar, liar_addr) = start_node(&d, vec![], false, None).await?;
-            let mut set = addrs.clone();
-            set.push(liar_addr);
-            scenarios.push(
-                ctx.scenario("3 seeders + 1 lying", &set, None, true)
-                    .await?,
-            );
-            let _ = liar.stop().await;
+        let wanted = |label: &str| opts.only.is_empty() || opts.only.iter().any(|o| o == label);
+        let mut ceilings_by_rep = Vec::new();
+        // Scenario label -> its report in each repetition.
+        let mut by_label: Vec<(String, Vec<ScenarioReport>)> = Vec::new();
+        let mut record =
+            |r: ScenarioReport, label: &str| match by_label.iter_mut().find(|(l, _)| l == label) {
+                Some((_, v)) => v.push(r),
+                None => by_label.push((label.to_string(), vec![r])),
+            };
+        for rep in 0..opts.reps.max(1) {
+            // Ceilings and syncs interleaved: a noisy moment shows as spread.
+            let c = measure_ceilings(&genesis, &kind, &info, &opts.work_dir, rep).await?;
+            let ctx = Ctx {
+                opts,
+                kind: &kind,
+                info: &info,
+                dir: &kind_dir,
+                ceilings: c.clone(),
+            };
+            ceilings_by_rep.push(c);
+            let mut one_rate = None;
+            if wanted("1 seeder") || (kind.slow && wanted("3 seeders, 1 slow (10x)")) {
+                let one = ctx.scenario("1 seeder", &addrs[..1], None, false).await?;
+                one_rate = one.mb_per_s;
+                if wanted("1 seeder") {
+                    record(one, "1 seeder");
+                }
+            }
+            if wanted("3 seeders") {
+                record(
+                    ctx.scenario("3 seeders", &addrs, None, false).await?,
+                    "3 seeders",
+                );
+            }
+            let label = "3 seeders, 1 slow (10x)";
+            if kind.slow && wanted(label) {
+                // 10x slower than one honest seeder serving alone.
+                let rate = (one_rate.unwrap_or(10.0) * 1e6 / 10.0) as u64;
+                let d = kind_dir.join("slow");
+                chains::copy_for_node(&info, &d)?;
+                let (slow, slow_addr) = start_node(&d, vec![], false, Some(rate)).await?;
+                let set = vec![addrs[0].clone(), addrs[1].clone(), slow_addr];
+                record(ctx.scenario(label, &set, Some(rate), false).await?, label);
+                let _ = slow.stop().await;
+                let _ = std::fs::remove_dir_all(&d);
+            }
+            let label = "3 seeders + 1 lying";
+            if let Some(forged) = forged.as_ref().filter(|_| wanted(label)) {
+                let d = kind_dir.join("liar");
+                chains::copy_for_node(forged, &d)?;
+                let (liar, liar_addr) = start_node(&d, vec![], false, None).await?;
+                let mut set = addrs.clone();
+                set.push(liar_addr);
+                record(ctx.scenario(label, &set, None, true).await?, label);
+                let _ = liar.stop().await;
+                let _ = std::fs::remove_dir_all(&d);
+            }
         }
         for (s, _) in seeders {
             let _ = s.stop().await;
+        }
+        chains.push(chain_report(&kind, &info, ceilings_by_rep));
+        for (_, reps) in by_label {
+            scenarios.push(aggregate(reps));
         }
         let _ = std::fs::remove_dir_all(&kind_dir);
     }
@@ -234,6 +325,7 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
     let _ = std::fs::remove_dir_all(&opts.work_dir);
     Ok(Report {
         quick: opts.quick,
+        reps: opts.reps.max(1),
         machine,
         chains,
         scenarios,
@@ -242,12 +334,124 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
     })
 }
 
+/// One repetition's ceilings of a chain (see [`crate::ceilings`]).
+async fn measure_ceilings(
+    genesis: &Genesis,
+    kind: &Kind,
+    info: &ChainInfo,
+    work: &Path,
+    rep: usize,
+) -> anyhow::Result<Ceilings> {
+    eprintln!("bench[{} rep {}]: local import ceiling", kind.name, rep + 1);
+    let (g, i, w) = (genesis.clone(), info.clone(), work.join("import"));
+    let local_import =
+        tokio::task::spawn_blocking(move || ceilings::local_import(&g, &i, &w)).await??;
+    eprintln!(
+        "bench[{} rep {}]: verification-only ceiling",
+        kind.name,
+        rep + 1
+    );
+    let (g, i) = (genesis.clone(), info.clone());
+    let verify_only = tokio::task::spawn_blocking(move || ceilings::verify_only(&g, &i)).await??;
+    eprintln!(
+        "bench[{} rep {}]: raw transport ceiling",
+        kind.name,
+        rep + 1
+    );
+    let volume = info.encoded_bytes.min(1 << 30);
+    let raw_transport = ceilings::raw_transport(volume, RESPONSE_BYTE_BUDGET, 2).await?;
+    eprintln!(
+        "bench[{}]: import {:.1} MB/s, verify {:.1} MB/s, transport {:.1} MB/s",
+        kind.name, local_import.mb_per_s, verify_only.mb_per_s, raw_transport.mb_per_s
+    );
+    Ok(Ceilings {
+        local_import,
+        raw_transport,
+        verify_only,
+        ceiling_mb_per_s: local_import.mb_per_s.min(raw_transport.mb_per_s),
+    })
+}
+
+fn chain_report(kind: &Kind, info: &ChainInfo, reps: Vec<Ceilings>) -> ChainReport {
+    let spread = |f: fn(&Ceilings) -> f64| Spread::of(reps.iter().map(|c| Some(f(c))));
+    let ceiling = spread(|c| c.ceiling_mb_per_s);
+    let median = ceiling.as_ref().map_or(0.0, |s| s.median);
+    // The repetition whose ceiling is nearest the median stands for the chain.
+    let mid = reps
+        .iter()
+        .min_by(|a, b| {
+            (a.ceiling_mb_per_s - median)
+                .abs()
+                .total_cmp(&(b.ceiling_mb_per_s - median).abs())
+        })
+        .cloned()
+        .unwrap_or_else(|| reps[0].clone());
+    ChainReport {
+        name: kind.name,
+        spec: kind.spec,
+        info: info.clone(),
+        local_import: mid.local_import,
+        raw_transport: mid.raw_transport,
+        verify_only: mid.verify_only,
+        ceiling_mb_per_s: median,
+        spread: ChainSpread {
+            local_import_mb_per_s: spread(|c| c.local_import.mb_per_s),
+            raw_transport_mb_per_s: spread(|c| c.raw_transport.mb_per_s),
+            verify_only_mb_per_s: spread(|c| c.verify_only.mb_per_s),
+            ceiling_mb_per_s: ceiling,
+        },
+        reps,
+    }
+}
+
+/// One scenario over the repetitions: medians, spreads, defects.
+fn aggregate(reps: Vec<ScenarioReport>) -> ScenarioReport {
+    let spread = ScenarioSpread {
+        reps: reps.len(),
+        mb_per_s: Spread::of(reps.iter().map(|r| r.mb_per_s)),
+        efficiency: Spread::of(reps.iter().map(|r| r.efficiency)),
+        verify_efficiency: Spread::of(reps.iter().map(|r| r.verify_efficiency)),
+    };
+    let mut defects = Vec::new();
+    for (i, r) in reps.iter().enumerate() {
+        for (what, v) in [
+            ("efficiency", r.efficiency),
+            ("efficiency against verification only", r.verify_efficiency),
+        ] {
+            if let Some(v) = v.filter(|v| *v > 1.0) {
+                defects.push(format!(
+                    "rep {}: {what} {v:.2} > 1: the ceiling was measured in a bad moment",
+                    i + 1
+                ));
+            }
+        }
+    }
+    let converged = reps.iter().all(|r| r.converged);
+    let median_rate = spread.mb_per_s.as_ref().map(|s| s.median);
+    let mut mid = reps
+        .iter()
+        .min_by(|a, b| {
+            let d =
+                |r: &ScenarioReport| (r.mb_per_s.unwrap_or(0.0) - median_rate.unwrap_or(0.0)).abs();
+            d(a).total_cmp(&d(b))
+        })
+        .cloned()
+        .unwrap_or_else(|| reps[0].clone());
+    mid.converged = converged;
+    mid.mb_per_s = median_rate.or(mid.mb_per_s);
+    mid.efficiency = spread.efficiency.as_ref().map(|s| s.median);
+    mid.verify_efficiency = spread.verify_efficiency.as_ref().map(|s| s.median);
+    mid.measurement_defects = defects;
+    mid.spread = spread;
+    mid
+}
+
 struct Ctx<'a> {
     opts: &'a BenchOptions,
     kind: &'a Kind,
     info: &'a ChainInfo,
     dir: &'a Path,
-    ceiling: f64,
+    ceilings: Ceilings,
 }
 
 impl Ctx<'_> {
@@ -308,7 +512,8 @@ impl Ctx<'_> {
             sync_secs,
             blocks_per_s: sync_secs.map(|s| blocks as f64 / s),
             mb_per_s,
-            efficiency: mb_per_s.map(|r| r / self.ceiling),
+            efficiency: mb_per_s.map(|r| r / self.ceilings.ceiling_mb_per_s),
+            verify_efficiency: mb_per_s.map(|r| r / self.ceilings.verify_only.mb_per_s),
             overhead: c.tcp_bytes_received.map(|b| b as f64 / bytes as f64),
             overhead_app: Some(c.bytes_downloaded as f64 / bytes as f64),
             requests_per_1000_blocks: per_k(c.requests_sent),
@@ -316,6 +521,8 @@ impl Ctx<'_> {
             connect_to_first_request_ms: diff(c.first_blocks_request_ms, c.first_peer_connected_ms),
             ahead_to_first_request_ms: diff(c.first_blocks_request_ms, c.first_peer_ahead_ms),
             peak_rss_mib: c.peak_rss_kib.map(|k| k as f64 / 1024.0),
+            spread: ScenarioSpread::default(),
+            measurement_defects: Vec::new(),
             child: c,
         })
     }
@@ -358,33 +565,56 @@ fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or("-".into(), |x| format!("{x:.digits$}"))
 }
 
-/// The report as Markdown tables.
+fn spread(s: &Option<Spread>, digits: usize) -> String {
+    match s {
+        Some(s) if s.values.len() > 1 => format!(
+            "{:.digits$} ({:.digits$}–{:.digits$})",
+            s.median, s.min, s.max
+        ),
+        Some(s) => format!("{:.digits$}", s.median),
+        None => "-".into(),
+    }
+}
+
+/// The report as Markdown tables (with several repetitions: median (min–max)).
 pub fn table(r: &Report) -> String {
     let mut s = String::new();
-    s.push_str("| chain | local import MB/s (blocks/s) | raw transport MB/s | ceiling MB/s |\n|---|---|---|---|\n");
+    s.push_str(&format!(
+        "Repetitions: {} (ceilings and syncs interleaved)\n\n",
+        r.reps
+    ));
+    s.push_str("| chain | local import MB/s (blocks/s) | verification only MB/s (blocks/s) | raw transport MB/s | ceiling MB/s |\n|---|---|---|---|---|\n");
     for c in &r.chains {
         s.push_str(&format!(
-            "| {} ({} x {} B, {:.1} MB) | {:.1} ({:.0}) | {:.1} | {:.1} |\n",
+            "| {} ({} x {} B, {:.1} MB) | {} ({:.0}) | {} ({:.0}) | {} | {} |\n",
             c.name,
             c.info.height,
             c.spec.body_bytes,
             c.info.encoded_bytes as f64 / 1e6,
-            c.local_import.mb_per_s,
+            spread(&c.spread.local_import_mb_per_s, 1),
             c.local_import.blocks_per_s,
-            c.raw_transport.mb_per_s,
-            c.ceiling_mb_per_s
+            spread(&c.spread.verify_only_mb_per_s, 1),
+            c.verify_only.blocks_per_s,
+            spread(&c.spread.raw_transport_mb_per_s, 1),
+            spread(&c.spread.ceiling_mb_per_s, 1),
         ));
     }
-    s.push_str("\n| scenario | ok | blocks/s | MB/s | synced in s | efficiency | overhead (tcp / app) | req per 1k blocks (blocks) | connect→1st req ms | ahead→1st req ms | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+    s.push_str("\n| scenario | ok | blocks/s | MB/s | synced in s | efficiency | vs verification only | overhead (tcp / app) | req per 1k blocks (blocks) | connect→1st req ms | ahead→1st req ms | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for x in &r.scenarios {
+        let defect = if x.measurement_defects.is_empty() {
+            ""
+        } else {
+            " ⚠"
+        };
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} / {} | {} ({}) | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {}{defect} | {}{defect} | {} / {} | {} ({}) | {} | {} | {} |\n",
             x.name,
             if x.converged { "yes" } else { "NO" },
             opt(x.blocks_per_s, 0),
-            opt(x.mb_per_s, 1),
+            spread(&x.spread.mb_per_s, 1),
             opt(x.time_to_synced_s, 2),
-            opt(x.efficiency, 2),
+            spread(&x.spread.efficiency, 2),
+            spread(&x.spread.verify_efficiency, 2),
             opt(x.overhead, 3),
             opt(x.overhead_app, 3),
             opt(x.requests_per_1000_blocks, 2),
@@ -393,6 +623,22 @@ pub fn table(r: &Report) -> String {
             opt(x.ahead_to_first_request_ms, 1),
             opt(x.peak_rss_mib, 0),
         ));
+    }
+    let defects: Vec<String> = r
+        .scenarios
+        .iter()
+        .flat_map(|x| {
+            x.measurement_defects
+                .iter()
+                .map(move |d| format!("- {}: {d}", x.name))
+        })
+        .collect();
+    if !defects.is_empty() {
+        s.push_str("\n⚠ Measurement defects (an efficiency above 1 says the ceiling was measured in a bad moment, not that sync beat it):\n");
+        for d in defects {
+            s.push_str(&d);
+            s.push('\n');
+        }
     }
     let t = &r.tip_latency;
     s.push_str(&format!(

@@ -253,7 +253,7 @@ fn block() -> impl Strategy<Value = Block> {
                     producer: PublicKey(producer),
                     signature: Signature(sig.try_into().expect("64 bytes")),
                 },
-                body,
+                body: body.into(),
             },
         )
 }

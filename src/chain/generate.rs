@@ -48,7 +48,7 @@ pub fn unsigned_block(
             producer: key.public(),
             signature: Signature::ZERO,
         },
-        body,
+        body: body.into(),
     }
 }
 

@@ -162,7 +162,7 @@ impl Genesis {
                 producer: PublicKey::ZERO,
                 signature: Signature::ZERO,
             },
-            body,
+            body: body.into(),
         };
         let hash = block.hash();
         Ok(Genesis {

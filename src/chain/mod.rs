@@ -10,6 +10,7 @@ pub mod generate;
 pub mod genesis;
 pub mod types;
 pub mod validate;
+pub mod wire;
 
 pub use authority::{AuthorityKey, AuthorityKeyError};
 pub use genesis::Genesis;

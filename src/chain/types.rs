@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use bytes::Bytes;
+
 use serde::de::{self, SeqAccess, Visitor};
 use serde::ser::SerializeTuple;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -154,6 +156,10 @@ impl BlockHeader {
 
 /// A block: header plus opaque body bytes.
 ///
+/// The body is a [`Bytes`]: a block decoded from a received response keeps
+/// its body as a view into the response buffer (see [`super::wire`]), so
+/// validating and storing it copies nothing.
+///
 /// On the wire and in the store a block is one CBOR array of seven items:
 /// `[height, parent, timestamp_ms, body_hash, producer, signature, body]`
 /// (integers as CBOR unsigned integers, the rest as byte strings). See
@@ -161,7 +167,7 @@ impl BlockHeader {
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Block {
     pub header: BlockHeader,
-    pub body: Vec<u8>,
+    pub body: Bytes,
 }
 
 impl Block {
@@ -233,7 +239,7 @@ impl<'de> Deserialize<'de> for Block {
                         producer,
                         signature,
                     },
-                    body: body.into_vec(),
+                    body: Bytes::from(body.into_vec()),
                 })
             }
         }
@@ -255,7 +261,7 @@ mod tests {
                 producer: PublicKey([2; 32]),
                 signature: Signature([3; 64]),
             },
-            body: b"hello".to_vec(),
+            body: Bytes::from_static(b"hello"),
         }
     }
 

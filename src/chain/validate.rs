@@ -356,7 +356,9 @@ mod tests {
     fn body_hash_mismatch() {
         let g = Genesis::dev();
         let mut b = next_block(&g, vec![1, 2, 3]);
-        b.body[0] ^= 1;
+        let mut body = b.body.to_vec();
+        body[0] ^= 1;
+        b.body = body.into();
         assert_eq!(
             validate_block(&g, &genesis_ref(&g), &b),
             Err(ValidationError::BodyHashMismatch { height: 1 })
@@ -509,7 +511,7 @@ mod tests {
             Err(ValidationError::FromTheFuture { height: 5, .. })
         ));
         let mut bad = blocks.clone();
-        bad[4].body.push(1);
+        bad[4].body = [&bad[4].body[..], &[1]].concat().into();
         assert_eq!(
             validate_received(&g, &bad, at(0), 0),
             Err(ValidationError::BodyHashMismatch { height: 5 })
@@ -567,7 +569,7 @@ mod tests {
             })
         );
         let mut blocks: Vec<Block> = gen().collect();
-        blocks[6].body.push(0);
+        blocks[6].body = [&blocks[6].body[..], &[0]].concat().into();
         assert_eq!(
             validate_segment(&g, &genesis_ref(&g), &blocks),
             Err(ValidationError::BodyHashMismatch { height: 7 })
@@ -606,7 +608,7 @@ mod tests {
                 producer: PublicKey::ZERO,
                 signature: Signature::ZERO,
             },
-            body: vec![],
+            body: Default::default(),
         };
         assert_eq!(
             validate_block(&g, &genesis_ref(&g), &b),

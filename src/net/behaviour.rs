@@ -13,12 +13,13 @@ use libp2p::{
     StreamProtocol,
 };
 
-use super::codec::Codec;
+use super::blocks_wire::BlocksWire;
+use super::codec::{Codec, Wire};
 use super::NetConfig;
 use crate::protocol::{
     limits, AnnounceRequest, AnnounceResponse, BlockHashRequest, BlockHashResponse, BlocksRequest,
-    BlocksResponse, GenesisRequest, GenesisResponse, HeightRequest, HeightResponse,
-    ANNOUNCE_PROTOCOL, BLOCKS_PROTOCOL, BLOCK_HASH_PROTOCOL, GENESIS_PROTOCOL, HEIGHT_PROTOCOL,
+    GenesisRequest, GenesisResponse, HeightRequest, HeightResponse, ANNOUNCE_PROTOCOL,
+    BLOCKS_PROTOCOL, BLOCK_HASH_PROTOCOL, GENESIS_PROTOCOL, HEIGHT_PROTOCOL,
 };
 
 /// Identify's protocol version string (sent inside identify messages).
@@ -45,7 +46,7 @@ pub(crate) struct Behaviour {
     pub height: Rr<HeightRequest, HeightResponse>,
     pub genesis: Rr<GenesisRequest, GenesisResponse>,
     pub block_hash: Rr<BlockHashRequest, BlockHashResponse>,
-    pub blocks: Rr<BlocksRequest, BlocksResponse>,
+    pub blocks: Rr<BlocksRequest, BlocksWire>,
     pub announce: Rr<AnnounceRequest, AnnounceResponse>,
 }
 
@@ -57,7 +58,7 @@ fn rr<Req, Resp>(
 ) -> Rr<Req, Resp>
 where
     Req: Send + serde::Serialize + serde::de::DeserializeOwned,
-    Resp: Send + serde::Serialize + serde::de::DeserializeOwned,
+    Resp: Wire,
 {
     request_response::Behaviour::with_codec(
         Codec::default()

@@ -7,6 +7,7 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 
 use super::address_book::{AddressEntry, Source};
+use super::blocks_wire::{BlocksWire, ReceivedBlocks};
 use super::slots::Standing;
 use super::RequestError;
 use crate::chain::Hash;
@@ -34,7 +35,7 @@ pub(crate) enum Command {
         peer: PeerId,
         start: u64,
         count: u32,
-        reply: Reply<BlocksResponse>,
+        reply: Reply<BlocksWire>,
     },
     Announce {
         height: u64,
@@ -142,13 +143,36 @@ impl Client {
         start: u64,
         count: u32,
     ) -> Result<BlocksResponse, RequestError> {
-        self.request(|reply| Command::Blocks {
-            peer,
-            start,
-            count,
-            reply,
+        let received = self.request_blocks_received(peer, start, count).await?;
+        Ok(BlocksResponse {
+            blocks: received.blocks,
         })
-        .await
+    }
+
+    /// [`Client::request_blocks`], with the blocks' encodings as received
+    /// (for storing them as they came: see [`super::blocks_wire`]).
+    pub async fn request_blocks_received(
+        &self,
+        peer: PeerId,
+        start: u64,
+        count: u32,
+    ) -> Result<ReceivedBlocks, RequestError> {
+        let wire = self
+            .request(|reply| Command::Blocks {
+                peer,
+                start,
+                count,
+                reply,
+            })
+            .await?;
+        match wire {
+            BlocksWire::Received(received) => Ok(received),
+            // The codec only ever reads `Received`; decoding covers the rest.
+            encoded @ BlocksWire::Encoded { .. } => Ok(ReceivedBlocks {
+                blocks: encoded.into_blocks().map_err(RequestError::BadResponse)?,
+                encoded: None,
+            }),
+        }
     }
 
     /// Push our new tip to every connected peer (fire and forget: returns once

@@ -10,9 +10,16 @@
 //!
 //! The bytes on the wire are identical to `cbor::Codec` (same encoder, same
 //! framing: the request ends when the requester closes its write side).
+//!
+//! Responses go through [`Wire`]: the small ones with serde, a blocks
+//! response as bytes (see [`super::blocks_wire`]): a server writes the
+//! stored encodings as they are, and a reader reads into one buffer sized
+//! from the response limit up front (never regrown, each byte zeroed once
+//! before it is read into) that the received blocks then point into.
 
 use std::{io, marker::PhantomData};
 
+use bytes::Bytes;
 use futures::prelude::*;
 use libp2p::StreamProtocol;
 use serde::{de::DeserializeOwned, Serialize};
@@ -74,18 +81,45 @@ impl<Req, Resp> Codec<Req, Resp> {
     }
 }
 
+/// Buffers are filled (zeroed, then read into) this much at a time.
+const READ_STEP: usize = 64 * 1024;
+
 /// Reads until EOF, at most `max` bytes; `Ok(None)` when the peer sent more.
+///
+/// The buffer gets its capacity up front (`max` + 1, the most it can hold)
+/// and is never regrown; it is zeroed [`READ_STEP`] bytes at a time just
+/// before those are read into, so each byte is written once by the zeroing
+/// and once by the read, and pages past what arrived are never touched.
 async fn read_bounded<T: AsyncRead + Unpin + Send>(
     io: &mut T,
     max: u64,
 ) -> io::Result<Option<Vec<u8>>> {
-    let mut buf = Vec::new();
-    io.take(max.saturating_add(1)).read_to_end(&mut buf).await?;
-    if buf.len() as u64 > max {
-        Ok(None)
-    } else {
-        Ok(Some(buf))
+    let limit = usize::try_from(max.saturating_add(1)).unwrap_or(usize::MAX);
+    let mut buf = Vec::with_capacity(limit);
+    let mut filled = 0usize;
+    loop {
+        if filled == buf.len() {
+            if buf.len() == limit {
+                break;
+            }
+            buf.resize((buf.len() + READ_STEP).min(limit), 0);
+        }
+        let n = io.read(&mut buf[filled..]).await?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
     }
+    buf.truncate(filled);
+    if filled as u64 > max {
+        return Ok(None);
+    }
+    // A short response does not keep the whole reservation (realloc shrinks
+    // in place).
+    if buf.capacity() > READ_STEP && buf.capacity() / 2 > filled {
+        buf.shrink_to_fit();
+    }
+    Ok(Some(buf))
 }
 
 /// Deepest nesting of arrays and maps accepted. A blocks response is three
@@ -98,7 +132,39 @@ pub(crate) const MAX_NESTING: usize = 16;
 /// [`MAX_NESTING`] levels, nothing after the item. Iterative and linear in
 /// the number of items, so hostile input costs no stack and little time.
 pub(crate) fn check_shape(bytes: &[u8]) -> Result<(), String> {
-    let mut pos = 0usize;
+    let pos = item_end(bytes, 0)?;
+    if pos != bytes.len() {
+        return Err(format!(
+            "{} trailing bytes after the CBOR item",
+            bytes.len() - pos
+        ));
+    }
+    Ok(())
+}
+
+/// Reads one CBOR head at `pos` (any length form): major type and argument.
+pub(crate) fn read_head(bytes: &[u8], pos: &mut usize) -> Result<(u8, u64), String> {
+    let head = *bytes.get(*pos).ok_or("truncated CBOR")?;
+    *pos += 1;
+    let (major, info) = (head >> 5, head & 0x1f);
+    let arg = match info {
+        0..=23 => u64::from(info),
+        24..=27 => {
+            let n = 1usize << (info - 24);
+            let raw = bytes.get(*pos..*pos + n).ok_or("truncated CBOR")?;
+            *pos += n;
+            raw.iter().fold(0u64, |v, b| (v << 8) | u64::from(*b))
+        }
+        31 => return Err("indefinite-length CBOR item".into()),
+        _ => return Err("reserved CBOR head".into()),
+    };
+    Ok((major, arg))
+}
+
+/// Where the CBOR item starting at `start` ends, checking it as
+/// [`check_shape`] does (except for what follows it).
+pub(crate) fn item_end(bytes: &[u8], start: usize) -> Result<usize, String> {
+    let mut pos = start;
     // Items still to read at each open level; the bottom one is the message.
     let mut levels: Vec<u64> = vec![1];
     while let Some(left) = levels.last_mut() {
@@ -107,20 +173,7 @@ pub(crate) fn check_shape(bytes: &[u8]) -> Result<(), String> {
             continue;
         }
         *left -= 1;
-        let head = *bytes.get(pos).ok_or("truncated CBOR")?;
-        pos += 1;
-        let (major, info) = (head >> 5, head & 0x1f);
-        let arg = match info {
-            0..=23 => u64::from(info),
-            24..=27 => {
-                let n = 1usize << (info - 24);
-                let raw = bytes.get(pos..pos + n).ok_or("truncated CBOR")?;
-                pos += n;
-                raw.iter().fold(0u64, |v, b| (v << 8) | u64::from(*b))
-            }
-            31 => return Err("indefinite-length CBOR item".into()),
-            _ => return Err("reserved CBOR head".into()),
-        };
+        let (major, arg) = read_head(bytes, &mut pos)?;
         match major {
             0 | 1 | 7 => {}
             2 | 3 => {
@@ -147,13 +200,7 @@ pub(crate) fn check_shape(bytes: &[u8]) -> Result<(), String> {
             _ => return Err("CBOR tag".into()),
         }
     }
-    if pos != bytes.len() {
-        return Err(format!(
-            "{} trailing bytes after the CBOR item",
-            bytes.len() - pos
-        ));
-    }
-    Ok(())
+    Ok(pos)
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
@@ -166,10 +213,51 @@ fn encode<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
     cbor4ii::serde::to_vec(Vec::new(), value).map_err(io::Error::other)
 }
 
+/// A response as the codec moves it: the bytes it is written as, and what
+/// the bytes read are.
+pub(crate) trait Wire: Sized + Send {
+    fn to_wire(self) -> io::Result<Bytes>;
+    /// `bytes` is a whole response (not empty, within the limit).
+    fn from_wire(bytes: Vec<u8>) -> Result<Self, String>;
+}
+
+/// The responses that are plain serde values.
+macro_rules! serde_wire {
+    ($($t:ty),*) => {$(
+        impl Wire for $t {
+            fn to_wire(self) -> io::Result<Bytes> {
+                encode(&self).map(Bytes::from)
+            }
+            fn from_wire(bytes: Vec<u8>) -> Result<Self, String> {
+                decode(&bytes)
+            }
+        }
+    )*};
+}
+
+serde_wire!(
+    crate::protocol::HeightResponse,
+    crate::protocol::GenesisResponse,
+    crate::protocol::BlockHashResponse,
+    crate::protocol::BlocksResponse,
+    crate::protocol::AnnounceResponse
+);
+
+impl Wire for super::blocks_wire::BlocksWire {
+    fn to_wire(self) -> io::Result<Bytes> {
+        self.into_bytes()
+    }
+    fn from_wire(bytes: Vec<u8>) -> Result<Self, String> {
+        super::blocks_wire::parse(Bytes::from(bytes))
+            .map(Self::Received)
+            .map_err(|e| format!("undecodable blocks response: {e}"))
+    }
+}
+
 impl<Req, Resp> libp2p::request_response::Codec for Codec<Req, Resp>
 where
     Req: Send + Serialize + DeserializeOwned,
-    Resp: Send + Serialize + DeserializeOwned,
+    Resp: Wire,
 {
     type Protocol = StreamProtocol;
     type Request = Inbound<Req>;
@@ -209,7 +297,7 @@ where
             // protocols/README.md): not a malformed response.
             return Err(io::Error::new(io::ErrorKind::ConnectionRefused, REFUSED));
         }
-        decode(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        Resp::from_wire(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 
     async fn write_request<T>(
@@ -240,10 +328,7 @@ where
     where
         T: AsyncWrite + Unpin + Send,
     {
-        // The decoded response is dropped before the (possibly slow) write:
-        // a stalled reader holds one copy of a blocks response, not two.
-        let bytes = encode(&resp)?;
-        drop(resp);
+        let bytes = resp.to_wire()?;
         io.write_all(&bytes).await
     }
 }
@@ -340,7 +425,7 @@ mod hostile_tests {
     fn read_req<Req, Resp>(bytes: &[u8]) -> Option<Req>
     where
         Req: Send + Serialize + DeserializeOwned,
-        Resp: Send + Serialize + DeserializeOwned,
+        Resp: Wire,
     {
         let mut c = codec::<Req, Resp>(limits::MAX_SMALL_RESPONSE_SIZE);
         let read = block_on(c.read_request(&protocol(), &mut Cursor::new(bytes)));
@@ -356,7 +441,7 @@ mod hostile_tests {
         fn one<Req, Resp>(bytes: &[u8])
         where
             Req: Send + Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
-            Resp: Send + Serialize + DeserializeOwned,
+            Resp: Wire,
         {
             let direct = decode::<Req>(bytes).ok();
             let expected = direct.filter(|_| bytes.len() as u64 <= limits::MAX_REQUEST_SIZE);

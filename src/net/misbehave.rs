@@ -24,9 +24,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::chain::Hash;
-use crate::protocol::{
-    BlockHashResponse, BlocksResponse, GenesisResponse, HeightResponse, GENESIS_PROTOCOL,
-};
+use crate::net::blocks_wire::BlocksWire;
+use crate::protocol::{BlockHashResponse, GenesisResponse, HeightResponse, GENESIS_PROTOCOL};
 
 /// A misbehaviour mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,12 +138,22 @@ fn twist_in<R: 'static>(mode: u8, response: R) -> R {
                     corrupt(hash);
                 }
             }
-            if let Some(b) = boxed.downcast_mut::<BlocksResponse>() {
-                for block in &mut b.blocks {
-                    match block.body.first_mut() {
+            if let Some(b) = boxed.downcast_mut::<BlocksWire>() {
+                // Served bytes are stored encodings: decode, flip a body
+                // byte of each block, encode again (testnet only).
+                let mut blocks = std::mem::replace(b, BlocksWire::Received(Default::default()))
+                    .into_blocks()
+                    .unwrap_or_default();
+                for block in &mut blocks {
+                    let mut body = block.body.to_vec();
+                    match body.first_mut() {
                         Some(byte) => *byte ^= 0xff,
-                        None => block.body.push(0xff),
+                        None => body.push(0xff),
                     }
+                    block.body = body.into();
+                }
+                if let Ok(twisted) = BlocksWire::from_blocks(blocks) {
+                    *b = twisted;
                 }
             }
         }

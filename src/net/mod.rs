@@ -58,6 +58,7 @@
 
 pub mod address_book;
 mod behaviour;
+pub mod blocks_wire;
 mod client;
 mod codec;
 mod event_loop;

@@ -94,15 +94,20 @@ impl BlockFile {
         let len = usize::try_from(len)
             .map_err(|_| StoreError::Corrupt(format!("block read at height {height} too large")))?;
         let mut buf = vec![0u8; len];
+        self.read_into(offset, &mut buf, height)?;
+        Ok(buf)
+    }
+
+    /// Reads exactly `buf.len()` bytes at `offset` into `buf` (see [`BlockFile::read`]).
+    pub fn read_into(&self, offset: u64, buf: &mut [u8], height: u64) -> Result<(), StoreError> {
         self.file
-            .read_exact_at(&mut buf, offset)
+            .read_exact_at(buf, offset)
             .map_err(|e| match e.kind() {
                 io::ErrorKind::UnexpectedEof => StoreError::Corrupt(format!(
                     "block at height {height} lies beyond the end of the block file"
                 )),
                 _ => io_err(e),
-            })?;
-        Ok(buf)
+            })
     }
 
     pub fn truncate(&self, len: u64) -> Result<(), StoreError> {

@@ -40,6 +40,11 @@
 //! between runs (scores, bans, the address book): see [`peers`]. It is not
 //! part of the chain and never written in the chain's batches.
 //!
+//! Blocks go in and out as encodings too, so that sync and serving copy no
+//! body: [`Store::import_encoded`] writes encodings as received (checked to
+//! be the blocks' own), [`Store::blocks_encoded`] reads the stored bytes for
+//! a response without decoding them.
+//!
 //! Every block the store hands out (to the API, to peers, to `concord
 //! check`) is checked against the CRC-32 in its record first; a block that
 //! fails is never returned: it is [`StoreError::Damaged`], logged once with
@@ -68,7 +73,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use crate::chain::{genesis::Genesis, validate::BlockRef, Block, Hash};
+use crate::chain::{genesis::Genesis, validate::BlockRef, wire, Block, Hash};
 use crate::protocol::limits::MAX_BLOCKS_PER_REQUEST;
 use block_file::{BlockFile, Location};
 use segment::{Entry, Segment};
@@ -82,6 +87,10 @@ const CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// [`Store::import_encoded`] was given bytes that are not the blocks'
+    /// encoding (a caller's bug); nothing was written.
+    #[error("the bytes given for the block at height {height} are not its encoding")]
+    NotTheEncoding { height: u64 },
     #[error("storage error: {0}")]
     Sled(#[from] sled::Error),
     /// The store's files are closed: a [`Store::reopen`] is under way or failed.
@@ -200,6 +209,21 @@ fn encode_block_into(buf: Vec<u8>, block: &Block) -> Vec<u8> {
         Ok(v) => v,
         Err(_) => std::process::abort(),
     }
+}
+
+/// Blocks imported together lie back to back in the file: `locs` cut into
+/// contiguous runs (usually one), each read with one `pread`.
+fn runs(locs: &[(u64, Location)]) -> impl Iterator<Item = &[(u64, Location)]> {
+    locs.chunk_by(|a, b| b.1.offset == a.1.end())
+}
+
+/// Stored block encodings as [`Store::blocks_encoded`] returns them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedBlocks {
+    /// The headroom asked for, then the encodings back to back.
+    pub buf: Vec<u8>,
+    /// How many blocks the encodings are.
+    pub count: u32,
 }
 
 /// The open files. Swapped whole by [`Store::reopen`]; `None` only while
@@ -396,16 +420,86 @@ impl Store {
         count: u32,
         byte_budget: usize,
     ) -> Result<Vec<Block>, StoreError> {
-        let max = count.min(MAX_BLOCKS_PER_REQUEST) as usize;
-        if max == 0 {
-            return Ok(Vec::new());
+        let locs = self.range_locations(start, count, byte_budget)?;
+        let files = self.files()?;
+        let mut out = Vec::with_capacity(locs.len());
+        for run in runs(&locs) {
+            let (first_height, first) = run[0];
+            let span = run[run.len() - 1].1.end() - first.offset;
+            let bytes = files.blocks.read(first.offset, span, first_height)?;
+            for (height, loc) in run {
+                let at = (loc.offset - first.offset) as usize;
+                match self.checked_decode(*height, loc, &bytes[at..at + loc.len as usize]) {
+                    Ok(block) => out.push(block),
+                    Err(e) if out.is_empty() => return Err(e),
+                    Err(_) => return Ok(out),
+                }
+            }
         }
-        // First the locations (from the segment records), then the bytes.
+        Ok(out)
+    }
+
+    /// The stored encodings of the blocks [`Store::blocks_range`] would
+    /// return, back to back, after `headroom` zero bytes (room for a
+    /// caller's framing, so that it need not copy the encodings), without
+    /// decoding them: a server sends them as they are. Each block is checked
+    /// against its CRC (the check [`Store::blocks_range`] starts with); the
+    /// range ends before the first damaged one, and is
+    /// [`StoreError::Damaged`] if that is the block at `start`.
+    pub fn blocks_encoded(
+        &self,
+        start: u64,
+        count: u32,
+        byte_budget: usize,
+        headroom: usize,
+    ) -> Result<EncodedBlocks, StoreError> {
+        let locs = self.range_locations(start, count, byte_budget)?;
+        let files = self.files()?;
+        let total: u64 = locs.iter().map(|(_, l)| u64::from(l.len)).sum();
+        let mut buf = Vec::with_capacity(headroom + total as usize);
+        buf.resize(headroom, 0);
+        let mut count = 0u32;
+        for run in runs(&locs) {
+            let (first_height, first) = run[0];
+            let span = run[run.len() - 1].1.end() - first.offset;
+            // Read straight into the response buffer: no copy after.
+            let at = buf.len();
+            buf.resize(at + span as usize, 0);
+            files
+                .blocks
+                .read_into(first.offset, &mut buf[at..], first_height)?;
+            for (height, loc) in run {
+                let from = at + (loc.offset - first.offset) as usize;
+                if !loc.intact(&buf[from..from + loc.len as usize]) {
+                    let e = self.damage(*height, "does not match its checksum");
+                    if count == 0 {
+                        return Err(e);
+                    }
+                    buf.truncate(from);
+                    return Ok(EncodedBlocks { buf, count });
+                }
+                count += 1;
+            }
+        }
+        Ok(EncodedBlocks { buf, count })
+    }
+
+    /// Where the blocks of a range lie (see [`Store::blocks_range`] for the limits).
+    fn range_locations(
+        &self,
+        start: u64,
+        count: u32,
+        byte_budget: usize,
+    ) -> Result<Vec<(u64, Location)>, StoreError> {
+        let max = count.min(MAX_BLOCKS_PER_REQUEST) as usize;
         let mut locs: Vec<(u64, Location)> = Vec::new();
+        if max == 0 {
+            return Ok(locs);
+        }
         let mut used = 0u64;
         let files = self.files()?;
         let Some((first, _)) = Self::segment_at(&files.tree, start)? else {
-            return Ok(Vec::new());
+            return Ok(locs);
         };
         let mut expected_height = start;
         'segments: for item in files.tree.range(segment_key(first)..=segment_key(u64::MAX)) {
@@ -428,29 +522,7 @@ impl Store {
                 expected_height += 1;
             }
         }
-        // Blocks imported together lie back to back in the file: one read per
-        // contiguous run (usually the whole range).
-        let mut out = Vec::with_capacity(locs.len());
-        let mut run_start = 0;
-        while run_start < locs.len() {
-            let mut run_end = run_start + 1;
-            while run_end < locs.len() && locs[run_end].1.offset == locs[run_end - 1].1.end() {
-                run_end += 1;
-            }
-            let (first_height, first) = locs[run_start];
-            let span = locs[run_end - 1].1.end() - first.offset;
-            let bytes = files.blocks.read(first.offset, span, first_height)?;
-            for (height, loc) in &locs[run_start..run_end] {
-                let at = (loc.offset - first.offset) as usize;
-                match self.checked_decode(*height, loc, &bytes[at..at + loc.len as usize]) {
-                    Ok(block) => out.push(block),
-                    Err(e) if out.is_empty() => return Err(e),
-                    Err(_) => return Ok(out),
-                }
-            }
-            run_start = run_end;
-        }
-        Ok(out)
+        Ok(locs)
     }
 
     /// Appends `blocks` on top of the tip in one atomic write and returns the
@@ -463,6 +535,52 @@ impl Store {
     /// stored and the store should be [reopened](Store::reopen) before the
     /// next write, as sled keeps failing once a write of its own failed.
     pub fn import(&self, blocks: &[Block]) -> Result<BlockRef, StoreError> {
+        let bytes: usize = blocks.iter().map(wire::encoded_len).sum();
+        let mut buf = Vec::with_capacity(bytes);
+        for block in blocks {
+            buf = encode_block_into(buf, block);
+        }
+        self.append(blocks, &buf)
+    }
+
+    /// [`Store::import`] for blocks whose encodings the caller already holds
+    /// (as received): `encoded` is their canonical encodings (see
+    /// [`crate::chain::wire`]) back to back, written to `blocks.dat` as they
+    /// are. The same contract as `import` (validated, linked, consecutive).
+    ///
+    /// The bytes are checked to be the blocks' encoding, cheaply: each
+    /// block's framing (about 190 bytes) is compared, and its body is either
+    /// the very bytes inside `encoded` (a block parsed from it, whose body is
+    /// a view into it) or compared. Otherwise [`StoreError::NotTheEncoding`]
+    /// and nothing is written.
+    pub fn import_encoded(&self, blocks: &[Block], encoded: &[u8]) -> Result<BlockRef, StoreError> {
+        let mut at = 0usize;
+        let mut prefix = Vec::with_capacity(192);
+        for block in blocks {
+            let not = || StoreError::NotTheEncoding {
+                height: block.header.height,
+            };
+            prefix.clear();
+            wire::encode_prefix(block, &mut prefix);
+            let end = at + prefix.len() + block.body.len();
+            let one = encoded.get(at..end).ok_or_else(not)?;
+            let (head, body) = one.split_at(prefix.len());
+            if head != prefix || (body.as_ptr() != block.body.as_ptr() && body != &block.body[..]) {
+                return Err(not());
+            }
+            at = end;
+        }
+        if at != encoded.len() {
+            return Err(StoreError::NotTheEncoding {
+                height: self.tip().height + blocks.len() as u64 + 1,
+            });
+        }
+        self.append(blocks, encoded)
+    }
+
+    /// Appends `blocks`, whose canonical encodings are `buf` back to back
+    /// (checked by the callers), on top of the tip in one atomic write.
+    fn append(&self, blocks: &[Block], buf: &[u8]) -> Result<BlockRef, StoreError> {
         let mut file_end = lock(&self.inner.writer);
         let tip = self.tip();
         if blocks.is_empty() {
@@ -470,8 +588,7 @@ impl Store {
         }
         let mut prev = tip;
         let mut entries = Vec::with_capacity(blocks.len());
-        let bytes: usize = blocks.iter().map(|b| b.body.len() + 256).sum();
-        let mut buf = Vec::with_capacity(bytes);
+        let mut at = 0usize;
         for block in blocks {
             let h = &block.header;
             if h.height != prev.height + 1 || h.parent != prev.hash {
@@ -481,12 +598,12 @@ impl Store {
                 });
             }
             let hash = h.hash();
-            let at = buf.len();
-            buf = encode_block_into(buf, block);
-            let len = u32::try_from(buf.len() - at).map_err(|_| {
+            let len = wire::encoded_len(block);
+            let crc = segment::checksum(&buf[at..at + len]);
+            at += len;
+            let len = u32::try_from(len).map_err(|_| {
                 StoreError::Corrupt(format!("block at height {} is over 4 GiB", h.height))
             })?;
-            let crc = segment::checksum(&buf[at..]);
             entries.push(Entry { hash, len, crc });
             prev = BlockRef {
                 height: h.height,
@@ -508,7 +625,7 @@ impl Store {
         let files = self.files()?;
         // Bytes first, commit second: a crash in between leaves only bytes
         // past the committed end, which the next open cuts off.
-        files.blocks.write_at(&buf, *file_end)?;
+        files.blocks.write_at(buf, *file_end)?;
         files.tree.apply_batch(batch)?;
         // The new tip is reported (to sync, the API, peers, the producer's
         // slot record) only once sled has it on disk: sled otherwise writes

@@ -296,7 +296,7 @@ mod tests {
         let g = Genesis::dev();
         let mut b = g.block().clone();
         for size in [0usize, 5, 23, 24, 255, 256, 65_535, 65_536, 70_000] {
-            b.body = vec![7u8; size];
+            b.body = vec![7u8; size].into();
             let enc = b.encode();
             assert_eq!(
                 encoded_len(&enc[..enc.len().min(256)]),

@@ -36,6 +36,7 @@ use crate::sync::engine::{
 use crate::sync::peer_book::{GenesisVerdict, PeerMemory};
 use crate::sync::persist::Saver;
 use crate::sync::progress::Progress;
+use crate::sync::received::Encodings;
 use crate::sync::store_worker::{self, store_failure, StoreDone, StoreJob};
 use crate::sync::SyncConfig;
 
@@ -174,6 +175,7 @@ pub fn spawn(
         jobs: job_tx,
         done: done_rx,
         inflight: FuturesUnordered::new(),
+        encodings: Encodings::default(),
         validations: FuturesUnordered::new(),
         progress: Progress::new(now),
         metrics,
@@ -190,7 +192,8 @@ pub fn spawn(
     )
 }
 
-type Answer = (ReqId, Result<Response, Failure>);
+/// An answer, with the blocks' encodings as received when it has them.
+type Answer = (ReqId, Result<Response, Failure>, Option<bytes::Bytes>);
 type Checked = (BatchId, Result<(), crate::chain::ValidationError>);
 
 struct Driver {
@@ -204,6 +207,8 @@ struct Driver {
     jobs: mpsc::UnboundedSender<StoreJob>,
     done: mpsc::UnboundedReceiver<StoreDone>,
     inflight: FuturesUnordered<futures::future::BoxFuture<'static, Answer>>,
+    /// Received encodings of the blocks in the engine's batches.
+    encodings: Encodings,
     validations: FuturesUnordered<JoinHandle<Checked>>,
     progress: Progress,
     metrics: Arc<Metrics>,
@@ -240,7 +245,10 @@ impl Driver {
                     Some(ev) => self.on_net_event(ev),
                     None => break,
                 },
-                Some((id, result)) = self.inflight.next(), if !self.inflight.is_empty() => {
+                Some((id, result, encoded)) = self.inflight.next(), if !self.inflight.is_empty() => {
+                    if let (Ok(Response::Blocks(blocks)), Some(encoded)) = (&result, encoded) {
+                        self.encodings.handing(blocks, encoded);
+                    }
                     self.engine.handle_response(id, result, Instant::now());
                 }
                 Some(joined) = self.validations.next(), if !self.validations.is_empty() => {
@@ -364,6 +372,7 @@ impl Driver {
                         .push(send(client, metrics, id, peer, request).boxed());
                 }
                 Action::Validate { batch, blocks } => {
+                    self.encodings.validating(batch, &blocks);
                     let genesis = self.genesis.clone();
                     // The engine reads no clock; the wall clock for the
                     // future-timestamp rule is read here, when validating.
@@ -376,7 +385,8 @@ impl Driver {
                     }));
                 }
                 Action::Import { batch, blocks } => {
-                    let _ = self.jobs.send(StoreJob::Import(batch, blocks));
+                    let encoded = self.encodings.take(batch, &blocks);
+                    let _ = self.jobs.send(StoreJob::Import(batch, blocks, encoded));
                 }
                 Action::Rollback { height } => {
                     let _ = self.jobs.send(StoreJob::Rollback(height));
@@ -391,6 +401,7 @@ impl Driver {
                 }
             }
         }
+        self.encodings.settle();
     }
 
     fn take_snapshot(&self, now: Instant) -> SyncSnapshot {
@@ -468,6 +479,7 @@ async fn send(
         Request::Blocks { .. } => BLOCKS_PROTOCOL,
     };
     let started = Instant::now();
+    let mut encoded = None;
     let result = match request {
         Request::Genesis => client
             .request_genesis(peer)
@@ -487,12 +499,15 @@ async fn send(
                 })
         }
         Request::Blocks { start, count } => client
-            .request_blocks(peer, start, count)
+            .request_blocks_received(peer, start, count)
             .await
-            .map(|r| Response::Blocks(r.blocks)),
+            .map(|r| {
+                encoded = r.encoded;
+                Response::Blocks(r.blocks)
+            }),
     };
     metrics.observe_request(protocol, result.is_ok(), started.elapsed());
-    (id, result.map_err(failure))
+    (id, result.map_err(failure), encoded)
 }
 
 /// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it).

@@ -21,6 +21,7 @@ pub mod fork_choice;
 pub mod peer_book;
 pub mod persist;
 mod progress;
+mod received;
 pub mod reorg;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;

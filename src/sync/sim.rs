@@ -625,7 +625,7 @@ pub fn unsigned_chain(n: u64, body_size: usize, salt: u8) -> Vec<Block> {
             producer: PublicKey::ZERO,
             signature: Signature::ZERO,
         },
-        body: b"sim genesis".to_vec(),
+        body: bytes::Bytes::from_static(b"sim genesis"),
     };
     out.push(genesis);
     extend_unsigned(&mut out, n, body_size, salt);
@@ -649,7 +649,7 @@ pub fn extend_unsigned(chain: &mut Vec<Block>, n: u64, body_size: usize, salt: u
                 producer: PublicKey::ZERO,
                 signature: Signature::ZERO,
             },
-            body,
+            body: body.into(),
         };
         chain.push(b);
     }

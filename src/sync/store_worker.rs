@@ -15,6 +15,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -35,7 +36,8 @@ pub(super) fn store_failure(e: StoreError) -> StoreFailure {
 }
 
 pub(super) enum StoreJob {
-    Import(BatchId, Arc<Vec<Block>>),
+    /// With the blocks' encodings as received, when they were kept.
+    Import(BatchId, Arc<Vec<Block>>, Option<Bytes>),
     Rollback(u64),
 }
 
@@ -74,7 +76,7 @@ pub(super) fn spawn(
                     Err(e) => {
                         let failure = StoreFailure::DiskFull(format!("reopening the store: {e}"));
                         let done = match job {
-                            StoreJob::Import(batch, _) => StoreDone::Imported(batch, Err(failure)),
+                            StoreJob::Import(batch, ..) => StoreDone::Imported(batch, Err(failure)),
                             StoreJob::Rollback(_) => StoreDone::RolledBack(Err(failure)),
                         };
                         if done_tx.send(done).is_err() {
@@ -85,13 +87,24 @@ pub(super) fn spawn(
                 }
             }
             let done = match job {
-                StoreJob::Import(batch, blocks) => {
+                StoreJob::Import(batch, blocks, encoded) => {
                     if !dropped.is_empty() {
                         for e in blocks.iter().filter_map(|b| dropped.check(&b.header)) {
                             report_equivocation(&metrics, &e);
                         }
                     }
-                    StoreDone::Imported(batch, store.import(&blocks).map_err(store_failure))
+                    let imported = match encoded {
+                        // The bytes as received go to the file as they are.
+                        Some(encoded) => match store.import_encoded(&blocks, &encoded) {
+                            Err(e @ StoreError::NotTheEncoding { .. }) => {
+                                warn!(error = %e, "kept encodings do not match; encoding the blocks again");
+                                store.import(&blocks)
+                            }
+                            done => done,
+                        },
+                        None => store.import(&blocks),
+                    };
+                    StoreDone::Imported(batch, imported.map_err(store_failure))
                 }
                 StoreJob::Rollback(h) => {
                     remember_dropped(&store, h, &mut dropped);

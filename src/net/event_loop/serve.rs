@@ -23,6 +23,9 @@ use libp2p::request_response::{
 };
 use libp2p::PeerId;
 use serde::{de::DeserializeOwned, Serialize};
+
+use crate::net::blocks_wire::{self, BlocksWire};
+use crate::net::codec::Wire;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, trace, warn};
 
@@ -34,8 +37,8 @@ use crate::net::quota::{Rate, Verdict};
 use crate::net::{InboundFault, NetConfig, NetEvent, RequestError};
 use crate::protocol::{
     limits, AnnounceRequest, AnnounceResponse, BlockHashRequest, BlockHashResponse, BlocksRequest,
-    BlocksResponse, GenesisRequest, GenesisResponse, HeightRequest, HeightResponse,
-    ANNOUNCE_PROTOCOL, BLOCKS_PROTOCOL, BLOCK_HASH_PROTOCOL, GENESIS_PROTOCOL, HEIGHT_PROTOCOL,
+    GenesisRequest, GenesisResponse, HeightRequest, HeightResponse, ANNOUNCE_PROTOCOL,
+    BLOCKS_PROTOCOL, BLOCK_HASH_PROTOCOL, GENESIS_PROTOCOL, HEIGHT_PROTOCOL,
 };
 use crate::store::Store;
 
@@ -66,7 +69,7 @@ pub(super) struct PendingReplies {
     height: Pending<HeightResponse>,
     genesis: Pending<GenesisResponse>,
     block_hash: Pending<BlockHashResponse>,
-    blocks: Pending<BlocksResponse>,
+    blocks: Pending<BlocksWire>,
     /// Announce answers are ignored; the map only exists for the generic path.
     announce: Pending<AnnounceResponse>,
 }
@@ -97,7 +100,7 @@ pub(super) enum Answer<Resp> {
 /// One Concord protocol as the serving path sees it, implemented on its
 /// request type.
 pub(super) trait Protocol: Sized + Send + Serialize + DeserializeOwned + 'static {
-    type Response: Send + Serialize + DeserializeOwned + 'static;
+    type Response: Wire + 'static;
     const NAME: &'static str;
     /// Bytes a response may hold before it is built (0: not budgeted, the
     /// small protocols answer in a few dozen bytes).
@@ -193,7 +196,7 @@ impl Protocol for BlockHashRequest {
 }
 
 impl Protocol for BlocksRequest {
-    type Response = BlocksResponse;
+    type Response = BlocksWire;
     const NAME: &'static str = BLOCKS_PROTOCOL;
     const RESERVE: u64 = limits::MAX_BLOCKS_RESPONSE_SIZE;
     /// In bytes: what a peer may draw from our upload, not how often it asks.
@@ -206,19 +209,14 @@ impl Protocol for BlocksRequest {
     fn arrival_cost(config: &NetConfig) -> f64 {
         config.quota_blocks_request_bytes as f64
     }
-    fn response_cost(response: &BlocksResponse) -> f64 {
+    fn response_cost(response: &BlocksWire) -> f64 {
         Self::held(response) as f64
     }
-    fn credit(response: &BlocksResponse, _: &Hash) -> Option<Credit> {
-        Some(Credit::Served(response.blocks.len() as u64))
+    fn credit(response: &BlocksWire, _: &Hash) -> Option<Credit> {
+        Some(Credit::Served(response.count()))
     }
-    fn held(response: &BlocksResponse) -> u64 {
-        // Encoded size, near enough: body plus ~190 B of header and framing.
-        response
-            .blocks
-            .iter()
-            .map(|b| b.body.len() as u64 + 190)
-            .sum()
+    fn held(response: &BlocksWire) -> u64 {
+        response.held()
     }
     fn behaviour(b: &mut Behaviour) -> &mut Rr<Self, Self::Response> {
         &mut b.blocks
@@ -226,7 +224,7 @@ impl Protocol for BlocksRequest {
     fn pending(p: &mut PendingReplies) -> &mut Pending<Self::Response> {
         &mut p.blocks
     }
-    fn answer(self, peer: PeerId, server: &Server, _: &EventSink) -> Answer<BlocksResponse> {
+    fn answer(self, peer: PeerId, server: &Server, _: &EventSink) -> Answer<BlocksWire> {
         let count = self.count.min(limits::MAX_BLOCKS_PER_REQUEST);
         let start = self.start;
         let store = server.store.clone();
@@ -238,20 +236,26 @@ impl Protocol for BlocksRequest {
             // whatever the number of peers asking.
             let _permit = readers.acquire_owned().await.ok()?;
             // Reading up to 4 MiB from the store must not stall the loop.
+            // The stored encodings are sent as they are (CRC-checked, not
+            // decoded): see `blocks_wire`.
             let read = tokio::task::spawn_blocking(move || {
-                store.blocks_range(start, count, limits::RESPONSE_BYTE_BUDGET)
+                store.blocks_encoded(
+                    start,
+                    count,
+                    limits::RESPONSE_BYTE_BUDGET,
+                    blocks_wire::HEADROOM,
+                )
             })
             .await;
             match read {
-                Ok(Ok(blocks)) => {
+                Ok(Ok(stored)) => {
+                    let response = BlocksWire::from_stored(stored);
                     #[cfg(feature = "bench")]
                     if let Some(t) = throttle {
-                        // Approximate encoded size: body plus ~190 B of header.
-                        let bytes = blocks.iter().map(|b| b.body.len() as u64 + 190).sum();
-                        t.wait(bytes).await;
+                        t.wait(response.held()).await;
                     }
-                    trace!(%peer, start, n = blocks.len(), "serving blocks");
-                    Some(BlocksResponse { blocks })
+                    trace!(%peer, start, n = response.count(), "serving blocks");
+                    Some(response)
                 }
                 Ok(Err(e)) => {
                     warn!(%peer, protocol = Self::NAME, error = %e, "store read failed");

@@ -176,7 +176,9 @@ fn a_peer_that_disconnects_mid_request_costs_a_retry_not_a_stall() {
 fn invalid_blocks_ban_the_server() {
     let chain = Arc::new(sim::unsigned_chain(500, 64, 1));
     let mut bad: Vec<_> = (*chain).clone();
-    bad[100].body[10] ^= 1; // body no longer matches its hash
+    let mut body = bad[100].body.to_vec();
+    body[10] ^= 1; // body no longer matches its hash
+    bad[100].body = body.into();
     let mut n = net(&chain[..1], SyncConfig::default());
     let corrupt = n.add_peer(Behaviour::Honest, MS / 2, Arc::new(bad));
     n.add_peer(Behaviour::Honest, 5 * MS, chain.clone());
@@ -446,7 +448,7 @@ fn with_a_same_slot_block(chain: &[crate::chain::Block]) -> Vec<crate::chain::Bl
             body_hash: crate::chain::Hash::digest(&body),
             ..parent.header.clone()
         },
-        body,
+        body: body.into(),
     };
     out.push(block);
     out
