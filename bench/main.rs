@@ -15,6 +15,7 @@
 mod ceilings;
 mod chains;
 mod child;
+mod report;
 mod run;
 mod tip;
 
@@ -113,7 +114,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let report = runtime.block_on(run::run(&opts))?;
-    print!("{}", run::table(&report));
+    print!("{}", report::table(&report));
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
