@@ -24,30 +24,8 @@ use prometheus_client::registry::Registry;
 pub type Labels = Vec<(&'static str, &'static str)>;
 type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
 
-/// What the sync side reports, as plain numbers and names: this module
-/// does not know the sync engine's types (the driver fills this in).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct SyncFigures {
-    pub height: u64,
-    pub target: Option<u64>,
-    pub best: Option<u64>,
-    pub syncing: bool,
-    pub pending_blocks: u64,
-    pub batches_in_flight: u64,
-    /// Peers by state (`verified`, `checking`, `wrong_genesis`, `banned`).
-    pub peers: Vec<(&'static str, u64)>,
-    pub fork_peers: u64,
-    /// Imports fail for lack of disk space (downloads paused).
-    pub disk_full: bool,
-    /// Every mode's name, and whether it is the current one.
-    pub modes: Vec<(&'static str, bool)>,
-    pub counters: SyncCounters,
-    /// Votes by outcome (`won`, `lost`, `inconclusive`).
-    pub votes: Vec<(&'static str, u64)>,
-    pub requests_sent: Vec<(&'static str, u64)>,
-    pub penalties: Vec<(&'static str, u64)>,
-    pub bans: Vec<(&'static str, u64)>,
-}
+mod sync_figures;
+pub use sync_figures::{SyncCounters, SyncFigures};
 
 /// Inbound streams dropped over a connection's stream cap, in the whole
 /// process: libp2p reports the drop only as a log event, which
@@ -55,24 +33,6 @@ pub struct SyncFigures {
 pub fn streams_over_cap() -> Counter {
     static COUNTER: std::sync::LazyLock<Counter> = std::sync::LazyLock::new(Counter::default);
     COUNTER.clone()
-}
-
-/// The cumulative sync counters mirrored by `concord_*_total`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SyncCounters {
-    pub blocks_imported: u64,
-    pub bytes_imported: u64,
-    pub bytes_downloaded: u64,
-    pub retries: u64,
-    pub hedges: u64,
-    pub reorgs: u64,
-    pub splits: u64,
-    pub halts: u64,
-    pub polls: u64,
-    pub fork_judgments: u64,
-    pub checkpoint_rejections: u64,
-    pub future_blocks: u64,
-    pub store_read_errors: u64,
 }
 
 fn latency_histogram() -> Histogram {
@@ -365,60 +325,6 @@ impl Metrics {
             m.inbound_slot_refused.clone(),
         );
         m
-    }
-
-    /// Mirrors the sync side's figures. Call from one task only (the sync
-    /// driver): counters advance to the cumulative values given.
-    pub fn observe_sync(&self, f: &SyncFigures) {
-        set(&self.height, f.height);
-        set(&self.target, f.target.unwrap_or(0));
-        set(&self.best, f.best.unwrap_or(0));
-        set(&self.syncing, u64::from(f.syncing));
-        set(&self.disk_full, u64::from(f.disk_full));
-        set(&self.pending_blocks, f.pending_blocks);
-        set(&self.batches_in_flight, f.batches_in_flight);
-        for (state, n) in &f.peers {
-            set(&self.peers.get_or_create(&vec![("state", *state)]), *n);
-        }
-        set(&self.fork_peers, f.fork_peers);
-        for (name, current) in &f.modes {
-            set(
-                &self.mode.get_or_create(&vec![("mode", *name)]),
-                u64::from(*current),
-            );
-        }
-        let c = &f.counters;
-        advance(&self.blocks_imported, c.blocks_imported);
-        advance(&self.bytes_imported, c.bytes_imported);
-        advance(&self.bytes_downloaded, c.bytes_downloaded);
-        advance(&self.retries, c.retries);
-        advance(&self.hedges, c.hedges);
-        advance(&self.reorgs, c.reorgs);
-        advance(&self.splits, c.splits);
-        advance(&self.halts, c.halts);
-        advance(&self.polls, c.polls);
-        advance(&self.fork_judgments, c.fork_judgments);
-        advance(&self.checkpoint_rejections, c.checkpoint_rejections);
-        advance(&self.future_blocks, c.future_blocks);
-        advance(&self.store_read_errors, c.store_read_errors);
-        for (outcome, n) in &f.votes {
-            advance(&self.votes.get_or_create(&vec![("outcome", *outcome)]), *n);
-        }
-        for (kind, n) in &f.requests_sent {
-            advance(
-                &self.requests_sent.get_or_create(&vec![("kind", *kind)]),
-                *n,
-            );
-        }
-        for (reason, n) in &f.penalties {
-            advance(
-                &self.penalties.get_or_create(&vec![("reason", *reason)]),
-                *n,
-            );
-        }
-        for (reason, n) in &f.bans {
-            advance(&self.bans.get_or_create(&vec![("reason", *reason)]), *n);
-        }
     }
 
     /// One outbound request on `protocol` took `elapsed`.
