@@ -5,7 +5,7 @@
 set -u
 cd "$(dirname "$0")"
 SECS=${SECS:-600}
-TARGETS=${*:-blocks block height genesis_protocol block_hash announce genesis_file config_file}
+TARGETS=${*:-blocks block blocks_wire height genesis_protocol block_hash announce genesis_file config_file}
 mkdir -p logs
 for t in $TARGETS; do
     mkdir -p "corpus/$t" "logs/$t"
