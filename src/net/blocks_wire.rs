@@ -135,8 +135,13 @@ pub fn parse(buf: Bytes) -> Result<ReceivedBlocks, String> {
     for _ in 0..entries {
         let key_at = pos;
         let (kind, _) = read_head(&buf, &mut pos)?;
+        // Field names are text strings; serde refuses any other key (a
+        // byte string spelling `blocks` included), and so does this parser.
+        if kind != 3 {
+            return Err("a map key that is not a text string".into());
+        }
         let key_end = item_end(&buf, key_at)?;
-        let is_blocks = (kind == 2 || kind == 3) && buf.get(pos..key_end) == Some(KEY);
+        let is_blocks = buf.get(pos..key_end) == Some(KEY);
         pos = key_end;
         if !is_blocks {
             pos = item_end(&buf, pos)?;
@@ -259,5 +264,26 @@ mod tests {
         dup.extend_from_slice(&inner[1..]);
         dup.extend_from_slice(&inner[1..]);
         assert!(parse(Bytes::from(dup)).is_err());
+    }
+
+    /// Found by the `blocks_wire` fuzz target: a byte-string key spelling
+    /// `blocks` was taken for the field, which serde refuses.
+    #[test]
+    fn keys_that_are_not_text_are_refused_as_serde_refuses_them() {
+        let mut bytes_blocks = vec![0xa1, 0x46];
+        bytes_blocks.extend_from_slice(b"blocks");
+        bytes_blocks.push(0x80);
+        let mut bytes_unknown = vec![0xa2, 0x41, b'x', 0x01, 0x66];
+        bytes_unknown.extend_from_slice(b"blocks");
+        bytes_unknown.push(0x80);
+        for input in [bytes_blocks, bytes_unknown] {
+            let serde: Result<BlocksResponse, _> = cbor4ii::serde::from_slice(&input);
+            assert!(serde.is_err(), "serde took {input:02x?}");
+            assert!(parse(Bytes::from(input)).is_err());
+        }
+        let mut text = vec![0xa1, 0x66];
+        text.extend_from_slice(b"blocks");
+        text.push(0x80);
+        assert!(parse(Bytes::from(text)).unwrap().blocks.is_empty());
     }
 }
