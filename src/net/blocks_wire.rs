@@ -141,7 +141,11 @@ pub fn parse(buf: Bytes) -> Result<ReceivedBlocks, String> {
             return Err("a map key that is not a text string".into());
         }
         let key_end = item_end(&buf, key_at)?;
-        let is_blocks = buf.get(pos..key_end) == Some(KEY);
+        let key = buf.get(pos..key_end).ok_or("a map key past the end")?;
+        if std::str::from_utf8(key).is_err() {
+            return Err("a map key that is not UTF-8".into());
+        }
+        let is_blocks = key == KEY;
         pos = key_end;
         if !is_blocks {
             pos = item_end(&buf, pos)?;
@@ -281,6 +285,13 @@ mod tests {
             assert!(serde.is_err(), "serde took {input:02x?}");
             assert!(parse(Bytes::from(input)).is_err());
         }
+        // Nor text that is not UTF-8 (found by the fuzz target too).
+        let mut bad_utf8 = vec![0xa2, 0x62, 0xff, 0xfe, 0x01, 0x66];
+        bad_utf8.extend_from_slice(b"blocks");
+        bad_utf8.push(0x80);
+        let serde: Result<BlocksResponse, _> = cbor4ii::serde::from_slice(&bad_utf8);
+        assert!(serde.is_err());
+        assert!(parse(Bytes::from(bad_utf8)).is_err());
         let mut text = vec![0xa1, 0x66];
         text.extend_from_slice(b"blocks");
         text.push(0x80);
