@@ -563,27 +563,12 @@ async fn streams_over_the_cap_are_counted() {
     };
     let server = start(Store::temporary(&genesis).unwrap(), config).await;
     let server_id = server.client.local_peer_id();
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            libp2p::tcp::Config::default(),
-            libp2p::noise::Config::new,
-            libp2p::yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|_| {
-            libp2p::request_response::Behaviour::with_codec(
-                Holding,
-                [(
-                    libp2p::StreamProtocol::new(BLOCKS_PROTOCOL),
-                    libp2p::request_response::ProtocolSupport::Outbound,
-                )],
-                libp2p::request_response::Config::default()
-                    .with_request_timeout(Duration::from_secs(30)),
-            )
-        })
-        .unwrap()
-        .build();
+    let mut swarm = common::raw_peer::raw_swarm(
+        Holding,
+        BLOCKS_PROTOCOL,
+        libp2p::request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
+        Duration::from_secs(60),
+    );
     swarm.add_peer_address(server_id, server.addr.clone());
     // 20 streams held open on one connection; the blocks cap is 8.
     const STREAMS: u64 = 20;
