@@ -299,19 +299,14 @@ fn run(seed: u64, height: u64) -> (SimNet, Outcome) {
             })
             .collect()
     };
-    let penalized = |k: &str| {
+    // How many peers of kind `k` the peer book holds something on.
+    let count = |k: &str, has: &dyn Fn(&concord::sync::peer_book::PeerInfo) -> bool| {
         kinds
             .iter()
-            .filter(|(p, kind)| {
-                **kind == k
-                    && net
-                        .engine
-                        .peer_book()
-                        .get(p)
-                        .is_some_and(|i| i.failures.values().any(|n| *n > 0))
-            })
+            .filter(|(p, kind)| **kind == k && net.engine.peer_book().get(p).is_some_and(has))
             .count()
     };
+    let penalized = |k: &str| count(k, &|i| i.failures.values().any(|n| *n > 0));
     eprintln!(
         "stalling: timeouts {:?}, penalized {}; disconnects penalized {}",
         failures("stalling", Penalty::Timeout),
@@ -338,19 +333,7 @@ fn run(seed: u64, height: u64) -> (SimNet, Outcome) {
     for k in ["forged", "wrong_votes", "honest", "slow"] {
         assert_eq!(banned_count(k), 0, "{k} banned: {bans_by:?}");
     }
-    let judged = |k: &str| {
-        kinds
-            .iter()
-            .filter(|(p, kind)| {
-                **kind == k
-                    && net
-                        .engine
-                        .peer_book()
-                        .get(p)
-                        .is_some_and(|i| i.forked_at.is_some())
-            })
-            .count()
-    };
+    let judged = |k: &str| count(k, &|i| i.forked_at.is_some());
     assert_eq!(judged("honest"), 0, "honest peers judged on another fork");
     assert_eq!(judged("slow"), 0, "slow peers judged on another fork");
     // Every forger that served a batch first lost its vote and is known to be
