@@ -157,7 +157,8 @@ pub enum InboundFault {
     /// No request or no answer in time (possibly our own slowness).
     Timeout,
     /// Refused over its request quota so often within a minute that it can
-    /// only be flooding (reported once per minute, not per request).
+    /// only be flooding (reported once per `flood_report_after` refusals
+    /// within a minute, not per request).
     Flooding,
 }
 
@@ -230,7 +231,10 @@ pub struct NetConfig {
     pub quota_blocks_request_bytes: u64,
     /// A peer refused this many requests over quota within a minute is
     /// reported as a flooder (penalized by sync like a bad request; twice
-    /// bans it). Default: 256.
+    /// bans it), and again for each further this many within a minute: a
+    /// persistent flooder is banned after twice this many refusals, in
+    /// seconds. Honest peers are never refused (the quotas sit 20x above
+    /// honest use, SECURITY.md). Default: 256.
     pub flood_report_after: u32,
     /// Bytes of inbound responses in flight at once (being read from the
     /// store, queued or being written), over all peers. A blocks request

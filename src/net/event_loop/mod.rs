@@ -89,6 +89,9 @@ pub struct EventLoop {
     log_limit: LogLimiter,
     /// Failed pings in a row per connection, to close a silent one.
     silence: ping::Silence,
+    /// A flooding adversary's requests in flight (testnet only).
+    #[cfg(feature = "testnet")]
+    flood: testnet::Flood,
     /// Inbound responses handed to libp2p and their share of the budget,
     /// until written or failed.
     in_flight: HashMap<(&'static str, InboundRequestId), (PeerId, OwnedSemaphorePermit)>,
@@ -155,6 +158,8 @@ impl EventLoop {
             quotas: Quotas::new(config.flood_report_after, LOG_WINDOW),
             log_limit: LogLimiter::new(LOG_WINDOW, LOG_PER_WINDOW, now),
             silence: ping::Silence::new(config.ping_max_failures),
+            #[cfg(feature = "testnet")]
+            flood: testnet::Flood::default(),
             in_flight: HashMap::new(),
             redial: Redial::new(config.redial_initial, config.redial_max, seed),
             book: AddressBook::new(config.address_book_size),
