@@ -130,7 +130,8 @@ impl EventLoop {
             .in_flight
             .get_mut(&peer)
             .is_some_and(|ids| ids.remove(&id));
-        if ours && misbehave::floods() {
+        // A peer gone (or banned) is not dialed again for the flood.
+        if ours && misbehave::floods() && self.swarm.is_connected(&peer) {
             self.flood_top_up(peer);
         }
     }
