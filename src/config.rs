@@ -226,6 +226,14 @@ pub fn validate_net(c: &NetConfig) -> Result<(), InvalidValue> {
     ms_positive("net.request_timeout_ms", c.request_timeout)?;
     ms_positive("net.blocks_request_timeout_ms", c.blocks_request_timeout)?;
     ms_positive("net.idle_connection_timeout_ms", c.idle_connection_timeout)?;
+    ms_positive("net.ping_interval_ms", c.ping_interval)?;
+    ms_positive("net.ping_timeout_ms", c.ping_timeout)?;
+    check(
+        "net.ping_max_failures",
+        c.ping_max_failures,
+        c.ping_max_failures >= 2,
+        "must be at least 2 (libp2p reports a failed ping only from the second in a row)",
+    )?;
     ms_positive("net.kad_bootstrap_interval_ms", c.kad_bootstrap_interval)?;
     ms_positive("net.redial_initial_ms", c.redial_initial)?;
     check(
@@ -367,6 +375,7 @@ section! {
             flood_report_after: u32,
             inbound_budget_bytes: u64,
             target_peers: usize,
+            ping_max_failures: u32,
             event_channel_capacity: usize,
             address_book_size: usize,
         }
@@ -376,6 +385,8 @@ section! {
             request_timeout_ms => request_timeout,
             blocks_request_timeout_ms => blocks_request_timeout,
             idle_connection_timeout_ms => idle_connection_timeout,
+            ping_interval_ms => ping_interval,
+            ping_timeout_ms => ping_timeout,
             kad_bootstrap_interval_ms => kad_bootstrap_interval,
             redial_initial_ms => redial_initial,
             redial_max_ms => redial_max,
@@ -591,6 +602,10 @@ mod tests {
             ("net.idle_connection_timeout_ms", |c| {
                 c.idle_connection_timeout = Duration::ZERO
             }),
+            ("net.ping_interval_ms", |c| c.ping_interval = Duration::ZERO),
+            ("net.ping_timeout_ms", |c| c.ping_timeout = Duration::ZERO),
+            ("net.ping_max_failures", |c| c.ping_max_failures = 1),
+            ("net.ping_max_failures", |c| c.ping_max_failures = 0),
             ("net.kad_bootstrap_interval_ms", |c| {
                 c.kad_bootstrap_interval = Duration::ZERO
             }),

@@ -8,7 +8,7 @@
 //! [`Metrics::observe_request`] around each outbound request, and
 //! [`Metrics::equivocation`] from its store worker), the block producer
 //! ([`Metrics::equivocation`]) and the net event loop (inbound requests
-//! served/refused, redials, address book size). Readers: `/metrics` in
+//! served/refused, redials, address book size, silent connections closed). Readers: `/metrics` in
 //! [`crate::api`]. It must not hold node state of its own or do I/O, and the
 //! pure sync engine must not see it.
 
@@ -84,6 +84,7 @@ pub struct Metrics {
     quota_low_water: Family<Labels, Gauge>,
     inbound_evicted: Counter,
     inbound_slot_refused: Family<Labels, Counter>,
+    silent_closed: Counter,
 }
 
 impl Metrics {
@@ -131,6 +132,7 @@ impl Metrics {
             quota_low_water: Family::default(),
             inbound_evicted: Counter::default(),
             inbound_slot_refused: Family::default(),
+            silent_closed: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("concord");
         r.register("height", "Height of the local chain tip", m.height.clone());
@@ -324,6 +326,11 @@ impl Metrics {
             "Inbound connections refused a slot, by reason (full, range_full)",
             m.inbound_slot_refused.clone(),
         );
+        r.register(
+            "silent_connections_closed",
+            "Connections closed because net.ping_max_failures pings in a row went unanswered (a silent link: pulled cable, blackholed route, stopped peer); not a penalty",
+            m.silent_closed.clone(),
+        );
         m
     }
 
@@ -429,6 +436,16 @@ impl Metrics {
         self.inbound_evicted.inc();
     }
 
+    /// A connection was closed as silent (its pings went unanswered).
+    pub fn silent_connection_closed(&self) {
+        self.silent_closed.inc();
+    }
+
+    /// Connections closed as silent so far (for tests).
+    pub fn silent_connections_closed(&self) -> u64 {
+        self.silent_closed.get()
+    }
+
     /// Inbound peers evicted so far (for tests).
     pub fn evictions(&self) -> u64 {
         self.inbound_evicted.get()
@@ -487,9 +504,14 @@ mod tests {
             },
             ..SyncFigures::default()
         });
+        m.silent_connection_closed();
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(text.contains("concord_blocks_imported_total 5"), "{text}");
+        assert!(
+            text.contains("concord_silent_connections_closed_total 1"),
+            "{text}"
+        );
         assert!(text.contains("concord_store_read_errors_total 2"), "{text}");
         assert!(
             text.contains(

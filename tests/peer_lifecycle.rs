@@ -1,7 +1,8 @@
 //! The peer lifecycle over real swarms on 127.0.0.1: a disconnect is never
-//! lost to a full event channel, a peer sending garbage requests is banned,
-//! a lost seeder is redialed (and no peers reads as no peers meanwhile), and
-//! bans and the address book survive a restart.
+//! lost to a full event channel, a peer that goes silent on an open
+//! connection is dropped while healthy ones stay, a peer sending garbage
+//! requests is banned, a lost seeder is redialed (and no peers reads as no
+//! peers meanwhile), and bans and the address book survive a restart.
 
 mod common;
 
@@ -204,6 +205,166 @@ async fn a_disconnect_is_not_lost_when_the_event_channel_is_full() {
     assert_eq!(status.target, None, "B's height still counts");
     assert_eq!(status.peers, 0);
     client_a.shutdown().await;
+}
+
+/// A swarm that answers pings (and pings back at libp2p's default pace),
+/// keeps idle connections, and dials `target`.
+fn pinging_peer(target: &Multiaddr) -> libp2p::Swarm<libp2p::ping::Behaviour> {
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| libp2p::ping::Behaviour::default())
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .build();
+    swarm.dial(target.clone()).unwrap();
+    swarm
+}
+
+/// Drives `swarm` until it is dropped; sets `closed` if a connection ends.
+async fn keep_driving<B: libp2p::swarm::NetworkBehaviour>(
+    mut swarm: libp2p::Swarm<B>,
+    closed: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use futures::StreamExt;
+    loop {
+        if let libp2p::swarm::SwarmEvent::ConnectionClosed { .. } = swarm.select_next_some().await {
+            closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_silent_on_an_open_connection_is_dropped_and_healthy_ones_stay() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let genesis = Genesis::dev();
+    let store = Store::temporary(&genesis).unwrap();
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = Arc::new(Metrics::register(&mut registry));
+    // 2 pings in a row failed: the one in flight times out after 1 s, and
+    // 300 ms later libp2p's negotiation of a new ping stream after its fixed
+    // 10 s: a silent peer is dropped about 11.3 s after it froze.
+    let config = NetConfig {
+        listen_addrs: loopback(),
+        ping_interval: Duration::from_millis(300),
+        ping_timeout: Duration::from_secs(1),
+        ping_max_failures: 2,
+        ..NetConfig::default()
+    };
+    let (client, mut events, event_loop) = net::new_with_metrics(
+        Keypair::generate_ed25519(),
+        config,
+        store.clone(),
+        store.genesis_hash(),
+        &mut registry,
+        metrics.clone(),
+    )
+    .unwrap();
+    tokio::spawn(event_loop.run());
+    let addr = tokio::time::timeout(DEADLINE, async {
+        loop {
+            if let Some(NetEvent::NewListenAddr { addr }) = events.recv().await {
+                return addr;
+            }
+        }
+    })
+    .await
+    .unwrap();
+
+    // The peer to be silenced runs on a runtime of its own, in a thread of
+    // its own: blocking that thread stops its connection tasks, so nothing
+    // answers while the kernel keeps its TCP connection open.
+    let (id_tx, id_rx) = std::sync::mpsc::channel();
+    let (freeze_tx, freeze_rx) = tokio::sync::oneshot::channel::<()>();
+    let (thaw_tx, thaw_rx) = std::sync::mpsc::channel::<()>();
+    let silent_thread = {
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                use futures::StreamExt;
+                let mut swarm = pinging_peer(&addr);
+                id_tx.send(*swarm.local_peer_id()).unwrap();
+                let mut freeze = std::pin::pin!(freeze_rx);
+                loop {
+                    tokio::select! {
+                        _ = swarm.select_next_some() => {}
+                        _ = &mut freeze => break,
+                    }
+                }
+                // Frozen: the whole runtime waits here, the swarm alive.
+                let _ = thaw_rx.recv();
+                drop(swarm);
+            });
+        })
+    };
+    let silent = id_rx.recv().unwrap();
+
+    let healthy_closed = Arc::new(AtomicBool::new(false));
+    let healthy_swarm = pinging_peer(&addr);
+    let healthy = *healthy_swarm.local_peer_id();
+    let healthy_task = tokio::spawn(keep_driving(healthy_swarm, healthy_closed.clone()));
+    // A peer that does not speak ping at all: never closed for it.
+    let mute_closed = Arc::new(AtomicBool::new(false));
+    let mut mute_swarm = common::raw_peer::raw_swarm(
+        common::raw_peer::RawCodec,
+        concord::protocol::HEIGHT_PROTOCOL,
+        libp2p::request_response::Config::default(),
+        Duration::from_secs(3600),
+    );
+    mute_swarm.dial(addr.clone()).unwrap();
+    let mute = *mute_swarm.local_peer_id();
+    let mute_task = tokio::spawn(keep_driving(mute_swarm, mute_closed.clone()));
+
+    until("all three peers are connected", || {
+        let c = client.clone();
+        async move {
+            let peers = c.connected_peers().await;
+            [silent, healthy, mute].iter().all(|p| peers.contains(p))
+        }
+    })
+    .await;
+    assert_eq!(metrics.silent_connections_closed(), 0);
+
+    freeze_tx.send(()).unwrap();
+    let frozen_at = Instant::now();
+    let end = frozen_at + Duration::from_secs(30);
+    loop {
+        if !client.connected_peers().await.contains(&silent) {
+            break;
+        }
+        assert!(Instant::now() < end, "the silent peer was never dropped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = frozen_at.elapsed();
+    eprintln!("silent peer dropped {took:?} after it froze");
+
+    let peers = client.connected_peers().await;
+    assert!(peers.contains(&healthy), "the healthy peer was dropped");
+    assert!(peers.contains(&mute), "the peer without ping was dropped");
+    assert!(!healthy_closed.load(Ordering::SeqCst));
+    assert!(!mute_closed.load(Ordering::SeqCst));
+    assert_eq!(metrics.silent_connections_closed(), 1);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    assert!(
+        text.contains("concord_silent_connections_closed_total 1"),
+        "{text}"
+    );
+
+    thaw_tx.send(()).unwrap();
+    silent_thread.join().unwrap();
+    healthy_task.abort();
+    mute_task.abort();
+    client.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

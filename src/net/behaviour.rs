@@ -117,7 +117,13 @@ impl Behaviour {
                     // not add it to Kademlia.
                     .with_push_listen_addr_updates(true),
             ),
-            ping: ping::Behaviour::default(),
+            // Failures are counted (and a silent connection closed) by the
+            // event loop: libp2p only reports them.
+            ping: ping::Behaviour::new(
+                ping::Config::new()
+                    .with_interval(config.ping_interval)
+                    .with_timeout(config.ping_timeout),
+            ),
             kad,
             mdns: mdns.into(),
             height: rr(HEIGHT_PROTOCOL, limits::MAX_SMALL_RESPONSE_SIZE, small, 32),

@@ -10,9 +10,10 @@
 //! - `stall`: the genesis question is answered truthfully (the peer takes
 //!   us for one of its network), every other request is never answered
 //!   (the response channel is kept, so the asker waits for its own timeout);
-//! - `flood`: answers honestly, and sends every connected peer
-//!   [`FLOOD_PER_TICK`] height requests every [`FLOOD_TICK`] (far above an
-//!   honest node's quota, see `NetConfig::quota_small_per_sec`).
+//! - `flood`: answers honestly, and keeps [`FLOOD_IN_FLIGHT`] height
+//!   requests in flight to every connected peer, sending the next as each
+//!   ends, at most [`FLOOD_PER_TICK`] a peer per [`FLOOD_TICK`] (far above
+//!   an honest node's quota, see `NetConfig::quota_small_per_sec`).
 //!
 //! Owns only the twist of an answer and the flood's pace; `serve.rs` calls
 //! [`stalls`]/[`hold`] and [`twist`] on its one answering path, and the
@@ -58,9 +59,17 @@ impl std::str::FromStr for Mode {
 
 /// How often a flooder sends its burst.
 pub const FLOOD_TICK: Duration = Duration::from_millis(100);
-/// Height requests a flooder sends each connected peer per [`FLOOD_TICK`]:
-/// 500 a second, about four times the default quota's refill.
+/// Most height requests a flooder sends each connected peer per
+/// [`FLOOD_TICK`]: 500 a second, about four times the default quota's
+/// refill.
 pub const FLOOD_PER_TICK: usize = 50;
+/// Height requests a flooder keeps in flight to each peer: the peer's cap
+/// of concurrent height streams per connection (`behaviour.rs`). Sending a
+/// tick's worth at once and waiting for the next tick left the streams idle
+/// once the refusals came back, so under load the flood got through barely
+/// faster than the quota refills; topping up as each request ends keeps the
+/// cap full for as long as the round trip allows.
+pub const FLOOD_IN_FLIGHT: usize = 32;
 
 static MODE: AtomicU8 = AtomicU8::new(Mode::Honest as u8);
 /// Response channels a stalling node never answers (kept so the streams stay open).

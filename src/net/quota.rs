@@ -11,9 +11,15 @@
 //! back before the next request is served. The most a peer used in one
 //! second and the lowest fill any bucket reached are kept per protocol
 //! ([`Peak`]), to show how far honest use stays from the quota. A
-//! peer refused `flood_report_after` times within `flood_window` is reported
-//! once per window, so the caller can penalize it through the peer book (two
-//! reports ban it, like any other misbehaviour).
+//! peer is reported each time it is refused `flood_report_after` times within
+//! `flood_window` (a window opens at its first refusal after the last report,
+//! or after the last window ran out), so the caller can penalize it through
+//! the peer book: two reports ban it, like any other misbehaviour, so a
+//! persistent flooder is banned after `2 × flood_report_after` refusals,
+//! however fast or slow it is refused, while refusals thinner than
+//! `flood_report_after` a window are never reported. (Reporting at most once
+//! per window made a ban take a minute at least, longer than a testnet run,
+//! and a flooder that barely outpaced the refill was never banned.)
 //!
 //! Must not decide bans or touch the swarm.
 
@@ -50,11 +56,11 @@ pub struct Peak {
     pub low_water: f64,
 }
 
+/// Refusals counted toward a peer's next report.
 #[derive(Debug, Clone, Copy)]
 struct Offense {
     window_start: Instant,
     refused: u32,
-    reported: bool,
 }
 
 /// What to do with an inbound request.
@@ -64,8 +70,9 @@ pub enum Verdict {
     Serve,
     /// Over quota: refuse it.
     Refuse,
-    /// Over quota, and the peer has now been refused often enough in this
-    /// window to be reported as a flooder (once per window).
+    /// Over quota, and the peer has now been refused `flood_report_after`
+    /// times within one window since its last report: report it as a
+    /// flooder (the count starts again).
     RefuseAndReport,
 }
 
@@ -111,18 +118,17 @@ impl Quotas {
         let o = self.offenses.entry(peer).or_insert(Offense {
             window_start: now,
             refused: 0,
-            reported: false,
         });
         if now.saturating_duration_since(o.window_start) >= self.flood_window {
             *o = Offense {
                 window_start: now,
                 refused: 0,
-                reported: false,
             };
         }
         o.refused = o.refused.saturating_add(1);
-        if !o.reported && o.refused >= self.flood_report_after {
-            o.reported = true;
+        if o.refused >= self.flood_report_after {
+            // The next refusal opens a new window and a new count.
+            self.offenses.remove(&peer);
             Verdict::RefuseAndReport
         } else {
             Verdict::Refuse
@@ -260,20 +266,22 @@ mod tests {
     };
 
     #[test]
-    fn a_flooder_gets_its_burst_then_the_refill_rate_and_is_reported_once() {
+    fn a_flooder_gets_its_burst_then_the_refill_rate_and_is_reported_per_n_refusals() {
         let t0 = Instant::now();
         let mut q = Quotas::new(10, Duration::from_secs(60));
         let flooder = PeerId::random();
         let honest = PeerId::random();
-        let mut served = 0;
-        let mut reports = 0;
+        let (mut served, mut refused, mut reports) = (0, 0, 0);
         // 1000 requests over 10 s: burst 4 + 2/s x 10 s = 24 served.
         for i in 0..1000u64 {
             let now = t0 + Duration::from_millis(i * 10);
             match q.check(flooder, "/p", RATE, 1.0, now) {
                 Verdict::Serve => served += 1,
-                Verdict::RefuseAndReport => reports += 1,
-                Verdict::Refuse => {}
+                Verdict::RefuseAndReport => {
+                    refused += 1;
+                    reports += 1;
+                }
+                Verdict::Refuse => refused += 1,
             }
             // An honest peer at 1 request/s is always served.
             if i % 100 == 0 {
@@ -281,25 +289,83 @@ mod tests {
             }
         }
         assert!((23..=25).contains(&served), "served {served}");
-        assert_eq!(reports, 1);
+        // One report per 10 refusals, all within the first window.
+        assert_eq!(reports, refused / 10);
         // Another protocol has its own bucket.
         assert_eq!(
             q.check(flooder, "/q", RATE, 1.0, t0 + Duration::from_secs(10)),
             Verdict::Serve
         );
-        // A new window reports again.
-        let later = t0 + Duration::from_secs(120);
-        let mut again = 0;
-        for i in 0..100u64 {
-            if q.check(flooder, "/p", RATE, 1.0, later + Duration::from_micros(i))
-                == Verdict::RefuseAndReport
-            {
-                again += 1;
+        q.forget(&flooder);
+        assert_eq!(
+            q.check(flooder, "/p", RATE, 1.0, t0 + Duration::from_secs(10)),
+            Verdict::Serve
+        );
+    }
+
+    #[test]
+    fn two_reports_come_from_twice_n_refusals_inside_one_window() {
+        let t0 = Instant::now();
+        let mut q = Quotas::new(10, Duration::from_secs(60));
+        let p = PeerId::random();
+        // Empty the bucket (burst 4), then 20 refusals in one second.
+        let mut verdicts = Vec::new();
+        for i in 0..24u64 {
+            let now = t0 + Duration::from_micros(i);
+            let v = q.check(p, "/p", RATE, 1.0, now);
+            if v != Verdict::Serve {
+                verdicts.push(v);
             }
         }
-        assert_eq!(again, 1);
-        q.forget(&flooder);
-        assert_eq!(q.check(flooder, "/p", RATE, 1.0, later), Verdict::Serve);
+        assert_eq!(verdicts.len(), 20);
+        let reports: Vec<usize> = (0..verdicts.len())
+            .filter(|&i| verdicts[i] == Verdict::RefuseAndReport)
+            .collect();
+        // The 10th and the 20th refusal: a second report, and so a ban,
+        // within the same window as the first.
+        assert_eq!(reports, [9, 19]);
+    }
+
+    #[test]
+    fn refusals_thinner_than_n_per_window_are_never_reported() {
+        let t0 = Instant::now();
+        let window = Duration::from_secs(60);
+        let mut q = Quotas::new(10, window);
+        let p = PeerId::random();
+        // A burst of 1 refilled at 1 per 100 s: every request after the first
+        // is refused. 9 refusals a window, evenly spaced, for an hour.
+        let slow = Rate {
+            burst: 1.0,
+            per_sec: 0.01,
+        };
+        assert_eq!(q.check(p, "/p", slow, 1.0, t0), Verdict::Serve);
+        // 9 x 6.7 s is just over the window: never 10 refusals within one.
+        let step = Duration::from_millis(6_700);
+        let mut refused = 0;
+        for i in 1..=540u32 {
+            match q.check(p, "/p", slow, 1.0, t0 + step * i) {
+                Verdict::RefuseAndReport => panic!("reported at refusal {i}"),
+                Verdict::Refuse => refused += 1,
+                Verdict::Serve => {}
+            }
+        }
+        assert!(refused > 500, "refused {refused}");
+        // Refusals bunched up, 10 or more within a window, are reported
+        // (12 requests: at most one is served).
+        let later = t0 + step * 600;
+        let bunched = (0..12u32)
+            .map(|i| {
+                q.check(
+                    p,
+                    "/p",
+                    slow,
+                    1.0,
+                    later + Duration::from_millis(u64::from(i)),
+                )
+            })
+            .filter(|v| *v == Verdict::RefuseAndReport)
+            .count();
+        assert_eq!(bunched, 1);
     }
 
     /// A blocks-like quota in bytes: 1 MiB burst, 1 MiB/s, 4 KiB on arrival.

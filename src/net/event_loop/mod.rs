@@ -3,15 +3,17 @@
 //! bookkeeping (dials in progress, remote addresses, bans) and reports
 //! [`NetEvent`]s through the [`EventSink`] (which never waits).
 //!
-//! Two rooms hang off it, each an `impl EventLoop` of its own: [`serve`]
+//! Three rooms hang off it, each an `impl EventLoop` of its own: [`serve`]
 //! (every request-response event: answering peers, and the answers to our
-//! requests) and [`discovery`] (dialing, Kademlia, mDNS, identify). This file
+//! requests), [`discovery`] (dialing, Kademlia, mDNS, identify) and [`ping`]
+//! (closing a connection whose pings stopped being answered). This file
 //! only routes events to them; it must not grow protocol answers or
 //! discovery policy of its own. Connection slots are decided by the pure
 //! [`Slots`] policy; this file only applies its answers (closing the
 //! newcomer or the evicted peer).
 
 mod discovery;
+mod ping;
 mod serve;
 #[cfg(feature = "testnet")]
 mod testnet;
@@ -85,6 +87,11 @@ pub struct EventLoop {
     quotas: Quotas,
     /// Peer-triggered warnings, limited.
     log_limit: LogLimiter,
+    /// Failed pings in a row per connection, to close a silent one.
+    silence: ping::Silence,
+    /// A flooding adversary's requests in flight (testnet only).
+    #[cfg(feature = "testnet")]
+    flood: testnet::Flood,
     /// Inbound responses handed to libp2p and their share of the budget,
     /// until written or failed.
     in_flight: HashMap<(&'static str, InboundRequestId), (PeerId, OwnedSemaphorePermit)>,
@@ -150,6 +157,9 @@ impl EventLoop {
             refused_conns: HashSet::new(),
             quotas: Quotas::new(config.flood_report_after, LOG_WINDOW),
             log_limit: LogLimiter::new(LOG_WINDOW, LOG_PER_WINDOW, now),
+            silence: ping::Silence::new(config.ping_max_failures),
+            #[cfg(feature = "testnet")]
+            flood: testnet::Flood::default(),
             in_flight: HashMap::new(),
             redial: Redial::new(config.redial_initial, config.redial_max, seed),
             book: AddressBook::new(config.address_book_size),
@@ -397,6 +407,7 @@ impl EventLoop {
                 endpoint,
                 ..
             } => {
+                self.silence.closed(connection_id);
                 if self.refused_conns.remove(&connection_id) {
                     debug!(peer = %peer_id, "refused connection closed");
                     return;
@@ -452,16 +463,7 @@ impl EventLoop {
             BehaviourEvent::Limits(never) => match never {},
             BehaviourEvent::Blocked(never) => match never {},
             BehaviourEvent::Identify(event) => self.on_identify(event),
-            BehaviourEvent::Ping(event) => {
-                self.p2p_metrics.record(&event);
-                match event.result {
-                    Ok(rtt) => {
-                        trace!(peer = %event.peer, ?rtt, "ping");
-                        self.slots.rtt(&event.peer, rtt);
-                    }
-                    Err(e) => debug!(peer = %event.peer, error = %e, "ping failed"),
-                }
-            }
+            BehaviourEvent::Ping(event) => self.on_ping(event),
             BehaviourEvent::Kad(event) => self.on_kad(event),
             BehaviourEvent::Mdns(event) => self.on_mdns(event),
             BehaviourEvent::Height(event) => self.on_request_response::<HeightRequest>(event),

@@ -376,7 +376,11 @@ impl EventLoop {
                     Some(reply) => {
                         let _ = reply.send(Ok(response));
                     }
-                    None => trace!(%peer, protocol, "response without a waiting caller"),
+                    None => {
+                        trace!(%peer, protocol, "response without a waiting caller");
+                        #[cfg(feature = "testnet")]
+                        self.flood_request_done(protocol, peer, request_id);
+                    }
                 }
             }
             Event::OutboundFailure {
@@ -384,12 +388,17 @@ impl EventLoop {
                 request_id,
                 error,
                 ..
-            } => {
-                debug!(%peer, protocol, %error, "outbound request failed");
-                if let Some(reply) = P::pending(&mut self.pending).remove(&request_id) {
+            } => match P::pending(&mut self.pending).remove(&request_id) {
+                Some(reply) => {
+                    debug!(%peer, protocol, %error, "outbound request failed");
                     let _ = reply.send(Err(map_outbound(error)));
                 }
-            }
+                None => {
+                    trace!(%peer, protocol, %error, "outbound request without a waiting caller failed");
+                    #[cfg(feature = "testnet")]
+                    self.flood_request_done(protocol, peer, request_id);
+                }
+            },
             Event::InboundFailure {
                 peer,
                 error,

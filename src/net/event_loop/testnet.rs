@@ -6,22 +6,25 @@
 //!   closed at once); a peer taken off the list is unblocked unless it is
 //!   banned. This models a firewall that rejects, not a silent link: both
 //!   sides see the connection end at once, nothing is delayed or lost.
-//! - A **flooding** adversary ([`crate::net::misbehave::floods`]): every
-//!   tick, [`misbehave::FLOOD_PER_TICK`] height requests to every
-//!   connected peer, answers ignored.
+//! - A **flooding** adversary ([`crate::net::misbehave::floods`]):
+//!   [`misbehave::FLOOD_IN_FLIGHT`] height requests kept in flight to every
+//!   connected peer, the next sent as soon as one ends (answered, refused or
+//!   failed), at most [`misbehave::FLOOD_PER_TICK`] a peer per tick (so a
+//!   request that fails at once cannot spin the loop); answers ignored.
 //!
 //! Must not touch bans (beyond leaving a banned peer blocked), slots or
 //! discovery.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
+use libp2p::request_response::OutboundRequestId;
 use libp2p::PeerId;
 use tracing::{info, warn};
 
 use super::EventLoop;
 use crate::net::codec::Inbound;
 use crate::net::misbehave;
-use crate::protocol::HeightRequest;
+use crate::protocol::{HeightRequest, HEIGHT_PROTOCOL};
 
 /// How often the room looks at the deny list and floods.
 pub(super) const TICK: std::time::Duration = misbehave::FLOOD_TICK;
@@ -48,6 +51,13 @@ impl Room {
     pub(super) async fn due(&mut self) {
         self.interval.tick().await;
     }
+}
+
+/// A flooder's requests in flight and sent this tick, per peer.
+#[derive(Default)]
+pub(super) struct Flood {
+    in_flight: HashMap<PeerId, HashSet<OutboundRequestId>>,
+    sent: HashMap<PeerId, usize>,
 }
 
 /// The peer ids of a deny list (one a line; blank lines and `#` comments
@@ -95,15 +105,48 @@ impl EventLoop {
             }
         }
         if misbehave::floods() {
-            let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+            let peers: HashSet<PeerId> = self.swarm.connected_peers().copied().collect();
+            self.flood.sent.clear();
+            self.flood.in_flight.retain(|p, _| peers.contains(p));
             for peer in peers {
-                for _ in 0..misbehave::FLOOD_PER_TICK {
-                    self.swarm
-                        .behaviour_mut()
-                        .height
-                        .send_request(&peer, Inbound::Valid(HeightRequest {}));
-                }
+                self.flood_top_up(peer);
             }
+        }
+    }
+
+    /// One of our requests without a waiting caller ended: if it was a
+    /// flood request, the next one goes out at once.
+    pub(super) fn flood_request_done(
+        &mut self,
+        protocol: &'static str,
+        peer: PeerId,
+        id: OutboundRequestId,
+    ) {
+        if protocol != HEIGHT_PROTOCOL {
+            return;
+        }
+        let ours = self
+            .flood
+            .in_flight
+            .get_mut(&peer)
+            .is_some_and(|ids| ids.remove(&id));
+        // A peer gone (or banned) is not dialed again for the flood.
+        if ours && misbehave::floods() && self.swarm.is_connected(&peer) {
+            self.flood_top_up(peer);
+        }
+    }
+
+    fn flood_top_up(&mut self, peer: PeerId) {
+        let sent = self.flood.sent.entry(peer).or_insert(0);
+        let in_flight = self.flood.in_flight.entry(peer).or_default();
+        while in_flight.len() < misbehave::FLOOD_IN_FLIGHT && *sent < misbehave::FLOOD_PER_TICK {
+            let id = self
+                .swarm
+                .behaviour_mut()
+                .height
+                .send_request(&peer, Inbound::Valid(HeightRequest {}));
+            in_flight.insert(id);
+            *sent += 1;
         }
     }
 }
