@@ -69,9 +69,9 @@ pub struct Report<'a> {
     pub metrics: Value,
     /// Ping round trips between `netem` events.
     pub periods: &'a [crate::rtt::Period],
-    /// The loopback shaper's connections: accepted, and of those with a
-    /// dialer it could not name.
-    pub shaper: Option<(u64, u64)>,
+    /// The loopback shaper's connections: accepted, of those with a
+    /// dialer it could not name, and the first of those in detail.
+    pub shaper: Option<(u64, u64, Vec<crate::shaper::relay::Unnamed>)>,
     pub passed: bool,
     pub interrupted: Option<i32>,
     pub seconds: f64,
@@ -115,7 +115,7 @@ pub fn write(r: &Report) -> std::io::Result<()> {
         "timeline": r.timeline,
         "metrics_at_end": r.metrics,
         "ping_periods": r.periods,
-        "loopback_shaper": r.shaper.map(|(accepted, unnamed)| json!({"connections": accepted, "dialer_not_named": unnamed})),
+        "loopback_shaper": r.shaper.as_ref().map(|(accepted, unnamed, detail)| json!({"connections": accepted, "dialer_not_named": unnamed, "not_named": detail})),
         "nodes": nodes,
     });
     let text = serde_json::to_string_pretty(&summary).map_err(std::io::Error::other)?;

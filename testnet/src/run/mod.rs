@@ -336,7 +336,10 @@ pub fn run(
         outcomes: &outcomes,
         metrics,
         periods: &run.periods.list,
-        shaper: run.shaper.as_ref().map(|s| s.counts()),
+        shaper: run.shaper.as_ref().map(|s| {
+            let (accepted, unnamed) = s.counts();
+            (accepted, unnamed, s.unnamed())
+        }),
         passed,
         interrupted,
         seconds,

@@ -27,6 +27,12 @@ use std::time::{Duration, Instant};
 /// carries at most `QUEUE_CAP / d` (1 MiB / 300 ms ≈ 3.4 MB/s).
 pub const QUEUE_CAP: usize = 1024 * 1024;
 
+/// How far behind a rate limit may put a connection's queue before the
+/// relay stops reading from the sender: the `latency 400ms` of the token
+/// bucket filter the namespaces placement uses for a rate, so both
+/// placements hold the same backlog (a 2 Mbit/s link: 100 kB).
+pub const QUEUE_LATENCY: Duration = Duration::from_millis(400);
+
 /// Bytes a rate-limited link may send at once after being idle (the
 /// token bucket's depth).
 pub const BURST: f64 = 16.0 * 1024.0;
@@ -134,9 +140,9 @@ impl Links {
             .unwrap_or_default()
     }
 
-    /// When `n` bytes read at `now` going from `from` to `to` may be
-    /// written, before the order rule: after both buckets, plus both
-    /// delays drawn with `rng`.
+    /// When `n` bytes read at `now` going from `from` to `to` are through
+    /// both buckets, and when they may be written, before the order rule:
+    /// that plus both delays drawn with `rng`.
     fn schedule(
         &self,
         from: Option<usize>,
@@ -144,7 +150,7 @@ impl Links {
         n: usize,
         now: Instant,
         rng: &mut Rng,
-    ) -> Instant {
+    ) -> (Instant, Instant) {
         let mut sent = now;
         let mut delay = Duration::ZERO;
         for (end, upload) in [(from, true), (to, false)] {
@@ -157,7 +163,7 @@ impl Links {
             sent = sent.max(bucket.reserve(n, now, shape.rate));
             delay += rng.around(shape.delay, shape.jitter);
         }
-        sent + delay
+        (sent, sent + delay)
     }
 }
 
@@ -201,6 +207,8 @@ pub struct DelayLine {
     queue: VecDeque<(Instant, Vec<u8>)>,
     queued: usize,
     last_release: Option<Instant>,
+    /// When the last chunk read is through the rate limits.
+    last_sent: Option<Instant>,
 }
 
 impl DelayLine {
@@ -214,19 +222,23 @@ impl DelayLine {
             queue: VecDeque::new(),
             queued: 0,
             last_release: None,
+            last_sent: None,
         }
     }
 
-    /// Whether the relay may read more from the sender.
-    pub fn has_room(&self) -> bool {
-        self.queued < QUEUE_CAP
+    /// Whether the relay may read more from the sender at `now`: under
+    /// [`QUEUE_CAP`] bytes queued, and the rate limits not more than
+    /// [`QUEUE_LATENCY`] behind.
+    pub fn has_room(&self, now: Instant) -> bool {
+        self.queued < QUEUE_CAP && self.last_sent.is_none_or(|s| s <= now + QUEUE_LATENCY)
     }
 
     /// A chunk read at `now`; returns when it will go.
     pub fn push(&mut self, now: Instant, chunk: Vec<u8>) -> Instant {
-        let own = self
+        let (sent, own) = self
             .links
             .schedule(self.from, self.to, chunk.len(), now, &mut self.rng);
+        self.last_sent = Some(sent);
         let release = self.last_release.map_or(own, |last| last.max(own));
         self.last_release = Some(release);
         self.queued += chunk.len();
@@ -385,12 +397,40 @@ mod tests {
         let mut line = DelayLine::new(links, Some(0), None, 1);
         let t0 = Instant::now();
         let mut pushed = 0;
-        while line.has_room() {
+        while line.has_room(t0) {
             line.push(t0, vec![0; 16 * 1024]);
             pushed += 16 * 1024;
         }
+        // A delay alone fills the bytes, not the time.
         assert_eq!(pushed, QUEUE_CAP);
         assert!(line.pop_due(t0 + ms(100)).is_some());
-        assert!(line.has_room());
+        assert!(line.has_room(t0 + ms(100)));
+    }
+
+    #[test]
+    fn a_rate_limit_stops_reading_once_its_backlog_passes_the_queue_latency() {
+        let links = Links::new(1);
+        let rate = 250_000.0; // 2 Mbit/s
+        links.set(
+            0,
+            Shape {
+                rate: Some(rate),
+                delay: ms(150),
+                ..Shape::default()
+            },
+        );
+        let mut line = DelayLine::new(links, None, Some(0), 1);
+        let t0 = Instant::now();
+        let mut pushed = 0usize;
+        while line.has_room(t0) {
+            line.push(t0, vec![0; 10_000]);
+            pushed += 10_000;
+        }
+        // The burst plus 400 ms at the rate, give or take the last chunk.
+        let most = BURST + rate * QUEUE_LATENCY.as_secs_f64() + 10_000.0;
+        assert!(pushed as f64 <= most, "{pushed}");
+        assert!(pushed as f64 > most - 20_000.0, "{pushed}");
+        // Reading resumes as the backlog drains.
+        assert!(line.has_room(t0 + ms(100)));
     }
 }

@@ -15,7 +15,9 @@
 //! What it models: added one-way delay with jitter (per chunk of up to
 //! 16 KiB read, order kept) and a rate limit per node and direction
 //! (shared by its connections, 16 KiB burst), with a bounded queue (1 MiB
-//! per connection and direction) after which the sender is pushed back.
+//! and 400 ms of rate backlog per connection and direction, like the
+//! namespaces' `tbf … latency 400ms`) after which the sender is pushed
+//! back.
 //! What it does not: packet loss (TCP would hide it as retransmission
 //! delay; a relay has no packets to drop), a real path's TCP dynamics (each
 //! side's TCP sees a loopback round trip; its window never limits a
@@ -60,8 +62,11 @@ impl Shaper {
         let shared = Arc::new(Shared {
             links: Links::new(targets.len()),
             pids: Mutex::new(vec![None; targets.len()]),
+            ports: targets.iter().map(SocketAddr::port).collect(),
             accepted: Default::default(),
             unnamed: Default::default(),
+            unnamed_kept: Mutex::new(Vec::new()),
+            started: std::time::Instant::now(),
             seed,
         });
         for (i, (listener, target)) in listeners.into_iter().zip(targets).enumerate() {
@@ -98,6 +103,15 @@ impl Shaper {
             self.shared.accepted.load(Ordering::Relaxed),
             self.shared.unnamed.load(Ordering::Relaxed),
         )
+    }
+
+    /// The first unnamed connections in detail.
+    pub fn unnamed(&self) -> Vec<relay::Unnamed> {
+        self.shared
+            .unnamed_kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 

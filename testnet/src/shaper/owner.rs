@@ -5,9 +5,10 @@
 //! libp2p-tcp binds a dial socket to `0.0.0.0:<listen port>` (port reuse)
 //! or to an ephemeral port, and the kernel picks 127.0.0.1 as the source
 //! of any connection to 127.0.0.0/8, whatever address the node listens
-//! on. So the relay looks the dialer's socket up instead: the inode of the
-//! socket whose local end is the connection's remote end (in
-//! `/proc/net/tcp`), then which of the nodes' processes has that inode
+//! on. The source port names the node when port reuse worked (it is the
+//! node's listen port); otherwise the relay looks the dialer's socket up:
+//! the inode of the socket whose local end is the connection's remote end
+//! (in `/proc/net/tcp`), then which of the nodes' processes has that inode
 //! among its open files (`/proc/PID/fd`). Only the runner's own children
 //! are searched.
 //!
@@ -47,17 +48,45 @@ fn holds(pid: u32, inode: u64) -> bool {
         .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t.as_os_str() == want.as_str()))
 }
 
-/// Which of `pids` (index → pid of a running node) dialed the connection
-/// the relay accepted with remote end `remote` on its address `local`.
-pub fn dialer(remote: SocketAddr, local: SocketAddr, pids: &[Option<u32>]) -> Option<usize> {
+/// How often to read `/proc/net/tcp` before giving up: the kernel prints
+/// it a page at a time, and sockets coming and going meanwhile (other
+/// programs on the machine) can make a pass skip a line.
+const TRIES: u32 = 3;
+
+/// Which node dialed the connection the relay accepted with remote end
+/// `remote` on its address `local`. `pids[i]`: node `i`'s running process;
+/// `ports[i]`: the port node `i` really listens on.
+///
+/// First the port: a libp2p dial that reuses the listen port binds
+/// `0.0.0.0:<listen port>`, and no other socket can hold a port a live
+/// listener holds. Otherwise (an ephemeral port: a second connection to
+/// the same relay, or port reuse off) the socket's owner.
+pub fn dialer(
+    remote: SocketAddr,
+    local: SocketAddr,
+    pids: &[Option<u32>],
+    ports: &[u16],
+) -> Option<usize> {
+    let by_port = ports
+        .iter()
+        .zip(pids)
+        .position(|(port, pid)| *port == remote.port() && pid.is_some());
+    if by_port.is_some() {
+        return by_port;
+    }
     let (SocketAddr::V4(remote), SocketAddr::V4(local)) = (remote, local) else {
         return None;
     };
-    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
-    // The dialer's socket: local end = our remote, remote end = our local.
-    let inode = socket_inode(&table, remote, local)?;
-    pids.iter()
-        .position(|pid| pid.is_some_and(|pid| holds(pid, inode)))
+    for _ in 0..TRIES {
+        let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+        // The dialer's socket: local end = our remote, remote end = our local.
+        if let Some(inode) = socket_inode(&table, remote, local) {
+            return pids
+                .iter()
+                .position(|pid| pid.is_some_and(|pid| holds(pid, inode)));
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -84,7 +113,15 @@ mod tests {
         let (accepted, remote) = listener.accept().unwrap();
         let local = accepted.local_addr().unwrap();
         let me = std::process::id();
-        assert_eq!(dialer(remote, local, &[None, Some(1), Some(me)]), Some(2));
-        assert_eq!(dialer(remote, local, &[Some(1)]), None);
+        let ports = [1, 2, 3];
+        assert_eq!(
+            dialer(remote, local, &[None, Some(1), Some(me)], &ports),
+            Some(2)
+        );
+        assert_eq!(dialer(remote, local, &[Some(1)], &ports[..1]), None);
+        // The source port of a running node's listener names it alone.
+        let theirs = [9, remote.port()];
+        assert_eq!(dialer(remote, local, &[Some(1), Some(1)], &theirs), Some(1));
+        assert_eq!(dialer(remote, local, &[Some(1), None], &theirs), None);
     }
 }
