@@ -88,9 +88,11 @@ pub struct Event {
     pub delay: Option<Dur>,
     /// `netem`: latency jitter (needs `delay`).
     pub jitter: Option<Dur>,
-    /// `netem`: packet loss in percent.
+    /// `netem`: packet loss in percent (namespaces only: refused on
+    /// loopback, whose relays carry TCP streams, not packets).
     pub loss: Option<f64>,
-    /// `netem`: rate limit, tc syntax (`"1mbit"`, `"500kbit"`).
+    /// `netem`: rate limit, tc syntax (`"1mbit"`, `"500kbit"`; `k` = 1000,
+    /// `bps` = bytes a second).
     pub rate: Option<String>,
 }
 
