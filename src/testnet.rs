@@ -8,16 +8,24 @@
 //!   respect like one whose system clock is off;
 //! - a deny list (`--testnet-deny-file`): a file of peer ids, one a line,
 //!   that the event loop's testnet room re-reads; a listed peer's
-//!   connections are closed and new ones (dialed or inbound) refused.
+//!   connections are closed and new ones (dialed or inbound) refused;
+//! - an advertised address (`--testnet-advertise`): the one address the
+//!   node tells peers it is reached at (identify sends it instead of the
+//!   listen addresses), so that a runner's relay in front of the listener
+//!   (the loopback link shaper) is the only way in that peers learn of.
 //!
-//! Owns the settings only; the event loop applies the deny list.
+//! Owns the settings only; the event loop applies the deny list and the
+//! advertised address, the behaviour hides the listen addresses.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::OnceLock;
 
+use libp2p::Multiaddr;
+
 static CLOCK_OFFSET_MS: AtomicI64 = AtomicI64::new(0);
 static DENY_FILE: OnceLock<PathBuf> = OnceLock::new();
+static ADVERTISE: OnceLock<Multiaddr> = OnceLock::new();
 
 /// Sets the offset added to the node's clock.
 pub fn set_clock_offset_ms(offset: i64) {
@@ -41,6 +49,17 @@ pub fn set_deny_file(path: PathBuf) {
 /// The deny list's file, if one was given.
 pub fn deny_file() -> Option<&'static Path> {
     DENY_FILE.get().map(PathBuf::as_path)
+}
+
+/// Sets the address to advertise instead of the listen addresses (once; a
+/// second call is ignored).
+pub fn set_advertise(addr: Multiaddr) {
+    let _ = ADVERTISE.set(addr);
+}
+
+/// The address to advertise instead of the listen addresses, if one was given.
+pub fn advertise() -> Option<&'static Multiaddr> {
+    ADVERTISE.get()
 }
 
 #[cfg(test)]

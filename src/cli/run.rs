@@ -73,6 +73,10 @@ pub struct RunArgs {
     #[cfg(feature = "testnet")]
     #[arg(long, hide = true, value_name = "PATH")]
     pub testnet_deny_file: Option<std::path::PathBuf>,
+    /// Testnet only: tell peers this address instead of the listen addresses (a relay in front).
+    #[cfg(feature = "testnet")]
+    #[arg(long, hide = true, value_name = "MULTIADDR")]
+    pub testnet_advertise: Option<libp2p::Multiaddr>,
     /// Testnet only: misbehave (inflate_heights, wrong_votes, garbage, stall, flood).
     #[cfg(feature = "testnet")]
     #[arg(long, hide = true, value_name = "MODE")]
@@ -237,6 +241,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     #[cfg(feature = "testnet")]
     if let Some(path) = &args.testnet_deny_file {
         concord::testnet::set_deny_file(path.clone());
+    }
+    #[cfg(feature = "testnet")]
+    if let Some(addr) = &args.testnet_advertise {
+        concord::testnet::set_advertise(addr.clone());
     }
     #[cfg(feature = "testnet")]
     if let Some(mode) = args.testnet_misbehave {

@@ -115,7 +115,8 @@ impl Behaviour {
                     // listener is up would otherwise advertise no address until
                     // the next periodic identify (5 min), and the peer could
                     // not add it to Kademlia.
-                    .with_push_listen_addr_updates(true),
+                    .with_push_listen_addr_updates(true)
+                    .with_hide_listen_addrs(hide_listen_addrs()),
             ),
             // Failures are counted (and a silent connection closed) by the
             // event loop: libp2p only reports them.
@@ -150,4 +151,15 @@ impl Behaviour {
             ),
         })
     }
+}
+
+/// Whether identify keeps the listen addresses to itself: only on a testnet
+/// node told to advertise another address (`--testnet-advertise`, a relay
+/// in front of the listener), which the event loop adds as its external
+/// address; identify then sends that one alone.
+fn hide_listen_addrs() -> bool {
+    #[cfg(feature = "testnet")]
+    return crate::testnet::advertise().is_some();
+    #[cfg(not(feature = "testnet"))]
+    false
 }

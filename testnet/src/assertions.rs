@@ -351,3 +351,57 @@ pub fn log(nodes: &[&NodeHistory], text: &str, at_least: u64, at_most: Option<u6
     let ok = format!("{} node(s): {range}", nodes.len());
     outcome("log", what, failures, ok, Value::Object(counts))
 }
+
+/// Every node in `names` pinged its peers at least once in `period` (the
+/// one in force at `at`), with a mean round trip of at least `at_least`
+/// and at most `at_most` ms.
+pub fn ping_rtt(
+    period: Option<&crate::rtt::Period>,
+    names: &[String],
+    at: f64,
+    at_least: Option<u64>,
+    at_most: Option<u64>,
+) -> Outcome {
+    let bounds = match (at_least, at_most) {
+        (Some(lo), Some(hi)) => format!("{lo}-{hi} ms"),
+        (Some(lo), None) => format!(">= {lo} ms"),
+        (None, Some(hi)) => format!("<= {hi} ms"),
+        (None, None) => "any".into(),
+    };
+    let what = format!("mean ping round trip {bounds} at {at:.1}s");
+    let Some(period) = period else {
+        return outcome(
+            "ping_rtt",
+            what,
+            vec![format!("no netem period covers {at:.1}s")],
+            String::new(),
+            json!({}),
+        );
+    };
+    let mut failures = Vec::new();
+    let mut seen = Vec::new();
+    for name in names {
+        match period.nodes.get(name) {
+            None => failures.push(format!("{name}: not running at the end of the period")),
+            Some(r) => match r.mean_rtt_ms {
+                None => failures.push(format!("{name}: no ping in the period")),
+                Some(mean) => {
+                    seen.push(format!("{name} {mean:.0} ms over {} pings", r.pings));
+                    if at_least.is_some_and(|lo| mean < lo as f64) {
+                        failures.push(format!("{name}: {mean:.0} ms is below {bounds}"));
+                    }
+                    if at_most.is_some_and(|hi| mean > hi as f64) {
+                        failures.push(format!("{name}: {mean:.0} ms is above {bounds}"));
+                    }
+                }
+            },
+        }
+    }
+    let ok = format!(
+        "{} ({:.1}s to {})",
+        seen.join(", "),
+        period.from,
+        period.to.map_or("the end".into(), |t| format!("{t:.1}s"))
+    );
+    outcome("ping_rtt", what, failures, ok, json!(period))
+}

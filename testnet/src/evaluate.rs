@@ -11,6 +11,7 @@ use crate::faults::ReorgWatch;
 use crate::history::NodeHistory;
 use crate::manifest::{Assert, AssertKind, Manifest};
 use crate::report::TimelineEntry;
+use crate::rtt::Periods;
 
 fn pick<'a>(
     hist: &'a [NodeHistory],
@@ -36,6 +37,7 @@ pub fn all(
     checked: Vec<(Assert, Outcome)>,
     timeline: &[TimelineEntry],
     watches: &[ReorgWatch],
+    periods: &Periods,
 ) -> Vec<Outcome> {
     let end = manifest.run.duration.0.as_secs_f64();
     let honest = pick(hist, &[], |h| h.role.honest());
@@ -76,6 +78,11 @@ pub fn all(
                 a.at_least.unwrap_or(1),
                 a.at_most,
             ),
+            AssertKind::PingRtt => {
+                let at = a.at.map_or(end, |t| t.0.as_secs_f64());
+                let names: Vec<String> = nodes.iter().map(|h| h.name.clone()).collect();
+                assertions::ping_rtt(periods.at(at), &names, at, a.at_least, a.at_most)
+            }
             AssertKind::NoCrash => {
                 let nodes = pick(hist, &a.nodes, |_| true);
                 assertions::no_crash(&nodes)

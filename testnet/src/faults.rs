@@ -1,8 +1,9 @@
 //! Link faults while a run goes: which node is disconnected, the current
 //! partition, what every node must therefore not reach (applied through
 //! [`Links`]: blackhole rules in the namespaces placement, each node's
-//! deny list on loopback), and the watch behind `minority_reorgs` after a
-//! heal.
+//! deny list on loopback; shaping by `tc` in namespaces, by the relays of
+//! [`crate::shaper`] on loopback), and the watch behind `minority_reorgs`
+//! after a heal.
 //!
 //! Owns the fault state, the deny files' contents and the reorg watch; the
 //! namespaces' rules are [`crate::netns`]'s, the verdict is
@@ -17,6 +18,7 @@ use crate::api;
 use crate::manifest::{Action, Event, Role};
 use crate::netns::Netns;
 use crate::setup::NodePlan;
+use crate::shaper::Shaper;
 
 const TIMEOUT: Duration = Duration::from_millis(1000);
 
@@ -27,8 +29,12 @@ pub enum Links<'a> {
     Netns(&'a mut Netns),
     /// Loopback: each node's deny list (`--testnet-deny-file`), which the
     /// node re-reads; it closes and refuses connections to the listed
-    /// peers (a reject, not a silent drop). No shaping.
-    DenyFiles(&'a [NodePlan]),
+    /// peers (a reject, not a silent drop). Shaping by the relays, when
+    /// the run has them.
+    Loopback {
+        plans: &'a [NodePlan],
+        shaper: Option<&'a Shaper>,
+    },
 }
 
 impl Links<'_> {
@@ -36,7 +42,7 @@ impl Links<'_> {
     fn block(&mut self, i: usize, others: &BTreeSet<usize>) -> Result<(), String> {
         match self {
             Links::Netns(net) => net.block(i, others).map_err(|e| e.to_string()),
-            Links::DenyFiles(plans) => {
+            Links::Loopback { plans, .. } => {
                 let Some(path) = &plans[i].deny_file else {
                     return Err(format!("{} runs without a deny list", plans[i].name));
                 };
@@ -118,8 +124,15 @@ impl Faults {
                     Links::Netns(net) => net
                         .shape(i, e.shaping().as_ref())
                         .map_err(|e| e.to_string()),
-                    Links::DenyFiles(_) => {
-                        Err("link shaping needs the namespaces placement".into())
+                    Links::Loopback {
+                        shaper: Some(shaper),
+                        ..
+                    } => {
+                        shaper.set(i, e.loopback_shape());
+                        Ok(())
+                    }
+                    Links::Loopback { shaper: None, .. } => {
+                        Err("this run has no loopback shaper".into())
                     }
                 };
             }

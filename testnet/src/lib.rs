@@ -5,9 +5,11 @@
 //! (`generate`, `key`, `run`) and observes it through its HTTP API and logs.
 //! Modules, in the order a run uses them: [`manifest`] (the format and its
 //! validation), [`setup`] (out dir, chains, keys, ports, command lines), [`netns`]
-//! (the namespaces placement and its link faults),
+//! (the namespaces placement and its link faults), [`shaper`] (the
+//! loopback placement's link shaping: a relay per node),
 //! [`process`] (children, signals, cleanup), [`api`] (the node's HTTP API),
-//! [`history`] (what was seen), [`live`] (the terminal view), [`run`] (the
+//! [`history`] (what was seen), [`rtt`] (ping round trips between `netem`
+//! events), [`live`] (the terminal view), [`run`] (the
 //! stages), [`chain_check`] and [`evaluate`] / [`assertions`] (the checks),
 //! [`report`] and [`svg`] (the results folder).
 
@@ -22,6 +24,8 @@ pub mod manifest;
 pub mod netns;
 pub mod process;
 pub mod report;
+pub mod rtt;
 pub mod run;
 pub mod setup;
+pub mod shaper;
 pub mod svg;

@@ -67,6 +67,11 @@ pub struct Report<'a> {
     pub timeline: &'a [TimelineEntry],
     pub outcomes: &'a [Outcome],
     pub metrics: Value,
+    /// Ping round trips between `netem` events.
+    pub periods: &'a [crate::rtt::Period],
+    /// The loopback shaper's connections: accepted, of those with a
+    /// dialer it could not name, and the first of those in detail.
+    pub shaper: Option<(u64, u64, Vec<crate::shaper::relay::Unnamed>)>,
     pub passed: bool,
     pub interrupted: Option<i32>,
     pub seconds: f64,
@@ -103,12 +108,14 @@ pub fn write(r: &Report) -> std::io::Result<()> {
         "interrupted_by_signal": r.interrupted,
         "seconds": r.seconds,
         "manifest": r.manifest_path,
-        "placement": "loopback",
+        "placement": r.manifest.run.placement.name(),
         "seed": r.manifest.network.seed,
         "block_size": r.manifest.network.block_size,
         "assertions": r.outcomes,
         "timeline": r.timeline,
         "metrics_at_end": r.metrics,
+        "ping_periods": r.periods,
+        "loopback_shaper": r.shaper.as_ref().map(|(accepted, unnamed, detail)| json!({"connections": accepted, "dialer_not_named": unnamed, "not_named": detail})),
         "nodes": nodes,
     });
     let text = serde_json::to_string_pretty(&summary).map_err(std::io::Error::other)?;

@@ -4,14 +4,16 @@
 //! Owns the layout of `--out DIR` (`nodes/NAME/{data,log,config.toml}`,
 //! `chains/`, `manifest.toml`, `pids`, the `.concord-testnet` marker) and the
 //! loopback placement: every node listens on 127.0.0.1 with a p2p and an
-//! API port picked free by the OS. Uses only the `concord` binary's
+//! API port picked free by the OS (and, when the loopback link shaper is
+//! on, a public port for its relay, whose listener is kept bound and
+//! handed to [`crate::shaper`]). Uses only the `concord` binary's
 //! commands (`generate`, `key`, `run`), never the node's code.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::manifest::{Manifest, Role};
+use crate::manifest::{Action, Manifest, Placement, Role};
 use crate::netns::{self, Netns};
 use crate::process;
 
@@ -48,7 +50,11 @@ pub struct NodePlan {
     pub peer_id: String,
     pub data_dir: PathBuf,
     pub log: PathBuf,
+    /// The address peers reach the node at (in bootstrap addresses).
     pub p2p: SocketAddr,
+    /// With the loopback shaper: where the node really listens (its relay
+    /// on `p2p` forwards there); otherwise `p2p`.
+    pub listen: SocketAddr,
     pub api: SocketAddr,
     pub args: Vec<String>,
     pub start_after: f64,
@@ -197,21 +203,38 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), SetupError> {
     Ok(())
 }
 
+/// Whether a manifest needs the loopback link shaper: `netem` on loopback.
+pub fn needs_shaper(manifest: &Manifest) -> bool {
+    manifest.run.placement == Placement::Loopback
+        && manifest.timeline.iter().any(|e| e.action == Action::Netem)
+}
+
+/// The nodes' plans, and with the loopback shaper each node's public
+/// listener (bound, for its relay), in manifest order.
+pub struct Planned {
+    pub plans: Vec<NodePlan>,
+    pub relays: Vec<TcpListener>,
+}
+
 /// Generates each distinct pre-generated chain once (in `chains/`), copies it
 /// into the nodes' data dirs, makes node keys, picks ports and writes
 /// configs. Returns the nodes' plans in manifest order. With `net`, node `i`
 /// runs in its namespace on its bridge address, with mDNS unless the
-/// manifest turns it off.
+/// manifest turns it off. With the loopback shaper ([`needs_shaper`]), node
+/// `i` listens on a private port and advertises the public one, whose
+/// listener is returned bound.
 pub fn plan(
     manifest: &Manifest,
     out: &Path,
     bin: &Path,
     net_ns: Option<&Netns>,
-) -> Result<Vec<NodePlan>, SetupError> {
+) -> Result<Planned, SetupError> {
     let net = &manifest.network;
     let network = network(manifest, out, bin)?;
+    let shaped = net_ns.is_none() && needs_shaper(manifest);
     // Ports first, all at once, so no two nodes get the same one.
-    let listeners = (0..manifest.nodes.len() * 2)
+    let count = manifest.nodes.len();
+    let listeners = (0..count * 2)
         .map(|_| TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<Vec<_>, _>>()
         .map_err(SetupError::Port)?;
@@ -221,6 +244,15 @@ pub fn plan(
         .collect::<Result<Vec<_>, _>>()
         .map_err(SetupError::Port)?;
     drop(listeners);
+    // The relays' listeners stay bound: nothing else can take their ports.
+    let relays = if shaped {
+        (0..count)
+            .map(|_| TcpListener::bind("127.0.0.1:0"))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(SetupError::Port)?
+    } else {
+        Vec::new()
+    };
 
     let mut plans = Vec::new();
     for (i, node) in manifest.nodes.iter().enumerate() {
@@ -278,12 +310,16 @@ pub fn plan(
         )?
         .trim()
         .to_string();
-        let (p2p, api) = match net_ns {
+        let (listen, api) = match net_ns {
             Some(ns) => (
                 SocketAddr::from((ns.addr(i), netns::P2P_PORT)),
                 SocketAddr::from((ns.addr(i), netns::API_PORT)),
             ),
             None => (ports[2 * i], ports[2 * i + 1]),
+        };
+        let p2p = match relays.get(i) {
+            Some(relay) => relay.local_addr().map_err(SetupError::Port)?,
+            None => listen,
         };
         let mut args = vec![
             "run".to_string(),
@@ -292,12 +328,21 @@ pub fn plan(
             "--genesis".into(),
             network.genesis.clone(),
             "--listen".into(),
-            format!("/ip4/{}/tcp/{}", p2p.ip(), p2p.port()),
+            format!("/ip4/{}/tcp/{}", listen.ip(), listen.port()),
             "--api".into(),
             api.to_string(),
             "--log-format".into(),
             "text".into(),
         ];
+        if shaped {
+            // Hidden flag of a node built with `--features testnet`: peers
+            // learn only the relay's address.
+            args.push(format!(
+                "--testnet-advertise=/ip4/{}/tcp/{}",
+                p2p.ip(),
+                p2p.port()
+            ));
+        }
         match (node.role, node.authority) {
             (Role::Producer, Some(k)) => {
                 let key = network.keys[k as usize].display().to_string();
@@ -343,6 +388,7 @@ pub fn plan(
             log: dir.join("log"),
             data_dir,
             p2p,
+            listen,
             api,
             args,
             start_after: node.start_after.0.as_secs_f64(),
@@ -363,5 +409,5 @@ pub fn plan(
             }
         }
     }
-    Ok(plans)
+    Ok(Planned { plans, relays })
 }

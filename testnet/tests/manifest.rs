@@ -198,13 +198,53 @@ within = "10s"
 "#;
 
 #[test]
-fn shaping_needs_namespaces_cuts_do_not_and_groups_are_well_formed() {
+fn loopback_shapes_but_refuses_loss_cuts_run_anywhere_and_groups_are_well_formed() {
     let text = format!("{GOOD}{FAULTS}");
-    let e = error(&text);
-    assert!(
-        e.contains("link shaping needs run.placement = \"namespaces\""),
-        "{e}"
+    // A rate, a delay and jitter are the loopback shaper's.
+    Manifest::parse(&text).expect("rate on loopback");
+    let delayed = text.replace("rate = \"1mbit\"", "delay = \"150ms\"\njitter = \"20ms\"");
+    let m = Manifest::parse(&delayed).expect("delay on loopback");
+    let shape = m
+        .timeline
+        .iter()
+        .find(|e| e.action == Action::Netem)
+        .expect("netem")
+        .loopback_shape();
+    assert_eq!(shape.delay, std::time::Duration::from_millis(150));
+    assert_eq!(shape.jitter, std::time::Duration::from_millis(20));
+    assert_eq!(shape.rate, None);
+    // ping_rtt: nodes, a time inside a netem period and a bound.
+    let rtt = |fields: &str| format!("{delayed}\n[[assert]]\nkind = \"ping_rtt\"\n{fields}\n");
+    Manifest::parse(&rtt("nodes = [\"late\"]\nat = \"8s\"\nat_least = 250")).expect("ping_rtt");
+    for (fields, want) in [
+        ("at = \"8s\"\nat_least = 250", "needs nodes and at"),
+        ("nodes = [\"late\"]\nat_least = 250", "needs nodes and at"),
+        (
+            "nodes = [\"late\"]\nat = \"8s\"",
+            "needs at_least and/or at_most",
+        ),
+        (
+            "nodes = [\"late\"]\nat = \"6s\"\nat_least = 250",
+            "before the first netem",
+        ),
+        (
+            "nodes = [\"late\"]\nat = \"8s\"\nat_least = 250\nat_most = 100",
+            "at_most is below at_least",
+        ),
+    ] {
+        let e = error(&rtt(fields));
+        assert!(e.contains(want), "{e:?} should contain {want:?}");
+    }
+    // Loss is not: a relay of TCP streams has no packet to drop.
+    let lossy = text.replace("rate = \"1mbit\"", "loss = 1.0");
+    let e = error(&lossy);
+    assert!(e.contains("loss cannot be modelled on loopback"), "{e}");
+    let lossy_ns = lossy.replace(
+        "duration = \"30s\"",
+        "duration = \"30s\"\nplacement = \"namespaces\"",
     );
+    Manifest::parse(&lossy_ns)
+        .expect("loss in namespaces (stopped at setup where the kernel lacks netem)");
     // Cuts alone run on loopback too (each node's deny list).
     let cuts = text.replace(
         "action = \"netem\"\nnode = \"late\"\nrate = \"1mbit\"",

@@ -121,6 +121,11 @@ impl EventLoop {
                     reason: e.to_string(),
                 })?;
         }
+        #[cfg(feature = "testnet")]
+        if let Some(addr) = crate::testnet::advertise() {
+            info!(%addr, "testnet: advertising this address instead of the listen addresses");
+            swarm.add_external_address(addr.clone());
+        }
         let (served_tx, served_rx) = mpsc::unbounded_channel();
         let server = Server {
             store,

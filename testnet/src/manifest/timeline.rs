@@ -1,6 +1,6 @@
 //! `[[timeline]]`: the perturbations a manifest may schedule, and the rules
 //! on their fields (which action needs a node, groups, netem settings, and
-//! which needs the namespaces placement).
+//! what each placement can shape).
 
 use std::collections::HashSet;
 
@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::{Dur, Manifest, ManifestError, Placement};
 use crate::netns::Shaping;
+use crate::shaper::{self, line::Shape};
 
 /// A perturbation.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -31,8 +32,9 @@ pub enum Action {
     Partition,
     /// Undo the partition (and every disconnect).
     Heal,
-    /// Latency / loss / rate limit on what the node sends (tc netem); with
-    /// none of `delay`, `loss`, `rate`: remove it.
+    /// Latency / loss / rate limit on the node's link, both ways (tc in
+    /// namespaces, the relays of [`crate::shaper`] on loopback); with none
+    /// of `delay`, `loss`, `rate`: remove it.
     Netem,
 }
 
@@ -52,7 +54,7 @@ impl Action {
         }
     }
 
-    /// Link shaping: needs the namespaces placement (tc on a real link).
+    /// Link shaping (tc in namespaces, the relay shaper on loopback).
     pub fn is_shaping(self) -> bool {
         self == Action::Netem
     }
@@ -86,9 +88,11 @@ pub struct Event {
     pub delay: Option<Dur>,
     /// `netem`: latency jitter (needs `delay`).
     pub jitter: Option<Dur>,
-    /// `netem`: packet loss in percent.
+    /// `netem`: packet loss in percent (namespaces only: refused on
+    /// loopback, whose relays carry TCP streams, not packets).
     pub loss: Option<f64>,
-    /// `netem`: rate limit, tc syntax (`"1mbit"`, `"500kbit"`).
+    /// `netem`: rate limit, tc syntax (`"1mbit"`, `"500kbit"`; `k` = 1000,
+    /// `bps` = bytes a second).
     pub rate: Option<String>,
 }
 
@@ -133,6 +137,16 @@ impl Event {
         Some(Shaping::Netem(args))
     }
 
+    /// The shaping a `netem` event asks of the loopback shaper (all zero:
+    /// remove it). `loss` has no loopback equivalent (refused at parse time).
+    pub fn loopback_shape(&self) -> Shape {
+        Shape {
+            delay: self.delay.map_or(Default::default(), |d| d.0),
+            jitter: self.jitter.map_or(Default::default(), |d| d.0),
+            rate: self.rate.as_deref().and_then(shaper::parse_rate),
+        }
+    }
+
     pub(super) fn validate(&self, m: &Manifest) -> Result<(), ManifestError> {
         let at = self.at;
         let what = self.action.name();
@@ -144,9 +158,10 @@ impl Event {
         if at > m.run.duration {
             return bad(format!("after run.duration = {}", m.run.duration));
         }
-        if self.action.is_shaping() && m.run.placement != Placement::Namespaces {
+        if self.action.is_shaping() && m.run.placement == Placement::Loopback && self.loss.is_some()
+        {
             return bad(
-                "link shaping needs run.placement = \"namespaces\" (loopback has no link to shape: see testnet/README.md)"
+                "loss cannot be modelled on loopback: the loopback shaper relays TCP streams, and TCP turns a lost packet into a retransmission delay (use delay/jitter, or the namespaces placement on a kernel with sch_netem; see testnet/README.md)"
                     .into(),
             );
         }

@@ -38,6 +38,10 @@ impl Run<'_> {
             &[("RUST_LOG", log), ("NO_COLOR", "1")],
             &p.log,
         )?;
+        if let Some(shaper) = &self.shaper {
+            shaper.set_pid(i, Some(pid));
+        }
+        self.periods.started(&p.name);
         let t = self.t();
         self.hist[i].lives.push(Life {
             started: t,
@@ -95,6 +99,9 @@ impl Run<'_> {
     pub(super) fn ended(&mut self, i: usize, exit: Exit) {
         let t = self.t();
         let by = self.intent[i].take();
+        if let Some(shaper) = &self.shaper {
+            shaper.set_pid(i, None);
+        }
         if let Some(life) = self.hist[i].lives.last_mut() {
             life.ended = Some(t);
             life.exit_code = exit.code;

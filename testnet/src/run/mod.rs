@@ -20,11 +20,13 @@ use crate::assertions::Outcome;
 use crate::faults::{self, Faults, ReorgWatch};
 use crate::history::{LogFacts, NodeHistory};
 use crate::live::Live;
-use crate::manifest::{AssertKind, Event, Manifest, Placement};
+use crate::manifest::{Action, AssertKind, Event, Manifest, Placement};
 use crate::netns::{self, Netns};
 use crate::process::{self, Children};
 use crate::report::{self, TimelineEntry};
+use crate::rtt::Periods;
 use crate::setup::{self, NodePlan};
+use crate::shaper::Shaper;
 use crate::{chain_check, evaluate};
 
 /// How often the loop wakes; samples are taken every [`SAMPLE_EVERY`].
@@ -71,10 +73,14 @@ struct Run<'a> {
     children: Children,
     /// After `children`: dropped after every process is gone.
     net: Option<Netns>,
+    /// The loopback link shaper's relays, when the manifest shapes links.
+    shaper: Option<Shaper>,
     faults: Faults,
     /// The partition in force (for the heal's reorg watch).
     partition: Option<Vec<Vec<String>>>,
     watches: Vec<ReorgWatch>,
+    /// Ping round trips between `netem` events.
+    periods: Periods,
     hist: Vec<NodeHistory>,
     started: Vec<bool>,
     /// The action whose signal should end the node's current life.
@@ -91,6 +97,15 @@ impl Run<'_> {
 
     fn index(&self, name: &str) -> Option<usize> {
         self.plans.iter().position(|p| p.name == name)
+    }
+
+    /// Name and API address of every node running now.
+    fn running_apis(&self) -> Vec<(String, std::net::SocketAddr)> {
+        self.plans
+            .iter()
+            .filter(|p| self.children.is_running(&p.name) && !self.children.is_paused(&p.name))
+            .map(|p| (p.name.clone(), p.api))
+            .collect()
     }
 
     /// Timeline, starts, sampling and the live view until `until` seconds
@@ -131,6 +146,10 @@ impl Run<'_> {
                 match &result {
                     Ok(()) => self.live.note(t, &text),
                     Err(why) => self.live.note(t, &format!("{text} FAILED: {why}")),
+                }
+                if e.action == Action::Netem && result.is_ok() {
+                    let running = self.running_apis();
+                    self.periods.cut(t, Some(describe(e)), &running);
                 }
                 self.timeline.push(TimelineEntry {
                     t,
@@ -206,7 +225,22 @@ pub fn run(
         "setup: generating chains, keys and ports in {}",
         out.display()
     );
-    let plans = setup::plan(manifest, &out, bin, net.as_ref())?;
+    let setup::Planned { plans, relays } = setup::plan(manifest, &out, bin, net.as_ref())?;
+    let shaper = if relays.is_empty() {
+        None
+    } else {
+        let targets = plans.iter().map(|p| p.listen).collect();
+        let shaper = Shaper::start(relays, targets, manifest.network.seed).map_err(|source| {
+            RunError::Io {
+                path: out.clone(),
+                source,
+            }
+        })?;
+        println!(
+            "loopback shaper: a relay per node on its public port (node listening on a private one), for the timeline's netem"
+        );
+        Some(shaper)
+    };
     let hist = plans
         .iter()
         .zip(&manifest.nodes)
@@ -226,9 +260,11 @@ pub fn run(
         bin: bin.to_path_buf(),
         children: Children::new(out.join("pids")),
         net,
+        shaper,
         faults: Faults::default(),
         partition: None,
         watches: Vec::new(),
+        periods: Periods::default(),
         hist,
         started: vec![false; n],
         intent: vec![None; n],
@@ -265,6 +301,10 @@ pub fn run(
         interrupted = run.drive(end)?;
     }
     let metrics = report::metrics(&run.plans, &run.children.names());
+    if !run.periods.list.is_empty() {
+        let (t, running) = (run.t(), run.running_apis());
+        run.periods.cut(t, None, &running);
+    }
     let t = run.t();
     run.live.note(t, "stopping every node");
     run.cleanup();
@@ -282,6 +322,7 @@ pub fn run(
         outcomes_now,
         &run.timeline,
         &run.watches,
+        &run.periods,
     );
     let passed = interrupted.is_none() && outcomes.iter().all(|o| o.pass);
     let seconds = run.t();
@@ -294,6 +335,11 @@ pub fn run(
         timeline: &run.timeline,
         outcomes: &outcomes,
         metrics,
+        periods: &run.periods.list,
+        shaper: run.shaper.as_ref().map(|s| {
+            let (accepted, unnamed) = s.counts();
+            (accepted, unnamed, s.unnamed())
+        }),
         passed,
         interrupted,
         seconds,
@@ -327,4 +373,25 @@ fn same_chain(run: &Run, names: &[String], min_height: Option<u64>, m: &Manifest
         .filter(|p| running.contains(&p.name))
         .collect();
     chain_check::check(&plans, min_height.unwrap_or(1), &stopped, m.run.settle.0)
+}
+
+/// `netem NODE delay=… jitter=… loss=… rate=…` (or `clear`).
+fn describe(e: &Event) -> String {
+    let mut text = format!("netem {}", e.target());
+    let mut any = false;
+    for (key, value) in [
+        ("delay", e.delay.map(|d| format!("{}ms", d.0.as_millis()))),
+        ("jitter", e.jitter.map(|d| format!("{}ms", d.0.as_millis()))),
+        ("loss", e.loss.map(|l| format!("{l}%"))),
+        ("rate", e.rate.clone()),
+    ] {
+        if let Some(v) = value {
+            text.push_str(&format!(" {key}={v}"));
+            any = true;
+        }
+    }
+    if !any {
+        text.push_str(" clear");
+    }
+    text
 }

@@ -1,7 +1,7 @@
 //! Applying one timeline event: signals to a node's process (kill,
 //! pause, resume, stop, restart) or a link fault through [`faults`]
-//! (blackhole rules in namespaces, deny lists on loopback), and arming the
-//! reorg watch when a partition heals.
+//! (blackhole rules and tc in namespaces, deny lists and the relay shaper
+//! on loopback), and arming the reorg watch when a partition heals.
 //!
 //! Owns no state of its own; an error says why the event could not apply.
 
@@ -48,7 +48,10 @@ impl Run<'_> {
         let plans = &self.plans;
         let links = match self.net.as_mut() {
             Some(net) => faults::Links::Netns(net),
-            None => faults::Links::DenyFiles(plans),
+            None => faults::Links::Loopback {
+                plans,
+                shaper: self.shaper.as_ref(),
+            },
         };
         let index = |n: &str| plans.iter().position(|p| p.name == n);
         self.faults.apply(e, links, plans.len(), index)?;
