@@ -30,15 +30,23 @@ use super::StoreError;
 use crate::chain::Hash;
 
 /// The most blocks one record holds; a bigger import writes several. Keeps
-/// records small (5 KiB) for two reasons: a lookup by height walks the
-/// record's lengths up to the block, and sled 0.34 writes a tree node whose
-/// encoding is over 128 KiB (a quarter of its 512 KiB log segment) as a blob
-/// and then counts it in its cache by the size of the blob pointer, so such
-/// nodes are never evicted: with records of 512 blocks (20 KiB; a node holds
-/// up to 17) a store serving 10 M blocks kept every record it read, 390 MiB
-/// (`cargo run --example store_scale`, BENCHMARKS.md). 17 records of 128
-/// blocks stay under that size.
-pub(super) const MAX_BLOCKS: usize = 128;
+/// records small (1.3 KiB) because sled 0.34 holds far more of a tree it
+/// reads than its cache capacity says, in proportion to the size of its
+/// nodes (a leaf holds up to 17 records):
+/// - its cache accounts an access only once 64 accesses have queued up on
+///   that page's shard, of 256 (`lru.rs`), so the pages read since stay in
+///   memory whatever `cache_capacity` is: serving a 10 M-block chain in
+///   order kept 160 MiB with 128-block records (5 KiB), 117 MiB with 32;
+///   random ranges 170 and 95 MiB (`store_scale serve-seq` / `measure`,
+///   BENCHMARKS.md), and a seeder node peaked at 280 MiB with 128;
+/// - a node whose encoding is over 128 KiB (a quarter of its 512 KiB log
+///   segment) is written as a blob and counted by the size of the blob
+///   pointer, so it is never evicted (512-block records: 390 MiB).
+///
+/// The price is more records per import: about 1.3 against 1.1 µs of import
+/// CPU per small block, where verifying them runs at 55,000 blocks/s on this
+/// machine's two cores.
+pub(super) const MAX_BLOCKS: usize = 32;
 
 const OFFSET_LEN: usize = 8;
 const ENTRY_LEN: usize = 32 + 4 + 4;

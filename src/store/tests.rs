@@ -285,12 +285,13 @@ fn a_big_import_is_split_into_capped_segment_records() {
         assert_eq!(got, blocks[m as usize - 6..m as usize + 14].to_vec());
         assert_consistent(&s);
         // Roll back into the middle record: the last one goes.
-        s.rollback_to(m + 100).unwrap();
+        s.rollback_to(m + m / 2).unwrap();
         assert_consistent(&s);
         s.flush().unwrap();
     }
     let s = Store::open(dir.path(), &g).unwrap();
-    assert_eq!(s.tip(), BlockRef::of(&blocks[segment::MAX_BLOCKS + 99]));
+    let m = segment::MAX_BLOCKS;
+    assert_eq!(s.tip(), BlockRef::of(&blocks[m + m / 2 - 1]));
     assert_consistent(&s);
 }
 
@@ -299,18 +300,20 @@ fn rollback_removes_and_truncates_segment_records() {
     let g = Genesis::dev();
     let dir = tempfile::tempdir().unwrap();
     let main = chain(&g, BlockRef::of(g.block()), 100, 8, 0);
+    // Imports of 20 blocks are one record each.
+    const { assert!(segment::MAX_BLOCKS >= 20) };
     let fork_tip;
     {
         let s = Store::open(dir.path(), &g).unwrap();
-        // Records start at 0 (genesis), 1, 41, 81.
-        for seg in main.chunks(40) {
+        // Records start at 0 (genesis), 1, 21, 41, 61, 81.
+        for seg in main.chunks(20) {
             s.import(seg).unwrap();
         }
-        // 55 straddles the record at 41; the one at 81 goes.
+        // 55 straddles the record at 41; the ones at 61 and 81 go.
         let at55 = s.rollback_to(55).unwrap();
         assert_eq!(at55, BlockRef::of(&main[54]));
         let firsts = segment_firsts(&s);
-        assert_eq!(firsts, vec![0, 1, 41]);
+        assert_eq!(firsts, vec![0, 1, 21, 41]);
         assert_eq!(
             s.files()
                 .unwrap()
@@ -335,11 +338,11 @@ fn rollback_removes_and_truncates_segment_records() {
             s.files()
                 .unwrap()
                 .tree
-                .get(segment_key(1))
+                .get(segment_key(21))
                 .unwrap()
                 .unwrap()
                 .len(),
-            8 + 40 * 40
+            8 + 20 * 40
         );
         assert_consistent(&s);
         // Fork re-import on top of the truncated index.
