@@ -6,9 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::api;
 use crate::assertions::{self, ChainView, Outcome};
 use crate::setup::NodePlan;
+use crate::{api, process};
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 /// Between two looks at the tips while they settle.
@@ -37,6 +37,11 @@ fn views(nodes: &[&NodePlan], tips: &[(u64, String)], upto: u64) -> Result<Vec<C
                     let top = (*height).min(upto);
                     let mut hashes = Vec::new();
                     for h in 1..=top {
+                        // A Ctrl-C must not wait for tens of thousands of
+                        // reads (70 nodes x 1,000 heights under load: minutes).
+                        if let Some(signal) = process::stop_requested() {
+                            return Err(format!("interrupted by signal {signal}"));
+                        }
                         let hash = api::block_hash(n.api, h, TIMEOUT)
                             .map_err(|e| format!("{}: {e}", n.name))?;
                         hashes.push(hash);
@@ -101,7 +106,7 @@ pub fn check(
             }
             Err(e) => last_error = e,
         }
-        if timed_out {
+        if timed_out || process::stop_requested().is_some() {
             let mut outcome = assertions::same_chain(&[], min_height, not_running);
             outcome.why = format!("cannot read the chains: {last_error}");
             return outcome;
