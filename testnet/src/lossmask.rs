@@ -107,8 +107,15 @@ impl LossMask {
             list(&[
                 "qdisc", "add", "dev", dev, "parent", "1:2", "handle", "20:", "pfifo", "limit", "0",
             ]),
+            // IP ID 0 passes first: the kernel sends SYN-ACKs and resets
+            // (and unconnected DF datagrams) with ID 0, so the mask alone
+            // would drop every one of them and no connection would open.
             list(&[
                 "filter", "add", "dev", dev, "parent", "1:", "protocol", "ip", "prio", "1", "u32",
+                "match", "u16", "0x0000", "0xffff", "at", "4", "flowid", "1:1",
+            ]),
+            list(&[
+                "filter", "add", "dev", dev, "parent", "1:", "protocol", "ip", "prio", "2", "u32",
                 "match", "u16", "0x0000", &mask, "at", "4", "flowid", "1:2",
             ]),
         ]
@@ -162,7 +169,8 @@ mod tests {
                 "-n ns1 class add dev eth0 parent 1: classid 1:1 htb rate 2mbit ceil 2mbit",
                 "-n ns1 class add dev eth0 parent 1: classid 1:2 htb rate 10gbit",
                 "-n ns1 qdisc add dev eth0 parent 1:2 handle 20: pfifo limit 0",
-                "-n ns1 filter add dev eth0 parent 1: protocol ip prio 1 u32 match u16 0x0000 0x0003 at 4 flowid 1:2",
+                "-n ns1 filter add dev eth0 parent 1: protocol ip prio 1 u32 match u16 0x0000 0xffff at 4 flowid 1:1",
+                "-n ns1 filter add dev eth0 parent 1: protocol ip prio 2 u32 match u16 0x0000 0x0003 at 4 flowid 1:2",
             ]
         );
         let no_rate = m.tc_commands("ns1", "p0", None);
