@@ -121,9 +121,10 @@ impl Faults {
             }
             (Action::Netem, Some(i)) => {
                 return match links {
-                    Links::Netns(net) => net
-                        .shape(i, e.shaping().as_ref())
-                        .map_err(|e| e.to_string()),
+                    Links::Netns(net) => {
+                        let shaping = e.shaping(net.has_netem())?;
+                        net.shape(i, shaping.as_ref()).map_err(|e| e.to_string())
+                    }
                     Links::Loopback {
                         shaper: Some(shaper),
                         ..

@@ -5,7 +5,8 @@
 //! (`generate`, `key`, `run`) and observes it through its HTTP API and logs.
 //! Modules, in the order a run uses them: [`manifest`] (the format and its
 //! validation), [`setup`] (out dir, chains, keys, ports, command lines), [`netns`]
-//! (the namespaces placement and its link faults), [`shaper`] (the
+//! (the namespaces placement and its link faults; [`lossmask`]: loss
+//! without netem), [`shaper`] (the
 //! loopback placement's link shaping: a relay per node),
 //! [`process`] (children, signals, cleanup), [`api`] (the node's HTTP API),
 //! [`history`] (what was seen), [`rtt`] (ping round trips between `netem`
@@ -20,6 +21,7 @@ pub mod evaluate;
 pub mod faults;
 pub mod history;
 pub mod live;
+pub mod lossmask;
 pub mod manifest;
 pub mod netns;
 pub mod process;

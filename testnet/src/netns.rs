@@ -25,7 +25,10 @@
 //!   reachable so the node is still observed. mDNS multicast still crosses
 //!   (discovery may see a peer it cannot reach).
 //! - **netem**: `tc qdisc replace dev eth0 root netem ...` in the node's
-//!   namespace (delay, jitter, loss, rate on what the node sends).
+//!   namespace and on its bridge port (delay, jitter, loss, rate); a rate
+//!   alone is a `tbf`; on a kernel without netem, loss alone (with or
+//!   without a rate) is the htb + u32 + `pfifo limit 0` construction of
+//!   [`crate::lossmask`].
 //!
 //! Owns no process: nodes are started by [`crate::process`] with the prefix
 //! from [`Netns::exec_prefix`].
@@ -34,6 +37,8 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use crate::lossmask::LossMask;
 
 /// What `ip`/`tc` said when a step failed.
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +124,9 @@ pub struct Netns {
     state: PathBuf,
     /// Per node: the addresses it blackholes now (disconnect / partition).
     blocked: Vec<BTreeSet<usize>>,
+    /// Whether the kernel has netem (see [`probe_netem`]); assumed until
+    /// [`Netns::set_netem`] says otherwise.
+    netem: bool,
 }
 
 impl Netns {
@@ -148,6 +156,7 @@ impl Netns {
             made: Vec::new(),
             state: out.join(STATE),
             blocked: vec![BTreeSet::new(); count],
+            netem: true,
         };
         net.build()?;
         Ok(net)
@@ -237,6 +246,15 @@ impl Netns {
         Ok(())
     }
 
+    /// Records whether this kernel has netem (what [`probe_netem`] found).
+    pub fn set_netem(&mut self, netem: bool) {
+        self.netem = netem;
+    }
+
+    pub fn has_netem(&self) -> bool {
+        self.netem
+    }
+
     /// The run id in every name (`ctn<id>-…`).
     pub fn id(&self) -> &str {
         &self.id
@@ -283,8 +301,9 @@ impl Netns {
 
     /// Shapes node `i`'s link both ways (its `eth0` and its bridge port):
     /// `tc qdisc replace ... netem ARGS`; with only a `rate`, a token bucket
-    /// (`tbf`), which kernels without `sch_netem` have too; with `None`,
-    /// removes the shaping.
+    /// (`tbf`), which kernels without `sch_netem` have too; loss without
+    /// netem: the [`crate::lossmask`] construction; with `None`, removes
+    /// the shaping.
     pub fn shape(&self, i: usize, shaping: Option<&Shaping>) -> Result<(), NetnsError> {
         let sides = [
             (self.nodes[i].clone(), "eth0".to_string()),
@@ -302,6 +321,15 @@ impl Netns {
                 Some(Shaping::Netem(netem)) => {
                     args.extend(["replace", "dev", dev, "root", "netem"].map(String::from));
                     args.extend(netem.iter().cloned());
+                }
+                Some(Shaping::DropMask { mask, rate }) => {
+                    // The `add`s must not meet what an earlier event left.
+                    args.extend(["del", "dev", dev, "root"].map(String::from));
+                    let _ = run("tc", &args.iter().map(String::as_str).collect::<Vec<_>>());
+                    for cmd in mask.tc_commands(ns, dev, rate.as_deref()) {
+                        run("tc", &cmd.iter().map(String::as_str).collect::<Vec<_>>())?;
+                    }
+                    continue;
                 }
                 Some(Shaping::Rate(rate)) => {
                     args.extend(["replace", "dev", dev, "root", "tbf", "rate"].map(String::from));
@@ -326,6 +354,12 @@ pub enum Shaping {
     Netem(Vec<String>),
     /// A rate limit alone, as a token bucket.
     Rate(String),
+    /// Loss without netem: drop 1/2^k by IP ID (htb + u32 + pfifo limit
+    /// 0), with the rate, if any, on the passing htb class.
+    DropMask {
+        mask: LossMask,
+        rate: Option<String>,
+    },
 }
 
 /// Whether this kernel has the netem qdisc (`sch_netem`): `Err(reason)` if

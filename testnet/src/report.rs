@@ -30,6 +30,10 @@ pub struct TimelineEntry {
     pub height_before: Option<u64>,
     /// Why it could not be applied.
     pub error: Option<String>,
+    /// What was applied in its place (loss without netem: the IP ID mask
+    /// and the rate it really drops).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// The `/metrics` figures kept in the summary.

@@ -2,6 +2,7 @@
 //! clear error naming the key or the line.
 
 use concord_testnet::manifest::{Action, AssertKind, Manifest, Placement, Role};
+use concord_testnet::netns::Shaping;
 
 const GOOD: &str = r#"
 [network]
@@ -243,8 +244,42 @@ fn loopback_shapes_but_refuses_loss_cuts_run_anywhere_and_groups_are_well_formed
         "duration = \"30s\"",
         "duration = \"30s\"\nplacement = \"namespaces\"",
     );
-    Manifest::parse(&lossy_ns)
-        .expect("loss in namespaces (stopped at setup where the kernel lacks netem)");
+    let m = Manifest::parse(&lossy_ns).expect("loss in namespaces");
+    // Without netem, loss alone becomes the IP ID mask; delay is refused.
+    let netem = |m: &Manifest| {
+        m.timeline
+            .iter()
+            .find(|e| e.action == Action::Netem)
+            .expect("netem")
+            .clone()
+    };
+    let e = netem(&m);
+    match e.shaping(false) {
+        Ok(Some(Shaping::DropMask { mask, rate: None })) => assert_eq!(mask.bits(), 7),
+        _ => panic!("loss 1% without netem should be a 1/128 drop mask"),
+    }
+    assert!(matches!(e.shaping(true), Ok(Some(Shaping::Netem(_)))));
+    let note = e.loss_note().expect("note");
+    assert!(note.contains("1/128 = 0.7812%"), "{note}");
+    let with_rate = netem(
+        &Manifest::parse(&lossy_ns.replace("loss = 1.0", "loss = 1.0\nrate = \"2mbit\""))
+            .expect("loss and rate"),
+    );
+    assert!(matches!(
+        with_rate.shaping(false),
+        Ok(Some(Shaping::DropMask { rate: Some(r), .. })) if r == "2mbit"
+    ));
+    let delayed_ns = netem(
+        &Manifest::parse(&lossy_ns.replace("loss = 1.0", "loss = 1.0\ndelay = \"50ms\""))
+            .expect("delay in namespaces"),
+    );
+    let refused = delayed_ns.shaping(false).err().expect("delay refused");
+    assert!(refused.contains("delay needs the netem qdisc"), "{refused}");
+    let zero = netem(&Manifest::parse(&lossy_ns.replace("loss = 1.0", "loss = 0.0")).expect("0"));
+    assert!(matches!(zero.shaping(false), Ok(None)));
+    let all =
+        netem(&Manifest::parse(&lossy_ns.replace("loss = 1.0", "loss = 100.0")).expect("100"));
+    assert!(all.shaping(false).is_err());
     // Cuts alone run on loopback too (each node's deny list).
     let cuts = text.replace(
         "action = \"netem\"\nnode = \"late\"\nrate = \"1mbit\"",

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use serde::Deserialize;
 
 use super::{Dur, Manifest, ManifestError, Placement};
+use crate::lossmask::LossMask;
 use crate::netns::Shaping;
 use crate::shaper::{self, line::Shape};
 
@@ -116,10 +117,25 @@ impl Event {
         self.action == Action::Netem && (self.delay.is_some() || self.loss.is_some())
     }
 
-    /// The shaping a `netem` event asks for, or `None` to remove it.
-    pub fn shaping(&self) -> Option<Shaping> {
+    /// The shaping a `netem` event asks for, or `None` to remove it. On a
+    /// kernel without netem (`netem` false), loss without delay is a
+    /// [`LossMask`] (refused: delay, and losses the mask cannot round to).
+    pub fn shaping(&self, netem: bool) -> Result<Option<Shaping>, String> {
         if !self.needs_netem() {
-            return self.rate.clone().map(Shaping::Rate);
+            return Ok(self.rate.clone().map(Shaping::Rate));
+        }
+        if !netem {
+            if self.delay.is_some() {
+                return Err("delay needs the netem qdisc, which this kernel lacks".into());
+            }
+            let mask = LossMask::from_percent(self.loss.unwrap_or(0.0))?;
+            return Ok(match mask {
+                Some(mask) => Some(Shaping::DropMask {
+                    mask,
+                    rate: self.rate.clone(),
+                }),
+                None => self.rate.clone().map(Shaping::Rate),
+            });
         }
         let mut args = Vec::new();
         if let Some(d) = self.delay {
@@ -134,7 +150,18 @@ impl Event {
         if let Some(r) = &self.rate {
             args.extend(["rate".into(), r.clone()]);
         }
-        Some(Shaping::Netem(args))
+        Ok(Some(Shaping::Netem(args)))
+    }
+
+    /// What a run says about this event's loss on a kernel without netem
+    /// (the rate actually applied), if it has any.
+    pub fn loss_note(&self) -> Option<String> {
+        let l = self.loss?;
+        match LossMask::from_percent(l) {
+            Ok(Some(m)) => Some(m.describe(l)),
+            Ok(None) => None,
+            Err(why) => Some(why),
+        }
     }
 
     /// The shaping a `netem` event asks of the loopback shaper (all zero:

@@ -142,7 +142,15 @@ impl Run<'_> {
                     .and_then(|i| self.hist[i].last_height());
                 let result = self.perturb(e);
                 let t = self.t();
-                let text = format!("{} {} (height {height:?})", e.action.name(), e.target());
+                let note = self
+                    .net
+                    .as_ref()
+                    .filter(|n| !n.has_netem() && e.action == Action::Netem)
+                    .and_then(|_| e.loss_note());
+                let mut text = format!("{} {} (height {height:?})", e.action.name(), e.target());
+                if let Some(note) = &note {
+                    text.push_str(&format!(": {note}"));
+                }
                 match &result {
                     Ok(()) => self.live.note(t, &text),
                     Err(why) => self.live.note(t, &format!("{text} FAILED: {why}")),
@@ -158,6 +166,7 @@ impl Run<'_> {
                     node: e.target(),
                     height_before: height,
                     error: result.err(),
+                    note,
                 });
             }
             // After the events: one due before `until` fires even when a
@@ -198,15 +207,26 @@ pub fn run(
         Placement::Loopback => None,
         Placement::Namespaces => {
             netns::probe().map_err(RunError::NoNetns)?;
-            if let Some(e) = manifest.timeline.iter().find(|e| e.needs_netem()) {
-                netns::probe_netem().map_err(|why| {
-                    RunError::NoNetem(format!(
-                        "timeline at {} asks for delay or loss, but this kernel has no netem qdisc (sch_netem): {why}; a rate alone works (tbf)",
-                        e.at
-                    ))
-                })?;
+            let mut netem = true;
+            if manifest.timeline.iter().any(|e| e.needs_netem()) {
+                if let Err(why) = netns::probe_netem() {
+                    netem = false;
+                    // Loss alone has a fallback (crate::lossmask); delay has none.
+                    for e in manifest.timeline.iter().filter(|e| e.needs_netem()) {
+                        e.shaping(false).map_err(|refused| {
+                            RunError::NoNetem(format!(
+                                "timeline at {}: {refused}; this kernel has no netem qdisc (sch_netem): {why}; a rate alone works (tbf), loss alone works as an IP ID mask (htb + u32 + pfifo)",
+                                e.at
+                            ))
+                        })?;
+                        if let Some(note) = e.loss_note() {
+                            println!("timeline at {} ({}): {note}", e.at, e.target());
+                        }
+                    }
+                }
             }
-            let net = Netns::create(&out, manifest.nodes.len())?;
+            let mut net = Netns::create(&out, manifest.nodes.len())?;
+            net.set_netem(netem);
             println!(
                 "namespaces: ctn{}-0..{} on a bridge in ctn{}-br, nodes at {}..{}, runner at {}",
                 net.id(),
