@@ -160,10 +160,14 @@ fn recorded(out: &Path) -> Vec<String> {
         .collect()
 }
 
+// `within` leaves room for a dial caught by the cut: on a loaded machine f
+// may first dial s during the disconnect (2-5 s), and the kernel's SYN
+// retries (1, 2, 4, 8 s apart) then reach s only about 15 s after that
+// dial, not at the reconnect (seen in CI: f at height 0 at 17 s).
 const NAMESPACED: &str = r#"
 [run]
 placement = "namespaces"
-duration = "12s"
+duration = "25s"
 settle = "5s"
 
 [[node]]
@@ -190,7 +194,7 @@ node = "f"
 kind = "height"
 nodes = ["f"]
 at_least = 50
-within = "11s"
+within = "24s"
 
 [[assert]]
 kind = "same_chain"
