@@ -12,7 +12,7 @@
 //! [`history`] (what was seen), [`rtt`] (ping round trips between `netem`
 //! events), [`live`] (the terminal view), [`run`] (the
 //! stages), [`chain_check`] and [`evaluate`] / [`assertions`] (the checks),
-//! [`report`] and [`svg`] (the results folder).
+//! [`report`] and [`svg`] (the results folder), [`rng`] (the seeded draws).
 
 pub mod api;
 pub mod assertions;
@@ -26,6 +26,7 @@ pub mod manifest;
 pub mod netns;
 pub mod process;
 pub mod report;
+pub mod rng;
 pub mod rtt;
 pub mod run;
 pub mod setup;

@@ -10,6 +10,7 @@
 use serde::Deserialize;
 
 use super::{Action, Dur, Event, ManifestError};
+use crate::rng::Rng;
 
 /// `[chaos]`.
 #[derive(Clone, Debug, Deserialize)]
@@ -28,23 +29,6 @@ pub struct Chaos {
     /// [default: kill and pause; the others need namespaces].
     #[serde(default)]
     pub actions: Vec<Action>,
-}
-
-/// splitmix64: small, good enough, and the same everywhere.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
 }
 
 fn event(at_ms: u64, action: Action, node: &str) -> Event {
@@ -95,7 +79,7 @@ impl Chaos {
         if until < from + 6_000 || nodes.is_empty() {
             return bad("needs nodes and until at least 6 s after from");
         }
-        let mut rng = Rng(self.seed);
+        let mut rng = Rng::new(self.seed);
         let mut busy_until = vec![0u64; nodes.len()];
         let mut events = Vec::new();
         for _ in 0..self.faults {

@@ -21,6 +21,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::rng::Rng;
+
 /// How many bytes one direction of one connection may hold in its queue
 /// before the relay stops reading from the sender (a router's buffer: the
 /// sender's own TCP then backs off). With a delay `d`, one connection
@@ -164,35 +166,6 @@ impl Links {
             delay += rng.around(shape.delay, shape.jitter);
         }
         (sent, sent + delay)
-    }
-}
-
-/// splitmix64: jitter draws, seeded per connection so a run's draws do not
-/// depend on which task runs first.
-#[derive(Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[mean - spread, mean + spread]`, not below zero.
-    fn around(&mut self, mean: Duration, spread: Duration) -> Duration {
-        if spread.is_zero() {
-            return mean;
-        }
-        let unit = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
-        let offset = spread.as_secs_f64() * (2.0 * unit - 1.0);
-        Duration::from_secs_f64((mean.as_secs_f64() + offset).max(0.0))
     }
 }
 
