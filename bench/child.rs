@@ -47,6 +47,21 @@ pub struct ChildReport {
     pub tcp_bytes_received: Option<u64>,
     /// VmHWM of this process, KiB.
     pub peak_rss_kib: Option<u64>,
+    /// Where the in-order import waited on its next batch while a later one
+    /// was in (`Stats::head_wait_*`), ms: still downloading, being checked,
+    /// and of both the time the lookahead window was full.
+    #[serde(default)]
+    pub head_waits: u64,
+    #[serde(default)]
+    pub head_wait_download_ms: f64,
+    #[serde(default)]
+    pub head_wait_check_ms: f64,
+    #[serde(default)]
+    pub head_wait_window_full_ms: f64,
+    /// Per seeder (ordered as `--bootstrap`, so the slow seeder is last):
+    /// blocks responses received from it and head-of-line wait on it, ms.
+    #[serde(default)]
+    pub per_seeder: Vec<(u64, f64)>,
 }
 
 /// Runs the child (blocking; builds its own runtime).
@@ -66,6 +81,7 @@ pub fn run(args: ChildArgs) -> anyhow::Result<ChildReport> {
 
 async fn sync_once(args: ChildArgs) -> anyhow::Result<ChildReport> {
     let started = Instant::now();
+    let seeders = args.bootstrap.clone();
     let config = NodeConfig {
         api: None,
         data_dir: args.data_dir,
@@ -112,6 +128,25 @@ async fn sync_once(args: ChildArgs) -> anyhow::Result<ChildReport> {
         report.hedges = st.hedges;
         report.banned = s.banned.len();
         report.fork_peers = s.peers.iter().filter(|p| p.forked_at.is_some()).count();
+        report.head_waits = st.head_waits;
+        report.head_wait_download_ms = st.head_wait_download.as_secs_f64() * 1e3;
+        report.head_wait_check_ms = st.head_wait_check.as_secs_f64() * 1e3;
+        report.head_wait_window_full_ms = st.head_wait_window_full.as_secs_f64() * 1e3;
+        report.per_seeder = seeders
+            .iter()
+            .map(|a| {
+                let peer = a.iter().find_map(|p| match p {
+                    libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+                    _ => None,
+                });
+                let served = peer.and_then(|p| st.responses_by_peer.get(&p).copied());
+                let waited = peer.and_then(|p| st.head_wait_by_peer.get(&p).copied());
+                (
+                    served.unwrap_or(0),
+                    waited.unwrap_or_default().as_secs_f64() * 1e3,
+                )
+            })
+            .collect();
     }
     let _ = tokio::time::timeout(Duration::from_secs(10), node.stop()).await;
     Ok(report)

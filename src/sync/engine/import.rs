@@ -33,6 +33,9 @@ impl SyncEngine {
         // the overhead figure.
         let bytes: u64 = blocks.iter().map(|b| b.body.len() as u64 + 180).sum();
         self.stats.bytes_downloaded += bytes;
+        if !blocks.is_empty() {
+            *self.stats.responses_by_peer.entry(peer).or_default() += 1;
+        }
         let Some(b) = self.batches.get(&start).filter(|b| b.id() == batch) else {
             return;
         };
@@ -71,6 +74,8 @@ impl SyncEngine {
             return;
         }
         let elapsed = now.saturating_duration_since(out.sent);
+        tracing::debug!(start, %peer, n = blocks.len(), elapsed_ms = elapsed.as_secs_f64() * 1e3,
+            "batch delivered");
         self.book.record_delivery(&peer, bytes, out.sent, now);
         self.avg_download = Some(match self.avg_download {
             None => elapsed,

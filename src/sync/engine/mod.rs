@@ -18,6 +18,7 @@
 
 mod checks;
 mod forks;
+mod head_wait;
 mod import;
 mod requests;
 mod schedule;
@@ -155,6 +156,8 @@ pub struct SyncEngine {
     warned_small_quorum: bool,
     rng: u64,
     stats: Stats,
+    /// The in-order import's current wait on its next batch (accounting).
+    head_wait: Option<head_wait::HeadWait>,
     /// The latest `now` any input carried (inputs never go back in time).
     clock: Instant,
 }
@@ -209,6 +212,7 @@ impl SyncEngine {
             warned_small_quorum: false,
             rng,
             stats: Stats::default(),
+            head_wait: None,
             clock: now,
         };
         engine.enforce_checkpoints_on_store();

@@ -185,6 +185,24 @@ pub struct Stats {
     pub first_peer_ahead_at: Option<Instant>,
     /// When the first block download request was sent.
     pub first_blocks_request_at: Option<Instant>,
+    /// Episodes of the in-order import waiting on its next batch while a
+    /// later batch was already downloaded (see `engine::head_wait`).
+    pub head_waits: u64,
+    /// Time of those waits with the next batch still downloading (or not
+    /// yet sent to anyone).
+    pub head_wait_download: Duration,
+    /// Time of those waits with the next batch downloaded, being validated
+    /// or voted on.
+    pub head_wait_check: Duration,
+    /// Of both, the time the lookahead window was full meanwhile, so new
+    /// downloads waited too: what a straggler costs in rate.
+    pub head_wait_window_full: Duration,
+    /// The same waits by the peer that held the batch up (first asked, or
+    /// its server).
+    pub head_wait_by_peer: HashMap<PeerId, Duration>,
+    /// Non-empty blocks responses received from each peer (hedge copies
+    /// included): how the scheduler shared the work out.
+    pub responses_by_peer: HashMap<PeerId, u64>,
 }
 
 /// A snapshot for the node handle and the API.
