@@ -105,10 +105,18 @@ pub struct PeerInfo {
     pub latency: Option<Duration>,
     /// Block requests in flight to this peer.
     pub in_flight: u32,
-    /// EWMA of the bytes per second it delivers blocks at, each sample
-    /// timed from the later of the request and its previous delivery, so
-    /// that pipelined requests do not count its queue twice.
+    /// Bytes per second it delivers blocks at: [`PeerInfo::delivered`]'s
+    /// bytes over its busy time.
     pub throughput: Option<f64>,
+    /// EWMAs of the bytes of each delivery and of the busy time it took,
+    /// timed from the later of its request and the previous delivery, so
+    /// that pipelined requests do not count the peer's queue twice.
+    /// Averaging bytes and time apart (a ratio of sums, not a mean of
+    /// rates) is what keeps two answers that finish together from reading
+    /// as one normal and one near-infinitely fast delivery: a mean of rates
+    /// made a peer with two requests in flight look several times faster
+    /// than it was, so it won nearly every batch while others idled.
+    pub delivered: Option<(f64, f64)>,
     /// When it last delivered blocks.
     pub last_delivery: Option<Instant>,
     pub successes: u64,
@@ -142,6 +150,7 @@ impl PeerInfo {
             latency: None,
             in_flight: 0,
             throughput: None,
+            delivered: None,
             last_delivery: None,
             successes: 0,
             failures: HashMap::new(),
@@ -390,14 +399,18 @@ impl PeerBook {
     pub fn record_delivery(&mut self, peer: &PeerId, bytes: u64, sent: Instant, now: Instant) {
         if let Some(p) = self.peers.get_mut(peer) {
             let since = p.last_delivery.map_or(sent, |d| d.max(sent));
+            let secs = now.saturating_duration_since(since).as_secs_f64();
+            let (b, t) = match p.delivered {
+                None => (bytes as f64, secs),
+                Some((b, t)) => (
+                    b * (1.0 - THROUGHPUT_ALPHA) + bytes as f64 * THROUGHPUT_ALPHA,
+                    t * (1.0 - THROUGHPUT_ALPHA) + secs * THROUGHPUT_ALPHA,
+                ),
+            };
+            p.delivered = Some((b, t));
             // A floor of 100 µs keeps a burst of tiny answers from reading
             // as an infinitely fast peer.
-            let secs = now.saturating_duration_since(since).as_secs_f64().max(1e-4);
-            let sample = bytes as f64 / secs;
-            p.throughput = Some(match p.throughput {
-                None => sample,
-                Some(old) => old * (1.0 - THROUGHPUT_ALPHA) + sample * THROUGHPUT_ALPHA,
-            });
+            p.throughput = Some(b / t.max(1e-4));
             p.last_delivery = Some(now);
         }
     }
@@ -601,6 +614,38 @@ mod tests {
             book.get(&p).unwrap().height,
             Some(499),
             "capping never raises"
+        );
+    }
+
+    #[test]
+    fn two_answers_finishing_together_read_as_the_peers_rate_not_faster() {
+        // Two peers that each move 40 MB/s. One answers its two pipelined
+        // 4 MB requests one after the other (at 100 and 200 ms), the other
+        // serves both at once, so both land at ~200 ms, 1 ms apart. Both
+        // must read as 40 MB/s: a mean of per-delivery rates had the second
+        // at 4 MB / 1 ms for every other sample, so it read ~100x faster.
+        let t0 = Instant::now();
+        let ms = |n: u64| Duration::from_millis(n);
+        let mut book = PeerBook::new();
+        let (serial, together) = (PeerId::random(), PeerId::random());
+        book.connected(serial, t0);
+        book.connected(together, t0);
+        let mb4 = 4_000_000;
+        for round in 0..10u64 {
+            let sent = t0 + ms(round * 201);
+            book.record_delivery(&serial, mb4, sent, sent + ms(100));
+            book.record_delivery(&serial, mb4, sent, sent + ms(200));
+            book.record_delivery(&together, mb4, sent, sent + ms(200));
+            book.record_delivery(&together, mb4, sent, sent + ms(201));
+        }
+        let rate = |p: &PeerId| book.get(p).unwrap().throughput.unwrap();
+        let (s, t) = (rate(&serial), rate(&together));
+        assert!((38e6..=42e6).contains(&s), "serial peer read as {s:.0} B/s");
+        // Read just after its 1 ms sample, which the EWMA weighs most: a
+        // bounded lean (~20%), where the mean of rates read ~1 GB/s.
+        assert!(
+            (36e6..=50e6).contains(&t),
+            "concurrent peer read as {t:.0} B/s"
         );
     }
 

@@ -18,8 +18,14 @@ use crate::sync::peer_book::Penalty;
 type PeerRank = (bool, bool, i64, u64);
 
 impl SyncEngine {
-    /// Plans batches up to the target and sends whatever can be sent now.
+    /// Plans batches up to the target and sends whatever can be sent now,
+    /// then notes whether the in-order import is left waiting (accounting).
     pub(super) fn schedule(&mut self, now: Instant) {
+        self.schedule_work(now);
+        self.track_head(now);
+    }
+
+    fn schedule_work(&mut self, now: Instant) {
         self.recompute_targets(now);
         if !self.may_extend() || self.paused_for_disk(now) {
             return;
