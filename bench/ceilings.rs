@@ -18,6 +18,7 @@ use libp2p::{identity::Keypair, metrics::Registry, Multiaddr, StreamProtocol};
 use serde::Serialize;
 
 use crate::chains::ChainInfo;
+use crate::cpu::{cpu_since, process_cpu};
 use concord::chain::validate::validate_segment;
 use concord::chain::{Block, BlockRef, Genesis};
 use concord::protocol::limits::RESPONSE_BYTE_BUDGET;
@@ -31,6 +32,16 @@ pub struct Rate {
     pub blocks_per_s: f64,
     /// Millions of bytes (of encoded blocks, or raw payload) per second.
     pub mb_per_s: f64,
+    /// CPU seconds this process spent while timed (every thread: both
+    /// swarms of the raw transport, every validating thread of an import).
+    pub cpu_secs: f64,
+}
+
+impl Rate {
+    /// CPU seconds per MB moved or imported.
+    pub fn cpu_per_mb(&self) -> f64 {
+        self.cpu_secs / (self.mb_per_s * self.secs).max(1e-9)
+    }
 }
 
 /// Local import ceiling: the chain's blocks are read into memory in the
@@ -44,7 +55,7 @@ pub fn local_import(genesis: &Genesis, chain: &ChainInfo, work: &Path) -> anyhow
     let _ = std::fs::remove_dir_all(work);
     let dst = Store::open(work, genesis)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let started = Instant::now();
+    let (started, cpu0) = (Instant::now(), process_cpu());
     let cursor = AtomicUsize::new(0);
     let (tx, rx) = mpsc::sync_channel::<(usize, Arc<Vec<Block>>)>(threads * 2);
     let result: anyhow::Result<()> = std::thread::scope(|s| {
@@ -77,7 +88,7 @@ pub fn local_import(genesis: &Genesis, chain: &ChainInfo, work: &Path) -> anyhow
         Ok(())
     });
     result?;
-    let secs = started.elapsed().as_secs_f64();
+    let (secs, cpu_secs) = (started.elapsed().as_secs_f64(), cpu_since(cpu0));
     anyhow::ensure!(dst.tip().hash == chain.tip_hash(), "imported tip differs");
     drop(dst);
     let _ = std::fs::remove_dir_all(work);
@@ -85,6 +96,7 @@ pub fn local_import(genesis: &Genesis, chain: &ChainInfo, work: &Path) -> anyhow
         secs,
         blocks_per_s: chain.height as f64 / secs,
         mb_per_s: chain.encoded_bytes as f64 / secs / 1e6,
+        cpu_secs,
     })
 }
 
@@ -120,7 +132,7 @@ pub fn verify_only(genesis: &Genesis, chain: &ChainInfo) -> anyhow::Result<Rate>
     let batches = load_batches(genesis, chain)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let cursor = AtomicUsize::new(0);
-    let started = Instant::now();
+    let (started, cpu0) = (Instant::now(), process_cpu());
     let ok = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
@@ -163,12 +175,13 @@ pub fn verify_only(genesis: &Genesis, chain: &ChainInfo) -> anyhow::Result<Rate>
             .collect();
         workers.into_iter().all(|w| w.join().unwrap_or(false))
     });
-    let secs = started.elapsed().as_secs_f64();
+    let (secs, cpu_secs) = (started.elapsed().as_secs_f64(), cpu_since(cpu0));
     anyhow::ensure!(ok, "verification failed on the cached chain");
     Ok(Rate {
         secs,
         blocks_per_s: chain.height as f64 / secs,
         mb_per_s: chain.encoded_bytes as f64 / secs / 1e6,
+        cpu_secs,
     })
 }
 
@@ -281,7 +294,7 @@ pub async fn raw_transport(volume: u64, chunk: usize, in_flight: usize) -> anyho
             break;
         }
     }
-    let started = Instant::now();
+    let (started, cpu0) = (Instant::now(), process_cpu());
     let (mut sent, mut received, mut outstanding) = (0u64, 0u64, 0usize);
     let result = tokio::time::timeout(Duration::from_secs(600), async {
         while received < volume {
@@ -311,12 +324,13 @@ pub async fn raw_transport(volume: u64, chunk: usize, in_flight: usize) -> anyho
         Ok(())
     })
     .await;
-    let secs = started.elapsed().as_secs_f64();
+    let (secs, cpu_secs) = (started.elapsed().as_secs_f64(), cpu_since(cpu0));
     serve.abort();
     result.map_err(|_| anyhow::anyhow!("raw transport timed out"))??;
     Ok(Rate {
         secs,
         blocks_per_s: 0.0,
         mb_per_s: received as f64 / secs / 1e6,
+        cpu_secs,
     })
 }

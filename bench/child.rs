@@ -42,11 +42,18 @@ pub struct ChildReport {
     pub banned: usize,
     /// Peers judged to hold another chain (the lying seeder's forged chain).
     pub fork_peers: usize,
+    /// Peers it was connected to when synced: the seeders it was given;
+    /// one more means it found another through Kademlia.
+    #[serde(default)]
+    pub peers: usize,
     /// Payload bytes received on the node's TCP sockets (`ss -ti`
     /// `bytes_received`: noise + yamux framing and every protocol included).
     pub tcp_bytes_received: Option<u64>,
     /// VmHWM of this process, KiB.
     pub peak_rss_kib: Option<u64>,
+    /// CPU seconds this process used, from its start to synced.
+    #[serde(default)]
+    pub cpu_secs: f64,
     /// Where the in-order import waited on its next batch while a later one
     /// was in (`Stats::head_wait_*`), ms: still downloading, being checked,
     /// and of both the time the lookahead window was full.
@@ -88,6 +95,9 @@ async fn sync_once(args: ChildArgs) -> anyhow::Result<ChildReport> {
         genesis: Genesis::dev(),
         net: NetConfig {
             listen_addrs: vec!["/ip4/127.0.0.1/tcp/0".parse()?],
+            // The scenario's seeders and no others: discovery dials nobody
+            // once it has as many peers as it was given.
+            target_peers: args.bootstrap.len(),
             bootstrap: args.bootstrap,
             ..NetConfig::default()
         },
@@ -109,6 +119,7 @@ async fn sync_once(args: ChildArgs) -> anyhow::Result<ChildReport> {
         synced_ms,
         tcp_bytes_received: tcp_bytes_received(),
         peak_rss_kib: peak_rss_kib(),
+        cpu_secs: crate::cpu::process_cpu().as_secs_f64(),
         ..ChildReport::default()
     };
     let local = node.store.tip();
@@ -147,6 +158,7 @@ async fn sync_once(args: ChildArgs) -> anyhow::Result<ChildReport> {
                 )
             })
             .collect();
+        report.peers = s.peers.len();
     }
     let _ = tokio::time::timeout(Duration::from_secs(10), node.stop()).await;
     Ok(report)

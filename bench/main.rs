@@ -9,12 +9,13 @@
 //!
 //! Layout: [`run`] drives the scenarios and formats the report, [`chains`]
 //! caches generated chains, [`ceilings`] measures local import and raw
-//! transport, [`child`] is the syncing node of one scenario (run as
+//! transport, [`cpu`] what they and the syncs cost in CPU time, [`child`] is the syncing node of one scenario (run as
 //! `concord-bench sync-child` in its own process), [`tip`] measures tip latency.
 
 mod ceilings;
 mod chains;
 mod child;
+mod cpu;
 mod report;
 mod run;
 mod tip;

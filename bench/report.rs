@@ -71,6 +71,9 @@ pub struct Ceilings {
     pub verify_only: Rate,
     /// min(local import, raw transport), MB/s: what efficiency divides by.
     pub ceiling_mb_per_s: f64,
+    /// What the cores allow when one machine does both: cores / (CPU
+    /// seconds per MB of the local import + of the raw transport), MB/s.
+    pub shared_core_bound_mb_per_s: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -94,6 +97,7 @@ pub struct ChainSpread {
     pub raw_transport_mb_per_s: Option<Spread>,
     pub verify_only_mb_per_s: Option<Spread>,
     pub ceiling_mb_per_s: Option<Spread>,
+    pub shared_core_bound_mb_per_s: Option<Spread>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -124,6 +128,12 @@ pub struct ScenarioReport {
     pub connect_to_first_request_ms: Option<f64>,
     pub ahead_to_first_request_ms: Option<f64>,
     pub peak_rss_mib: Option<f64>,
+    /// CPU seconds per MB synced: the syncing node's from its start, plus
+    /// the seeders' over the same time.
+    pub cpu_per_mb: Option<f64>,
+    pub seeders_cpu_secs: f64,
+    /// Sync MB/s / the repetition's shared-core bound.
+    pub vs_shared_core_bound: Option<f64>,
     /// Median and spread over the repetitions (`efficiency` etc. above are
     /// the medians; the other single figures are the median-rate repetition's).
     pub spread: ScenarioSpread,
@@ -139,6 +149,8 @@ pub struct ScenarioSpread {
     pub mb_per_s: Option<Spread>,
     pub efficiency: Option<Spread>,
     pub verify_efficiency: Option<Spread>,
+    pub vs_shared_core_bound: Option<Spread>,
+    pub cpu_per_mb: Option<Spread>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -159,6 +171,8 @@ pub fn aggregate(reps: Vec<ScenarioReport>) -> ScenarioReport {
         mb_per_s: Spread::of(reps.iter().map(|r| r.mb_per_s)),
         efficiency: Spread::of(reps.iter().map(|r| r.efficiency)),
         verify_efficiency: Spread::of(reps.iter().map(|r| r.verify_efficiency)),
+        vs_shared_core_bound: Spread::of(reps.iter().map(|r| r.vs_shared_core_bound)),
+        cpu_per_mb: Spread::of(reps.iter().map(|r| r.cpu_per_mb)),
     };
     let mut defects = Vec::new();
     for (i, r) in reps.iter().enumerate() {
@@ -189,6 +203,8 @@ pub fn aggregate(reps: Vec<ScenarioReport>) -> ScenarioReport {
     mid.mb_per_s = median_rate.or(mid.mb_per_s);
     mid.efficiency = spread.efficiency.as_ref().map(|s| s.median);
     mid.verify_efficiency = spread.verify_efficiency.as_ref().map(|s| s.median);
+    mid.vs_shared_core_bound = spread.vs_shared_core_bound.as_ref().map(|s| s.median);
+    mid.cpu_per_mb = spread.cpu_per_mb.as_ref().map(|s| s.median);
     mid.measurement_defects = defects;
     mid.spread = spread;
     mid
@@ -288,6 +304,32 @@ pub fn table(r: &Report) -> String {
             opt(x.connect_to_first_request_ms, 1),
             opt(x.ahead_to_first_request_ms, 1),
             opt(x.peak_rss_mib, 0),
+        ));
+    }
+    s.push_str("\nCPU: what each ceiling and each sync cost the machine (CPU seconds per MB, all threads), and the rate both ceilings' work allows on these cores together.\n\n| chain | local import CPU s/MB | raw transport CPU s/MB | shared-core bound MB/s |\n|---|---|---|---|\n");
+    for c in &r.chains {
+        s.push_str(&format!(
+            "| {} | {:.4} | {:.4} | {} |\n",
+            c.name,
+            c.local_import.cpu_per_mb(),
+            c.raw_transport.cpu_per_mb(),
+            spread(&c.spread.shared_core_bound_mb_per_s, 1),
+        ));
+    }
+    s.push_str("\n| scenario | sync CPU s/MB (node + seeders) | vs shared-core bound | blocks responses per seeder (as given; slow last) |\n|---|---|---|---|\n");
+    for x in &r.scenarios {
+        let served: Vec<String> = x
+            .child
+            .per_seeder
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .collect();
+        s.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            x.name,
+            spread(&x.spread.cpu_per_mb, 4),
+            spread(&x.spread.vs_shared_core_bound, 2),
+            served.join(" / "),
         ));
     }
     let defects: Vec<String> = r

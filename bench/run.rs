@@ -47,6 +47,9 @@ pub struct BenchOptions {
     pub only: Vec<String>,
 }
 
+/// Seeders dial nobody they discover (see [`run`]).
+const SEEDER_PEERS: Option<usize> = Some(0);
+
 struct Kind {
     name: &'static str,
     spec: ChainSpec,
@@ -109,12 +112,15 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
         };
         let kind_dir = opts.work_dir.join(kind.name);
         // Three honest seeders, not connected to each other, so a fresh node
-        // only talks to the ones it is given.
+        // only talks to the ones it is given: a seeder never dials a peer it
+        // discovers (target_peers 0), else the syncing nodes' Kademlia would
+        // introduce the seeders to each other and the next scenario's node
+        // would find all of them through any one.
         let mut seeders: Vec<(RunningNode, Multiaddr)> = Vec::new();
         for i in 0..3 {
             let d = kind_dir.join(format!("seeder{i}"));
             chains::copy_for_node(&info, &d)?;
-            seeders.push(start_node(&d, vec![], false, None).await?);
+            seeders.push(start_node(&d, vec![], false, None, SEEDER_PEERS).await?);
         }
         let addrs: Vec<Multiaddr> = seeders.iter().map(|(_, a)| a.clone()).collect();
         let wanted = |label: &str| opts.only.is_empty() || opts.only.iter().any(|o| o == label);
@@ -157,7 +163,8 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
                 let rate = (one_rate.unwrap_or(10.0) * 1e6 / 10.0) as u64;
                 let d = kind_dir.join("slow");
                 chains::copy_for_node(&info, &d)?;
-                let (slow, slow_addr) = start_node(&d, vec![], false, Some(rate)).await?;
+                let (slow, slow_addr) =
+                    start_node(&d, vec![], false, Some(rate), SEEDER_PEERS).await?;
                 let set = vec![addrs[0].clone(), addrs[1].clone(), slow_addr];
                 record(ctx.scenario(label, &set, Some(rate), false).await?, label);
                 let _ = slow.stop().await;
@@ -167,7 +174,7 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
             if let Some(forged) = forged.as_ref().filter(|_| wanted(label)) {
                 let d = kind_dir.join("liar");
                 chains::copy_for_node(forged, &d)?;
-                let (liar, liar_addr) = start_node(&d, vec![], false, None).await?;
+                let (liar, liar_addr) = start_node(&d, vec![], false, None, SEEDER_PEERS).await?;
                 let mut set = addrs.clone();
                 set.push(liar_addr);
                 record(ctx.scenario(label, &set, None, true).await?, label);
@@ -226,14 +233,22 @@ async fn measure_ceilings(
     let volume = info.encoded_bytes.min(1 << 30);
     let raw_transport = ceilings::raw_transport(volume, RESPONSE_BYTE_BUDGET, 2).await?;
     eprintln!(
-        "bench[{}]: import {:.1} MB/s, verify {:.1} MB/s, transport {:.1} MB/s",
-        kind.name, local_import.mb_per_s, verify_only.mb_per_s, raw_transport.mb_per_s
+        "bench[{}]: import {:.1} MB/s ({:.4} CPU s/MB), verify {:.1} MB/s, transport {:.1} MB/s ({:.4} CPU s/MB)",
+        kind.name,
+        local_import.mb_per_s,
+        local_import.cpu_per_mb(),
+        verify_only.mb_per_s,
+        raw_transport.mb_per_s,
+        raw_transport.cpu_per_mb()
     );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     Ok(Ceilings {
         local_import,
         raw_transport,
         verify_only,
         ceiling_mb_per_s: local_import.mb_per_s.min(raw_transport.mb_per_s),
+        shared_core_bound_mb_per_s: cores
+            / (local_import.cpu_per_mb() + raw_transport.cpu_per_mb()).max(1e-9),
     })
 }
 
@@ -264,6 +279,7 @@ fn chain_report(kind: &Kind, info: &ChainInfo, reps: Vec<Ceilings>) -> ChainRepo
             raw_transport_mb_per_s: spread(|c| c.raw_transport.mb_per_s),
             verify_only_mb_per_s: spread(|c| c.verify_only.mb_per_s),
             ceiling_mb_per_s: ceiling,
+            shared_core_bound_mb_per_s: spread(|c| c.shared_core_bound_mb_per_s),
         },
         reps,
     }
@@ -300,17 +316,28 @@ impl Ctx<'_> {
         for a in seeders {
             cmd.args(["--bootstrap", &a.to_string()]);
         }
+        // The seeders serve from this process: its CPU over the child's run
+        // is theirs (the harness itself waits).
+        let seeders_cpu0 = crate::cpu::process_cpu();
         let child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .context("cannot start the sync child")?;
         let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await??;
+        let seeders_cpu = crate::cpu::cpu_since(seeders_cpu0);
         let _ = std::fs::remove_dir_all(&data);
         let text = String::from_utf8_lossy(&out.stdout);
         let line = text.lines().last().unwrap_or_default();
         let c: ChildReport = serde_json::from_str(line)
             .with_context(|| format!("sync child said {text:?} ({})", out.status))?;
+        if c.peers > seeders.len() {
+            eprintln!(
+                "bench: {name}: the node knew {} peers, {} given (found more through Kademlia)",
+                c.peers,
+                seeders.len()
+            );
+        }
         let blocks = self.info.height;
         let bytes = self.info.encoded_bytes;
         let converged = c.converged && c.tip == self.info.tip && c.height == blocks;
@@ -344,6 +371,9 @@ impl Ctx<'_> {
             connect_to_first_request_ms: diff(c.first_blocks_request_ms, c.first_peer_connected_ms),
             ahead_to_first_request_ms: diff(c.first_blocks_request_ms, c.first_peer_ahead_ms),
             peak_rss_mib: c.peak_rss_kib.map(|k| k as f64 / 1024.0),
+            cpu_per_mb: Some((c.cpu_secs + seeders_cpu) / (bytes as f64 / 1e6)),
+            seeders_cpu_secs: seeders_cpu,
+            vs_shared_core_bound: mb_per_s.map(|r| r / self.ceilings.shared_core_bound_mb_per_s),
             spread: ScenarioSpread::default(),
             measurement_defects: Vec::new(),
             child: c,

@@ -37,6 +37,7 @@ pub async fn start_node(
     bootstrap: Vec<Multiaddr>,
     produce: bool,
     serve_rate_limit: Option<u64>,
+    target_peers: Option<usize>,
 ) -> anyhow::Result<(RunningNode, Multiaddr)> {
     let config = NodeConfig {
         api: None,
@@ -46,6 +47,7 @@ pub async fn start_node(
             listen_addrs: vec!["/ip4/127.0.0.1/tcp/0".parse()?],
             bootstrap,
             serve_rate_limit,
+            target_peers: target_peers.unwrap_or(NetConfig::default().target_peers),
             ..NetConfig::default()
         },
         produce: produce.then(AuthorityKey::dev),
@@ -66,11 +68,17 @@ pub async fn start_node(
 /// Runs the tip-latency test with `nodes` nodes for `blocks` produced blocks.
 pub async fn measure(work: &Path, nodes: usize, blocks: u64) -> anyhow::Result<TipLatency> {
     let _ = std::fs::remove_dir_all(work);
-    let (producer, addr) = start_node(&work.join("n0"), vec![], true, None).await?;
+    let (producer, addr) = start_node(&work.join("n0"), vec![], true, None, None).await?;
     let mut all = vec![producer];
     for i in 1..nodes {
-        let (n, _) =
-            start_node(&work.join(format!("n{i}")), vec![addr.clone()], false, None).await?;
+        let (n, _) = start_node(
+            &work.join(format!("n{i}")),
+            vec![addr.clone()],
+            false,
+            None,
+            None,
+        )
+        .await?;
         all.push(n);
     }
     // Let everyone connect and catch up with what was produced meanwhile.
