@@ -111,18 +111,12 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
             None
         };
         let kind_dir = opts.work_dir.join(kind.name);
-        // Three honest seeders, not connected to each other, so a fresh node
-        // only talks to the ones it is given: a seeder never dials a peer it
-        // discovers (target_peers 0), else the syncing nodes' Kademlia would
-        // introduce the seeders to each other and the next scenario's node
-        // would find all of them through any one.
-        let mut seeders: Vec<(RunningNode, Multiaddr)> = Vec::new();
-        for i in 0..3 {
-            let d = kind_dir.join(format!("seeder{i}"));
-            chains::copy_for_node(&info, &d)?;
-            seeders.push(start_node(&d, vec![], false, None, SEEDER_PEERS).await?);
-        }
-        let addrs: Vec<Multiaddr> = seeders.iter().map(|(_, a)| a.clone()).collect();
+        // Three honest seeders that dial nobody they discover (target_peers
+        // 0). A node syncs from exactly the seeders its scenario names: the
+        // others are stopped meanwhile, since earlier nodes' Kademlia has
+        // introduced the seeders to each other and a node would otherwise
+        // find all of them through any one.
+        let mut seeders = Seeders::start(&info, &kind_dir).await?;
         let wanted = |label: &str| opts.only.is_empty() || opts.only.iter().any(|o| o == label);
         let mut ceilings_by_rep = Vec::new();
         // Scenario label -> its report in each repetition.
@@ -145,13 +139,15 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
             ceilings_by_rep.push(c);
             let mut one_rate = None;
             if wanted("1 seeder") || (kind.slow && wanted("3 seeders, 1 slow (10x)")) {
-                let one = ctx.scenario("1 seeder", &addrs[..1], None, false).await?;
+                let addrs = seeders.only(1).await?;
+                let one = ctx.scenario("1 seeder", &addrs, None, false).await?;
                 one_rate = one.mb_per_s;
                 if wanted("1 seeder") {
                     record(one, "1 seeder");
                 }
             }
             if wanted("3 seeders") {
+                let addrs = seeders.only(3).await?;
                 record(
                     ctx.scenario("3 seeders", &addrs, None, false).await?,
                     "3 seeders",
@@ -165,7 +161,8 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
                 chains::copy_for_node(&info, &d)?;
                 let (slow, slow_addr) =
                     start_node(&d, vec![], false, Some(rate), SEEDER_PEERS).await?;
-                let set = vec![addrs[0].clone(), addrs[1].clone(), slow_addr];
+                let mut set = seeders.only(2).await?;
+                set.push(slow_addr);
                 record(ctx.scenario(label, &set, Some(rate), false).await?, label);
                 let _ = slow.stop().await;
                 let _ = std::fs::remove_dir_all(&d);
@@ -175,16 +172,14 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
                 let d = kind_dir.join("liar");
                 chains::copy_for_node(forged, &d)?;
                 let (liar, liar_addr) = start_node(&d, vec![], false, None, SEEDER_PEERS).await?;
-                let mut set = addrs.clone();
+                let mut set = seeders.only(3).await?;
                 set.push(liar_addr);
                 record(ctx.scenario(label, &set, None, true).await?, label);
                 let _ = liar.stop().await;
                 let _ = std::fs::remove_dir_all(&d);
             }
         }
-        for (s, _) in seeders {
-            let _ = s.stop().await;
-        }
+        seeders.only(0).await?;
         chains.push(chain_report(&kind, &info, ceilings_by_rep));
         for (_, reps) in by_label {
             scenarios.push(aggregate(reps));
@@ -204,6 +199,46 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
         tip_latency,
         total_secs: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The honest seeders of a chain, of which the first `n` run at a time.
+struct Seeders {
+    dirs: Vec<PathBuf>,
+    running: Vec<(RunningNode, Multiaddr)>,
+}
+
+impl Seeders {
+    async fn start(info: &ChainInfo, kind_dir: &Path) -> anyhow::Result<Seeders> {
+        let mut dirs = Vec::new();
+        for i in 0..3 {
+            let d = kind_dir.join(format!("seeder{i}"));
+            chains::copy_for_node(info, &d)?;
+            dirs.push(d);
+        }
+        let mut s = Seeders {
+            dirs,
+            running: Vec::new(),
+        };
+        s.only(3).await?;
+        Ok(s)
+    }
+
+    /// Runs exactly the first `n` seeders (stopping or restarting the
+    /// others) and returns their addresses (a restarted one listens on a
+    /// new port).
+    async fn only(&mut self, n: usize) -> anyhow::Result<Vec<Multiaddr>> {
+        while self.running.len() > n {
+            if let Some((node, _)) = self.running.pop() {
+                let _ = node.stop().await;
+            }
+        }
+        while self.running.len() < n.min(self.dirs.len()) {
+            let d = &self.dirs[self.running.len()];
+            self.running
+                .push(start_node(d, vec![], false, None, SEEDER_PEERS).await?);
+        }
+        Ok(self.running.iter().map(|(_, a)| a.clone()).collect())
+    }
 }
 
 /// One repetition's ceilings of a chain (see [`crate::ceilings`]).
