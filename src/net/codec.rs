@@ -173,9 +173,18 @@ pub(crate) fn item_end(bytes: &[u8], start: usize) -> Result<usize, String> {
             continue;
         }
         *left -= 1;
+        let head_at = pos;
         let (major, arg) = read_head(bytes, &mut pos)?;
         match major {
-            0 | 1 | 7 => {}
+            0 | 1 => {}
+            // false, true, null, undefined and floats: what cbor4ii's serde
+            // decoder skips. It refuses the other simple values, so this
+            // must too, or a parser built on this (`blocks_wire`) would be
+            // more lenient than the decoder it stands in for.
+            7 => match bytes[head_at] {
+                0xf4..=0xf7 | 0xf9..=0xfb => {}
+                _ => return Err("a CBOR simple value the protocols do not use".into()),
+            },
             2 | 3 => {
                 let end = usize::try_from(arg)
                     .ok()
@@ -393,6 +402,28 @@ mod tests {
         assert!(e.contains("nested deeper"), "{e}");
         // A huge declared length costs nothing: it is truncated at once.
         assert!(check_shape(&hex("9bffffffffffffffff")).is_err());
+    }
+
+    #[test]
+    fn simple_values_are_skipped_exactly_where_serde_skips_them() {
+        // A blocks response `{"blocks": [], "x": <v>}`: an unknown key's
+        // value is skipped, both by the serde decoder and by the in-place
+        // parser, for false/true/null/undefined and floats; every other
+        // simple value (simple(0..19), the one-byte form) both refuse. The
+        // fuzzer found the in-place parser accepting simple(0).
+        let with = |v: &str| hex(&format!("a266626c6f636b73806178{v}"));
+        for ok in ["f4", "f5", "f6", "f7", "f93c00", "fa3f800000", "fb3ff0000000000000"] {
+            assert!(decode::<BlocksResponse>(&with(ok)).is_ok(), "{ok}");
+            assert!(crate::net::blocks_wire::parse(with(ok).into()).is_ok(), "{ok}");
+        }
+        for bad in ["e0", "f3", "f820", "f8ff"] {
+            assert!(
+                cbor4ii::serde::from_slice::<BlocksResponse>(&with(bad)).is_err(),
+                "serde accepts {bad}"
+            );
+            assert!(decode::<BlocksResponse>(&with(bad)).is_err(), "{bad}");
+            assert!(crate::net::blocks_wire::parse(with(bad).into()).is_err(), "{bad}");
+        }
     }
 }
 
