@@ -254,6 +254,21 @@ impl SyncEngine {
         result: Result<BlockRef, StoreFailure>,
         now: Instant,
     ) {
+        // Any import that worked ends a disk-full pause, the batch's or
+        // not: imports queued at the store worker behind one that failed
+        // land after sync restarted and dropped their batches, and if
+        // those were the first to work, nothing else would say the space
+        // is back (the node held the network's tip and still said "disk
+        // full").
+        if let Ok(tip) = &result {
+            if let Some(d) = self.disk_full.take() {
+                tracing::info!(
+                    height = tip.height,
+                    paused_s = now.saturating_duration_since(d.since).as_secs(),
+                    "disk space is back: imports work again, sync resumes"
+                );
+            }
+        }
         let Some((&start, b)) = self.batches.iter().find(|(_, b)| b.id() == batch) else {
             return;
         };
@@ -261,13 +276,6 @@ impl SyncEngine {
         self.batches.remove(&start);
         match result {
             Ok(tip) => {
-                if let Some(d) = self.disk_full.take() {
-                    tracing::info!(
-                        height = tip.height,
-                        paused_s = now.saturating_duration_since(d.since).as_secs(),
-                        "disk space is back: imports work again, sync resumes"
-                    );
-                }
                 self.stored = tip;
                 self.stats.blocks_imported += n;
                 self.stats.bytes_imported += bytes;

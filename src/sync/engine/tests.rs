@@ -558,3 +558,26 @@ fn a_full_disk_pauses_downloads_with_backoff_and_sync_resumes_when_space_returns
     let status = n.engine.status(n.now);
     assert!(!status.disk_full && status.stalled.is_none(), "{status:?}");
 }
+
+#[test]
+fn an_import_that_lands_after_its_batch_was_dropped_still_ends_a_disk_full_pause() {
+    // Seen in tests/disk_full.rs under load: imports were queued at the
+    // store worker when the disk filled; after the reopen one of them did
+    // not link (the reopen adopted blocks past the index), sync restarted
+    // and dropped every batch, and the imports queued behind it worked, for
+    // batches the engine no longer had: the node reached the network's tip
+    // and still reported a full disk, for good.
+    let chain = Arc::new(sim::unsigned_chain(3_000, 64, 1));
+    let mut n = net(&chain[..1], SyncConfig::default());
+    n.add_peer(Behaviour::Honest, 5 * MS, chain.clone());
+    n.disk_full = true;
+    assert!(n.run_until(Duration::from_secs(10), |n| n
+        .engine
+        .status(n.now)
+        .disk_full));
+    let unknown = n.engine.batches().map(|b| b.id()).max().unwrap_or(0) + 1_000;
+    let tip = n.tip();
+    n.engine.handle_imported(unknown, Ok(tip), n.now);
+    let status = n.engine.status(n.now);
+    assert!(!status.disk_full, "{status:?}");
+}
