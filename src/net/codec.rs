@@ -412,9 +412,20 @@ mod tests {
         // simple value (simple(0..19), the one-byte form) both refuse. The
         // fuzzer found the in-place parser accepting simple(0).
         let with = |v: &str| hex(&format!("a266626c6f636b73806178{v}"));
-        for ok in ["f4", "f5", "f6", "f7", "f93c00", "fa3f800000", "fb3ff0000000000000"] {
+        for ok in [
+            "f4",
+            "f5",
+            "f6",
+            "f7",
+            "f93c00",
+            "fa3f800000",
+            "fb3ff0000000000000",
+        ] {
             assert!(decode::<BlocksResponse>(&with(ok)).is_ok(), "{ok}");
-            assert!(crate::net::blocks_wire::parse(with(ok).into()).is_ok(), "{ok}");
+            assert!(
+                crate::net::blocks_wire::parse(with(ok).into()).is_ok(),
+                "{ok}"
+            );
         }
         for bad in ["e0", "f3", "f820", "f8ff"] {
             assert!(
@@ -422,7 +433,10 @@ mod tests {
                 "serde accepts {bad}"
             );
             assert!(decode::<BlocksResponse>(&with(bad)).is_err(), "{bad}");
-            assert!(crate::net::blocks_wire::parse(with(bad).into()).is_err(), "{bad}");
+            assert!(
+                crate::net::blocks_wire::parse(with(bad).into()).is_err(),
+                "{bad}"
+            );
         }
     }
 }
