@@ -105,9 +105,6 @@ pub struct PeerInfo {
     pub latency: Option<Duration>,
     /// Block requests in flight to this peer.
     pub in_flight: u32,
-    /// Bytes per second it delivers blocks at: [`PeerInfo::delivered`]'s
-    /// bytes over its busy time.
-    pub throughput: Option<f64>,
     /// EWMAs of the bytes of each delivery and of the busy time it took,
     /// timed from the later of its request and the previous delivery, so
     /// that pipelined requests do not count the peer's queue twice.
@@ -149,7 +146,6 @@ impl PeerInfo {
             tip_checked: false,
             latency: None,
             in_flight: 0,
-            throughput: None,
             delivered: None,
             last_delivery: None,
             successes: 0,
@@ -161,6 +157,13 @@ impl PeerInfo {
             unverified_checkpoint: None,
             checkpoints_shown: 0,
         }
+    }
+
+    /// Bytes per second it delivers blocks at: [`PeerInfo::delivered`]'s
+    /// bytes over its busy time. A floor of 100 µs on the time keeps a
+    /// burst of tiny answers from reading as an infinitely fast peer.
+    pub fn throughput(&self) -> Option<f64> {
+        self.delivered.map(|(bytes, secs)| bytes / secs.max(1e-4))
     }
 
     /// Connected, but genesis, height or checkpoints not known yet.
@@ -408,9 +411,6 @@ impl PeerBook {
                 ),
             };
             p.delivered = Some((b, t));
-            // A floor of 100 µs keeps a burst of tiny answers from reading
-            // as an infinitely fast peer.
-            p.throughput = Some(b / t.max(1e-4));
             p.last_delivery = Some(now);
         }
     }
@@ -638,7 +638,7 @@ mod tests {
             book.record_delivery(&together, mb4, sent, sent + ms(200));
             book.record_delivery(&together, mb4, sent, sent + ms(201));
         }
-        let rate = |p: &PeerId| book.get(p).unwrap().throughput.unwrap();
+        let rate = |p: &PeerId| book.get(p).unwrap().throughput().unwrap();
         let (s, t) = (rate(&serial), rate(&together));
         assert!((38e6..=42e6).contains(&s), "serial peer read as {s:.0} B/s");
         // Read just after its 1 ms sample, which the EWMA weighs most: a

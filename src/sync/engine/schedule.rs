@@ -237,7 +237,7 @@ impl SyncEngine {
         let bytes = ((end - start + 1) as f64 * self.avg_block_bytes)
             .min(self.config.batch_bytes.max(self.avg_block_bytes as u64) as f64);
         let latency = info.latency.map_or(0.1, |l| l.as_secs_f64());
-        Some(match info.throughput.or(fastest) {
+        Some(match info.throughput().or(fastest) {
             Some(t) => latency + f64::from(info.in_flight + 1) * bytes / t.max(1.0),
             // Nothing measured yet: spread by load, then latency.
             None => f64::from(info.in_flight) * 10.0 + latency,
@@ -247,7 +247,7 @@ impl SyncEngine {
     fn fastest_throughput(&self) -> Option<f64> {
         self.book
             .usable()
-            .filter_map(|(_, p)| p.throughput)
+            .filter_map(|(_, p)| p.throughput())
             .fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))))
     }
 
