@@ -36,18 +36,10 @@ async fn until<F: Future<Output = bool>>(what: &str, mut cond: impl FnMut() -> F
 /// speaks none of our protocols), kept connected as long as it runs.
 fn squat(target: Multiaddr) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-            .with_tokio()
-            .with_tcp(
-                libp2p::tcp::Config::default(),
-                libp2p::noise::Config::new,
-                libp2p::yamux::Config::default,
-            )
-            .unwrap()
-            .with_behaviour(|_| libp2p::swarm::dummy::Behaviour)
-            .unwrap()
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
-            .build();
+        let mut swarm = common::raw_peer::bare_swarm(
+            libp2p::swarm::dummy::Behaviour,
+            Duration::from_secs(3600),
+        );
         let _ = swarm.dial(target);
         loop {
             if let SwarmEvent::ConnectionClosed { .. } = swarm.select_next_some().await {

@@ -210,18 +210,10 @@ async fn a_disconnect_is_not_lost_when_the_event_channel_is_full() {
 /// A swarm that answers pings (and pings back at libp2p's default pace),
 /// keeps idle connections, and dials `target`.
 fn pinging_peer(target: &Multiaddr) -> libp2p::Swarm<libp2p::ping::Behaviour> {
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            libp2p::tcp::Config::default(),
-            libp2p::noise::Config::new,
-            libp2p::yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|_| libp2p::ping::Behaviour::default())
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
-        .build();
+    let mut swarm = common::raw_peer::bare_swarm(
+        libp2p::ping::Behaviour::default(),
+        Duration::from_secs(3600),
+    );
     swarm.dial(target.clone()).unwrap();
     swarm
 }

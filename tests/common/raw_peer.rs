@@ -57,6 +57,26 @@ impl request_response::Codec for RawCodec {
     }
 }
 
+/// A swarm with a new identity over TCP (noise, yamux) running `behaviour`,
+/// that keeps idle connections for `idle`.
+pub fn bare_swarm<B: libp2p::swarm::NetworkBehaviour>(
+    behaviour: B,
+    idle: Duration,
+) -> libp2p::Swarm<B> {
+    libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .expect("tcp transport")
+        .with_behaviour(|_| behaviour)
+        .expect("behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+        .build()
+}
+
 /// A swarm with a new identity over TCP (noise, yamux) that speaks only
 /// `protocol`, outbound, through `codec`, and keeps idle connections for `idle`.
 pub fn raw_swarm<C>(
@@ -68,27 +88,15 @@ pub fn raw_swarm<C>(
 where
     C: request_response::Codec<Protocol = StreamProtocol> + Clone + Send + 'static,
 {
-    libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            libp2p::tcp::Config::default(),
-            libp2p::noise::Config::new,
-            libp2p::yamux::Config::default,
-        )
-        .expect("tcp transport")
-        .with_behaviour(|_| {
-            request_response::Behaviour::with_codec(
-                codec,
-                [(
-                    StreamProtocol::new(protocol),
-                    request_response::ProtocolSupport::Outbound,
-                )],
-                config,
-            )
-        })
-        .expect("request-response behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
-        .build()
+    let behaviour = request_response::Behaviour::with_codec(
+        codec,
+        [(
+            StreamProtocol::new(protocol),
+            request_response::ProtocolSupport::Outbound,
+        )],
+        config,
+    );
+    bare_swarm(behaviour, idle)
 }
 
 pub struct RawPeer {

@@ -505,17 +505,23 @@ fn blocks_too_far_ahead_of_the_clock_wait_for_it_and_nobody_is_punished() {
     );
 }
 
-#[test]
-fn a_full_disk_pauses_downloads_with_backoff_and_sync_resumes_when_space_returns() {
+/// One honest peer and a disk full from the first import on, run until the
+/// engine notices and pauses.
+fn paused_on_a_full_disk() -> (SimNet, Arc<Vec<crate::chain::Block>>) {
     let chain = Arc::new(sim::unsigned_chain(3_000, 64, 1));
     let mut n = net(&chain[..1], SyncConfig::default());
     n.add_peer(Behaviour::Honest, 5 * MS, chain.clone());
     n.disk_full = true;
-    // Full from the first import on: the engine notices and pauses.
     assert!(n.run_until(Duration::from_secs(10), |n| n
         .engine
         .status(n.now)
         .disk_full));
+    (n, chain)
+}
+
+#[test]
+fn a_full_disk_pauses_downloads_with_backoff_and_sync_resumes_when_space_returns() {
+    let (mut n, chain) = paused_on_a_full_disk();
     let status = n.engine.status(n.now);
     assert!(
         status
@@ -567,14 +573,7 @@ fn an_import_that_lands_after_its_batch_was_dropped_still_ends_a_disk_full_pause
     // and dropped every batch, and the imports queued behind it worked, for
     // batches the engine no longer had: the node reached the network's tip
     // and still reported a full disk, for good.
-    let chain = Arc::new(sim::unsigned_chain(3_000, 64, 1));
-    let mut n = net(&chain[..1], SyncConfig::default());
-    n.add_peer(Behaviour::Honest, 5 * MS, chain.clone());
-    n.disk_full = true;
-    assert!(n.run_until(Duration::from_secs(10), |n| n
-        .engine
-        .status(n.now)
-        .disk_full));
+    let (mut n, _) = paused_on_a_full_disk();
     let unknown = n.engine.batches().map(|b| b.id()).max().unwrap_or(0) + 1_000;
     let tip = n.tip();
     n.engine.handle_imported(unknown, Ok(tip), n.now);
