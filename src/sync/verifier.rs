@@ -13,6 +13,13 @@
 //! offence. With no 2/3 winner the batch is not taken: the engine reports a
 //! split. A peer that does not hold the height yet abstains ("don't have it"
 //! is not a lie).
+//!
+//! A vote does not wait for answers that cannot change its outcome: once the
+//! served hash holds 2/3 even if every voter still silent, and every peer a
+//! second round could still ask, voted against it, it is accepted. On a small
+//! network (three seeders: the server and two voters) that is the server and
+//! one agreeing voter, so a voter that is busy sending a large response does
+//! not hold the batch, and everything above it, back.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
@@ -139,17 +146,40 @@ impl Vote {
         self.deadline = deadline;
     }
 
-    /// What the answers so far mean. `can_escalate` says whether more voters
-    /// exist to ask in a second round.
-    pub fn step(&self, can_escalate: bool) -> Step {
-        if !self.pending.is_empty() {
-            return Step::Wait;
-        }
-        let votes: Vec<(PeerId, Hash)> = self
-            .answers
+    /// Non-abstaining answers so far.
+    fn votes(&self) -> Vec<(PeerId, Hash)> {
+        self.answers
             .iter()
             .filter_map(|(p, h)| h.map(|h| (*p, h)))
-            .collect();
+            .collect()
+    }
+
+    /// Whether the served hash wins whatever the rest say: it holds 2/3 of
+    /// the votes even if every pending voter, and `room` more voters of a
+    /// second round, voted against it. Only then may a vote end early: the
+    /// full process could not decide otherwise.
+    fn accepted_whatever_the_rest_say(&self, votes: &[(PeerId, Hash)], room: usize) -> bool {
+        let server_votes = usize::from(self.server.is_some());
+        let served = votes.iter().filter(|(_, h)| *h == self.served).count() + server_votes;
+        let room = if self.round == 1 { room } else { 0 };
+        let worst = votes.len() + server_votes + self.pending.len() + room;
+        3 * served >= 2 * worst
+    }
+
+    /// What the answers so far mean. `room` is how many more voters a second
+    /// round could ask (0: nobody else holds the height).
+    pub fn step(&self, room: usize) -> Step {
+        let votes = self.votes();
+        if !self.pending.is_empty() {
+            if !votes.is_empty() && self.accepted_whatever_the_rest_say(&votes, room) {
+                return Step::Decided(Decision::Accepted {
+                    voters: votes.len(),
+                    dissenters: self.dissenters(&votes),
+                });
+            }
+            return Step::Wait;
+        }
+        let can_escalate = room > 0;
         let unanimous = votes.iter().all(|(_, h)| *h == self.served);
         if unanimous {
             return Step::Decided(Decision::Accepted {
@@ -172,11 +202,7 @@ impl Vote {
         if two_thirds(counts[&self.served]) {
             return Step::Decided(Decision::Accepted {
                 voters: votes.len(),
-                dissenters: votes
-                    .iter()
-                    .filter(|(_, h)| *h != self.served)
-                    .map(|(p, _)| *p)
-                    .collect(),
+                dissenters: self.dissenters(&votes),
             });
         }
         if let Some((winner, _)) = counts
@@ -193,6 +219,14 @@ impl Vote {
             });
         }
         Step::Decided(Decision::Inconclusive)
+    }
+
+    fn dissenters(&self, votes: &[(PeerId, Hash)]) -> Vec<PeerId> {
+        votes
+            .iter()
+            .filter(|(_, h)| *h != self.served)
+            .map(|(p, _)| *p)
+            .collect()
     }
 }
 
@@ -213,11 +247,11 @@ mod tests {
         let v = peers(3);
         let mut vote = Vote::new(10, GOOD, Some(PeerId::random()), v.clone(), now);
         vote.record(v[0], Some(GOOD));
-        assert_eq!(vote.step(true), Step::Wait);
+        assert_eq!(vote.step(16), Step::Wait);
         vote.record(v[1], Some(GOOD));
         vote.record(v[2], None); // abstains: does not hold it yet
         assert_eq!(
-            vote.step(true),
+            vote.step(16),
             Step::Decided(Decision::Accepted {
                 voters: 2,
                 dissenters: vec![]
@@ -233,15 +267,15 @@ mod tests {
         vote.record(v[0], Some(GOOD));
         vote.record(v[1], Some(BAD));
         vote.record(v[2], Some(GOOD));
-        assert_eq!(vote.step(true), Step::Escalate);
+        assert_eq!(vote.step(16), Step::Escalate);
         let more = peers(4);
         vote.escalate(more.clone(), now);
-        assert_eq!(vote.step(true), Step::Wait);
+        assert_eq!(vote.step(16), Step::Wait);
         for p in &more {
             vote.record(*p, Some(GOOD));
         }
         assert_eq!(
-            vote.step(true),
+            vote.step(16),
             Step::Decided(Decision::Accepted {
                 voters: 7,
                 dissenters: vec![v[1]]
@@ -259,7 +293,7 @@ mod tests {
         vote.record(v[2], Some(GOOD));
         // No more peers to ask: decide on what we have. 3 of 4 votes say GOOD.
         assert_eq!(
-            vote.step(false),
+            vote.step(0),
             Step::Decided(Decision::Rejected {
                 winner: GOOD,
                 backers: vec![]
@@ -273,7 +307,7 @@ mod tests {
         let v = peers(1);
         let mut vote = Vote::new(10, GOOD, Some(PeerId::random()), v.clone(), now);
         vote.record(v[0], Some(BAD));
-        assert_eq!(vote.step(false), Step::Decided(Decision::Inconclusive));
+        assert_eq!(vote.step(0), Step::Decided(Decision::Inconclusive));
     }
 
     #[test]
@@ -283,7 +317,7 @@ mod tests {
         let mut vote = Vote::new(10, GOOD, Some(PeerId::random()), v.clone(), now);
         assert_eq!(vote.abstain_pending().len(), 2);
         assert_eq!(
-            vote.step(true),
+            vote.step(16),
             Step::Decided(Decision::Accepted {
                 voters: 0,
                 dissenters: vec![]
@@ -292,7 +326,7 @@ mod tests {
         let stranger = PeerId::random();
         vote.record(stranger, Some(BAD));
         assert!(matches!(
-            vote.step(true),
+            vote.step(16),
             Step::Decided(Decision::Accepted { .. })
         ));
     }
@@ -306,8 +340,60 @@ mod tests {
             vote.record(*p, Some(GOOD));
         }
         assert!(matches!(
-            vote.step(false),
+            vote.step(0),
             Step::Decided(Decision::Rejected { winner: GOOD, .. })
         ));
+    }
+
+    #[test]
+    fn a_vote_ends_once_the_silent_voters_could_not_change_it() {
+        let now = Instant::now();
+        let v = peers(2);
+        let mut vote = Vote::new(10, GOOD, Some(PeerId::random()), v.clone(), now);
+        vote.record(v[0], Some(GOOD));
+        // Server and one voter: 2 of at most 3 votes, whatever v[1] says...
+        assert_eq!(
+            vote.step(0),
+            Step::Decided(Decision::Accepted {
+                voters: 1,
+                dissenters: vec![]
+            })
+        );
+        // ...but not while a second round could still ask one more peer
+        // (2 of 4 is not 2/3).
+        assert_eq!(vote.step(1), Step::Wait);
+    }
+
+    #[test]
+    fn a_vote_with_a_dissent_in_waits_for_the_rest() {
+        let now = Instant::now();
+        let v = peers(4);
+        let mut vote = Vote::new(10, GOOD, Some(PeerId::random()), v.clone(), now);
+        vote.record(v[0], Some(GOOD));
+        vote.record(v[1], Some(BAD));
+        vote.record(v[2], Some(GOOD));
+        // 3 of at most 5: v[3] against would leave 3/5 < 2/3.
+        assert_eq!(vote.step(0), Step::Wait);
+        vote.record(v[3], Some(GOOD));
+        assert_eq!(
+            vote.step(0),
+            Step::Decided(Decision::Accepted {
+                voters: 4,
+                dissenters: vec![v[1]]
+            })
+        );
+    }
+
+    #[test]
+    fn a_forged_batch_is_never_accepted_early() {
+        let now = Instant::now();
+        let v = peers(3);
+        // The server and one colluding voter against two silent honest ones.
+        let mut vote = Vote::new(10, BAD, Some(PeerId::random()), v.clone(), now);
+        vote.record(v[0], Some(BAD));
+        assert_eq!(vote.step(0), Step::Wait);
+        vote.record(v[1], Some(GOOD));
+        vote.record(v[2], Some(GOOD));
+        assert_eq!(vote.step(0), Step::Decided(Decision::Inconclusive));
     }
 }

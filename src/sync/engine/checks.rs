@@ -335,8 +335,22 @@ impl SyncEngine {
         }
     }
 
-    /// Up to `n` usable peers that hold `height` of our chain (not known to
-    /// fork below it) and were not asked yet, best score first, ties broken
+    /// Usable peers that hold `height` of our chain (not known to fork below
+    /// it), other than `server` and those `asked` already.
+    fn voter_candidates<'a>(
+        &'a self,
+        height: u64,
+        server: Option<PeerId>,
+        asked: &'a [PeerId],
+    ) -> impl Iterator<Item = (&'a PeerId, &'a crate::sync::peer_book::PeerInfo)> + 'a {
+        self.book.usable().filter(move |(p, info)| {
+            Some(**p) != server
+                && !asked.contains(p)
+                && info.height_on_our_chain().is_some_and(|h| h >= height)
+        })
+    }
+
+    /// Up to `n` of [`Self::voter_candidates`], best score first, ties broken
     /// at random.
     fn pick_voters(
         &mut self,
@@ -346,13 +360,7 @@ impl SyncEngine {
         n: usize,
     ) -> Vec<PeerId> {
         let mut c: Vec<(i32, u64, PeerId)> = self
-            .book
-            .usable()
-            .filter(|(p, info)| {
-                Some(**p) != server
-                    && !asked.contains(p)
-                    && info.height_on_our_chain().is_some_and(|h| h >= height)
-            })
+            .voter_candidates(height, server, asked)
             .map(|(p, info)| (info.score, 0, *p))
             .collect();
         for e in c.iter_mut() {
@@ -366,23 +374,22 @@ impl SyncEngine {
         let Some(vote) = self.votes.get(&batch) else {
             return;
         };
-        if vote.step(false) == Step::Wait {
-            return;
-        }
         let (height, server, round) = (vote.height, vote.server, vote.round());
-        // Only a finished first round can escalate: look for more voters then.
-        let more = if round == 1 {
+        // How many more voters a second round could ask: a vote may end
+        // before every voter answered only if even they could not change it.
+        let room = if round == 1 {
             let asked: Vec<PeerId> = vote.asked().copied().collect();
-            self.pick_voters(height, server, &asked, self.config.vote_escalation)
+            self.voter_candidates(height, server, &asked)
+                .count()
+                .min(self.config.vote_escalation)
         } else {
-            Vec::new()
+            0
         };
-        let Some(vote) = self.votes.get(&batch) else {
-            return;
-        };
-        match vote.step(!more.is_empty()) {
+        match vote.step(room) {
             Step::Wait => {}
             Step::Escalate => {
+                let asked: Vec<PeerId> = vote.asked().copied().collect();
+                let more = self.pick_voters(height, server, &asked, self.config.vote_escalation);
                 tracing::debug!(
                     height,
                     extra = more.len(),

@@ -66,6 +66,27 @@ fn a_ten_times_slower_seeder_costs_at_most_a_fifth_of_the_rate_with_large_blocks
 }
 
 #[test]
+fn large_blocks_from_three_seeders_sync_at_the_import_rate() {
+    // The node imports 1 / 430 µs = 2,326 blocks/s; three seeders send
+    // 4,600 blocks/s between them, so import is the bottleneck. The first
+    // batches are cut for a 512-byte guess (2,048 blocks, 32 responses of
+    // 64 KiB blocks): fetched as one batch, one response at a time, they
+    // held the import to 0.67 of its rate.
+    let cost = Duration::from_micros(430);
+    let (fast, _) = rates(3_000, 64 * 1024, cost);
+    let ceiling = 1.0 / cost.as_secs_f64();
+    eprintln!(
+        "large: 3 seeders {fast:.0} blocks/s of {ceiling:.0} ({:.2})",
+        fast / ceiling
+    );
+    assert!(
+        fast >= 0.85 * ceiling,
+        "{:.2} of the import rate",
+        fast / ceiling
+    );
+}
+
+#[test]
 fn a_ten_times_slower_seeder_costs_at_most_a_fifth_of_the_rate_with_small_blocks() {
     // 256-byte blocks; the node validates and imports 60,000 blocks/s.
     let (fast, slow) = rates(120_000, 256, Duration::from_micros(16));

@@ -67,8 +67,7 @@ impl SyncEngine {
 
     /// Cuts new batches while the lookahead window (count and bytes) allows.
     fn plan(&mut self, goal: u64) {
-        let per_batch = ((self.config.batch_bytes as f64 / self.avg_block_bytes) as u64)
-            .clamp(1, u64::from(self.config.batch_blocks));
+        let per_batch = self.per_batch();
         let max_batches = self.config.max_batches_in_flight * 2;
         while self.scheduled_to < goal
             && self.batches.len() < max_batches
@@ -79,6 +78,42 @@ impl SyncEngine {
             self.insert_batch(start, end);
             self.scheduled_to = end;
         }
+    }
+
+    /// Blocks per batch: what fits one response at the measured block size.
+    fn per_batch(&self) -> u64 {
+        ((self.config.batch_bytes as f64 / self.avg_block_bytes) as u64)
+            .clamp(1, u64::from(self.config.batch_blocks))
+    }
+
+    /// Where a waiting batch about to be sent should end: one response at
+    /// the block size now measured. A longer batch is otherwise fetched one
+    /// response at a time, each request sent only once the answer before it
+    /// is in (a 2,048-block batch of 64 KiB blocks is 32 responses), while
+    /// the batches above it fill the lookahead window and the in-order import
+    /// waits on it — and the first batches are cut before any block size is
+    /// known, so every large-block sync started that way. A batch that
+    /// failed somewhere keeps its shape (its record of who failed it).
+    fn cut_end(&self, b: &Batch) -> u64 {
+        if !b.failed().is_empty() || b.len() <= self.per_batch() {
+            return b.end();
+        }
+        b.start() + self.per_batch() - 1
+    }
+
+    /// Cuts the waiting batch at `start` to end at `end`, the rest becoming a
+    /// waiting batch of its own that other peers can fetch at once.
+    fn cut_at(&mut self, start: u64, end: u64) {
+        let Some(b) = self.batches.get(&start) else {
+            return;
+        };
+        if end >= b.end() {
+            return;
+        }
+        let rest_end = b.end();
+        self.batches.remove(&start);
+        self.insert_batch(start, end);
+        self.insert_batch(end + 1, rest_end);
     }
 
     /// A new batch `start..=end` with a fresh id.
@@ -135,8 +170,11 @@ impl SyncEngine {
                 )
             })
             .map(Batch::start);
-        let starts: Vec<u64> = self.batches.keys().copied().collect();
-        for start in starts {
+        // By key from a cursor rather than over a list taken up front: a
+        // batch cut down to one response leaves its rest just above it.
+        let mut cursor = 0u64;
+        while let Some(&start) = self.batches.range(cursor..).next().map(|(k, _)| k) {
+            cursor = start + 1;
             if downloading >= self.config.max_batches_in_flight {
                 break;
             }
@@ -154,7 +192,7 @@ impl SyncEngine {
             {
                 break;
             }
-            let (end, failed) = (b.end(), b.failed().clone());
+            let (end, failed) = (self.cut_end(b), b.failed().clone());
             let Some(peer) = self.pick_peer(start, end, &failed, None) else {
                 // Everyone who could serve it failed it: start a new round
                 // after a backoff rather than giving up on the batch.
@@ -177,6 +215,7 @@ impl SyncEngine {
             if self.faster_when_free(start, end, peer) {
                 break;
             }
+            self.cut_at(start, end);
             self.request_batch(start, peer, now);
             // Extra copies only when configured: the vote, not duplicate
             // downloads, is what makes a batch trustworthy.
