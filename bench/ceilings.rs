@@ -54,6 +54,7 @@ pub fn local_import(genesis: &Genesis, chain: &ChainInfo, work: &Path) -> anyhow
     let batches = load_batches(genesis, chain)?;
     let _ = std::fs::remove_dir_all(work);
     let dst = Store::open(work, genesis)?;
+    crate::settle::settle(chain.encoded_bytes);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (started, cpu0) = (Instant::now(), process_cpu());
     let cursor = AtomicUsize::new(0);

@@ -18,6 +18,7 @@ mod child;
 mod cpu;
 mod report;
 mod run;
+mod settle;
 mod tip;
 
 use std::path::PathBuf;

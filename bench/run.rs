@@ -341,6 +341,7 @@ impl Ctx<'_> {
         let data = self.dir.join("fresh");
         let _ = std::fs::remove_dir_all(&data);
         let timeout = if self.opts.quick { 120 } else { 900 };
+        crate::settle::settle(self.info.encoded_bytes);
         let mut cmd = Command::new(&self.opts.exe);
         cmd.arg(crate::SYNC_CHILD)
             .arg("--data-dir")
