@@ -62,6 +62,22 @@ fn assert_consistent(store: &Store) {
     );
 }
 
+/// [`Store::open`], waiting out a lock that a store just dropped in this
+/// process may still hold: sled releases its directory lock when its last
+/// background job lets go of the files, which under load can be a moment
+/// after the drop (seen once in ~50 runs beside a CI build).
+fn open(dir: &std::path::Path, genesis: &Genesis) -> Result<Store, StoreError> {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match Store::open(dir, genesis) {
+            Err(StoreError::Locked(_)) if std::time::Instant::now() < end => {
+                std::thread::sleep(std::time::Duration::from_millis(5))
+            }
+            other => return other,
+        }
+    }
+}
+
 #[test]
 fn new_store_holds_genesis() {
     let g = Genesis::dev();
@@ -91,7 +107,7 @@ fn import_then_reopen_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let blocks = chain(&g, BlockRef::of(g.block()), 300, 40, 0);
     let tip = {
-        let s = Store::open(dir.path(), &g).unwrap();
+        let s = open(dir.path(), &g).unwrap();
         s.import(&blocks[..100]).unwrap();
         let tip = s.import(&blocks[100..]).unwrap();
         assert_eq!(tip, BlockRef::of(&blocks[299]));
@@ -99,7 +115,7 @@ fn import_then_reopen_resumes_exactly() {
         s.flush().unwrap();
         tip
     };
-    let s = Store::open(dir.path(), &g).unwrap();
+    let s = open(dir.path(), &g).unwrap();
     assert_eq!(s.tip(), tip);
     for b in &blocks {
         assert_eq!(s.block(b.height()).unwrap().as_ref(), Some(b));
@@ -111,14 +127,15 @@ fn import_then_reopen_resumes_exactly() {
 fn reopening_with_another_genesis_fails() {
     let g = Genesis::dev();
     let dir = tempfile::tempdir().unwrap();
-    drop(Store::open(dir.path(), &g).unwrap());
-    let err = Store::open(dir.path(), &other_genesis()).unwrap_err();
+    drop(open(dir.path(), &g).unwrap());
+    let err = open(dir.path(), &other_genesis()).unwrap_err();
     assert!(
-        matches!(err, StoreError::GenesisMismatch { stored, expected } if stored == g.hash() && expected == other_genesis().hash())
+        matches!(err, StoreError::GenesisMismatch { stored, expected } if stored == g.hash() && expected == other_genesis().hash()),
+        "{err:?}"
     );
     assert!(err.to_string().contains("another network"));
     // The data dir is untouched by the failed open.
-    assert_eq!(Store::open(dir.path(), &g).unwrap().tip().height, 0);
+    assert_eq!(open(dir.path(), &g).unwrap().tip().height, 0);
 }
 
 #[test]
@@ -275,7 +292,7 @@ fn a_big_import_is_split_into_capped_segment_records() {
     let n = 2 * segment::MAX_BLOCKS + 10;
     let blocks = chain(&g, BlockRef::of(g.block()), n, 4, 3);
     {
-        let s = Store::open(dir.path(), &g).unwrap();
+        let s = open(dir.path(), &g).unwrap();
         s.import(&blocks).unwrap();
         let firsts = segment_firsts(&s);
         let m = segment::MAX_BLOCKS as u64;
@@ -289,7 +306,7 @@ fn a_big_import_is_split_into_capped_segment_records() {
         assert_consistent(&s);
         s.flush().unwrap();
     }
-    let s = Store::open(dir.path(), &g).unwrap();
+    let s = open(dir.path(), &g).unwrap();
     let m = segment::MAX_BLOCKS;
     assert_eq!(s.tip(), BlockRef::of(&blocks[m + m / 2 - 1]));
     assert_consistent(&s);
@@ -304,7 +321,7 @@ fn rollback_removes_and_truncates_segment_records() {
     const { assert!(segment::MAX_BLOCKS >= 20) };
     let fork_tip;
     {
-        let s = Store::open(dir.path(), &g).unwrap();
+        let s = open(dir.path(), &g).unwrap();
         // Records start at 0 (genesis), 1, 21, 41, 61, 81.
         for seg in main.chunks(20) {
             s.import(seg).unwrap();
@@ -357,7 +374,7 @@ fn rollback_removes_and_truncates_segment_records() {
         assert_consistent(&s);
         s.flush().unwrap();
     }
-    let s = Store::open(dir.path(), &g).unwrap();
+    let s = open(dir.path(), &g).unwrap();
     assert_eq!(s.tip(), fork_tip);
     assert!(!holds(&s, &main[50]));
     assert!(holds(&s, &main[20]));
@@ -376,7 +393,7 @@ fn uncommitted_bytes_past_the_tip_are_cut_at_open() {
     let dir = tempfile::tempdir().unwrap();
     let blocks = chain(&g, BlockRef::of(g.block()), 60, 100, 0);
     let tip = {
-        let s = Store::open(dir.path(), &g).unwrap();
+        let s = open(dir.path(), &g).unwrap();
         let tip = s.import(&blocks[..40]).unwrap();
         s.flush().unwrap();
         tip
@@ -393,7 +410,7 @@ fn uncommitted_bytes_past_the_tip_are_cut_at_open() {
             .unwrap();
         f.write_all(&[0xAB; 5000]).unwrap();
     }
-    let s = Store::open(dir.path(), &g).unwrap();
+    let s = open(dir.path(), &g).unwrap();
     assert_eq!(s.tip(), tip);
     assert_eq!(
         std::fs::metadata(block_file_path(dir.path()))
@@ -411,7 +428,7 @@ fn lost_file_tail_rolls_back_to_the_last_whole_block() {
     let dir = tempfile::tempdir().unwrap();
     let blocks = chain(&g, BlockRef::of(g.block()), 90, 100, 0);
     {
-        let s = Store::open(dir.path(), &g).unwrap();
+        let s = open(dir.path(), &g).unwrap();
         for seg in blocks[..60].chunks(30) {
             s.import(seg).unwrap();
         }
@@ -420,7 +437,7 @@ fn lost_file_tail_rolls_back_to_the_last_whole_block() {
     // The OS lost the file's last pages while sled's records survived:
     // cut into the middle of block 50.
     let loc50 = {
-        let s = Store::open(dir.path(), &g).unwrap();
+        let s = open(dir.path(), &g).unwrap();
         s.location(50).unwrap().unwrap()
     };
     let f = std::fs::OpenOptions::new()
@@ -429,7 +446,7 @@ fn lost_file_tail_rolls_back_to_the_last_whole_block() {
         .unwrap();
     f.set_len(loc50.offset + 10).unwrap();
     drop(f);
-    let s = Store::open(dir.path(), &g).unwrap();
+    let s = open(dir.path(), &g).unwrap();
     assert_eq!(s.tip(), BlockRef::of(&blocks[48]), "resumes at block 49");
     assert_consistent(&s);
     // Garbage where the tip's bytes should be walks back the same way.
@@ -444,7 +461,7 @@ fn lost_file_tail_rolls_back_to_the_last_whole_block() {
     use std::os::unix::fs::FileExt;
     f.write_all_at(&[0u8; 16], loc70.offset + 20).unwrap();
     drop(f);
-    let s = Store::open(dir.path(), &g).unwrap();
+    let s = open(dir.path(), &g).unwrap();
     assert_eq!(s.tip(), BlockRef::of(&blocks[68]));
     s.import(&blocks[69..]).unwrap();
     assert_consistent(&s);
@@ -455,7 +472,7 @@ fn ranges_read_across_a_rollback_gap_in_the_file() {
     let g = Genesis::dev();
     let dir = tempfile::tempdir().unwrap();
     let main = chain(&g, BlockRef::of(g.block()), 80, 300, 0);
-    let s = Store::open(dir.path(), &g).unwrap();
+    let s = open(dir.path(), &g).unwrap();
     s.import(&main).unwrap();
     s.rollback_to(40).unwrap();
     let fork = chain(&g, BlockRef::of(&main[39]), 30, 300, 3);
@@ -476,7 +493,7 @@ fn ranges_read_across_a_rollback_gap_in_the_file() {
     s.rollback_to(50).unwrap();
     s.flush().unwrap();
     drop(s);
-    let s = Store::open(dir.path(), &g).unwrap();
+    let s = open(dir.path(), &g).unwrap();
     let end = std::fs::metadata(block_file_path(dir.path()))
         .unwrap()
         .len();
@@ -490,16 +507,13 @@ fn missing_block_file_is_corruption_not_a_silent_reset() {
     let g = Genesis::dev();
     let dir = tempfile::tempdir().unwrap();
     {
-        let s = Store::open(dir.path(), &g).unwrap();
+        let s = open(dir.path(), &g).unwrap();
         s.import(&chain(&g, BlockRef::of(g.block()), 10, 100, 0))
             .unwrap();
         s.flush().unwrap();
     }
     std::fs::remove_file(block_file_path(dir.path())).unwrap();
-    assert!(matches!(
-        Store::open(dir.path(), &g),
-        Err(StoreError::Corrupt(_))
-    ));
+    assert!(matches!(open(dir.path(), &g), Err(StoreError::Corrupt(_))));
 }
 
 #[test]
@@ -507,11 +521,11 @@ fn old_layout_is_refused() {
     let g = Genesis::dev();
     let dir = tempfile::tempdir().unwrap();
     {
-        let s = Store::open(dir.path(), &g).unwrap();
+        let s = open(dir.path(), &g).unwrap();
         s.files().unwrap().tree.remove(META_LAYOUT).unwrap();
         s.flush().unwrap();
     }
-    let err = Store::open(dir.path(), &g).unwrap_err();
+    let err = open(dir.path(), &g).unwrap_err();
     assert!(matches!(err, StoreError::UnsupportedLayout { found: 1 }));
     assert!(err.to_string().contains("fresh data dir"), "{err}");
 }
@@ -524,7 +538,7 @@ fn crash_child() {
         return;
     };
     let g = Genesis::dev();
-    let s = Store::open(Path::new(&dir), &g).unwrap();
+    let s = open(Path::new(&dir), &g).unwrap();
     let mut gen = ChainGenerator::new(&g, AuthorityKey::dev(), s.tip(), 64, 0);
     s.import(&gen.next_batch(500, 2)).unwrap();
     s.flush().unwrap();
@@ -552,7 +566,7 @@ fn crash_mid_import_leaves_a_consistent_store() {
         .unwrap();
     assert!(!status.success(), "the child should have aborted");
     let g = Genesis::dev();
-    let s = Store::open(dir.path(), &g).unwrap();
+    let s = open(dir.path(), &g).unwrap();
     let tip = s.tip();
     assert!(
         tip.height >= 500,
@@ -575,7 +589,7 @@ fn crash_mid_import_leaves_a_consistent_store() {
 fn import_throughput() {
     let g = Genesis::dev();
     let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(dir.path(), &g).unwrap();
+    let s = open(dir.path(), &g).unwrap();
     let n = 100_000;
     let mut gen = ChainGenerator::new(&g, AuthorityKey::dev(), s.tip(), 64, 0);
     let batches: Vec<Vec<Block>> = (0..n / 1000).map(|_| gen.next_batch(1000, 2)).collect();
@@ -609,7 +623,7 @@ fn flip_byte(dir: &Path, offset: u64) {
 fn store_of_200(dir: &Path) -> Vec<Block> {
     let g = Genesis::dev();
     let blocks = chain(&g, BlockRef::of(g.block()), 200, 300, 0);
-    let s = Store::open(dir, &g).unwrap();
+    let s = open(dir, &g).unwrap();
     for seg in blocks.chunks(50) {
         s.import(seg).unwrap();
     }
@@ -631,14 +645,10 @@ fn a_flipped_body_byte_deep_in_the_file_is_damage_never_served() {
     let g = Genesis::dev();
     let dir = tempfile::tempdir().unwrap();
     let blocks = store_of_200(dir.path());
-    let loc = Store::open(dir.path(), &g)
-        .unwrap()
-        .location(57)
-        .unwrap()
-        .unwrap();
+    let loc = open(dir.path(), &g).unwrap().location(57).unwrap().unwrap();
     // Ten bytes before the end of block 57: inside its body.
     flip_byte(dir.path(), loc.end() - 10);
-    let s = Store::open(dir.path(), &g).unwrap();
+    let s = open(dir.path(), &g).unwrap();
     assert_eq!(s.tip().height, 200, "open checks the tip only");
     let err = s.block(57).unwrap_err();
     assert!(
@@ -672,14 +682,14 @@ fn a_flipped_header_byte_is_damage_not_a_wrong_hash() {
     let g = Genesis::dev();
     let dir = tempfile::tempdir().unwrap();
     store_of_200(dir.path());
-    let loc = Store::open(dir.path(), &g)
+    let loc = open(dir.path(), &g)
         .unwrap()
         .location(120)
         .unwrap()
         .unwrap();
     // Inside the parent hash (after the array and height heads).
     flip_byte(dir.path(), loc.offset + 8);
-    let s = Store::open(dir.path(), &g).unwrap();
+    let s = open(dir.path(), &g).unwrap();
     assert!(matches!(
         s.block(120),
         Err(StoreError::Damaged { height: 120, .. })
@@ -747,7 +757,7 @@ fn a_deleted_index_is_rebuilt_from_the_block_file_with_the_chain_intact() {
     let main = chain(&g, BlockRef::of(g.block()), 150, 200, 0);
     let fork = chain(&g, BlockRef::of(&main[99]), 80, 200, 9);
     let tip = {
-        let s = Store::open(dir.path(), &g).unwrap();
+        let s = open(dir.path(), &g).unwrap();
         for seg in main.chunks(40) {
             s.import(seg).unwrap();
         }
@@ -767,7 +777,7 @@ fn a_deleted_index_is_rebuilt_from_the_block_file_with_the_chain_intact() {
             std::fs::remove_file(p).unwrap();
         }
     }
-    let s = Store::open(dir.path(), &g).unwrap();
+    let s = open(dir.path(), &g).unwrap();
     assert_eq!(s.tip(), tip, "the rebuilt index ends at the same tip");
     assert_consistent(&s);
     assert_eq!(
@@ -791,7 +801,7 @@ fn a_block_file_of_another_chain_is_refused_untouched() {
     let len = std::fs::metadata(block_file_path(dir.path()))
         .unwrap()
         .len();
-    let err = Store::open(dir.path(), &other_genesis()).unwrap_err();
+    let err = open(dir.path(), &other_genesis()).unwrap_err();
     assert!(err.to_string().contains("genesis block"), "{err}");
     assert_eq!(
         std::fs::metadata(block_file_path(dir.path()))
@@ -808,7 +818,7 @@ fn an_index_that_lost_its_latest_records_adopts_the_blocks_past_its_end() {
     let old = tempfile::tempdir().unwrap();
     let blocks = chain(&g, BlockRef::of(g.block()), 200, 100, 0);
     {
-        let s = Store::open(dir.path(), &g).unwrap();
+        let s = open(dir.path(), &g).unwrap();
         s.import(&blocks[..100]).unwrap();
         s.flush().unwrap();
     }
@@ -821,7 +831,7 @@ fn an_index_that_lost_its_latest_records_adopts_the_blocks_past_its_end() {
     };
     copy(dir.path(), old.path());
     {
-        let s = Store::open(dir.path(), &g).unwrap();
+        let s = open(dir.path(), &g).unwrap();
         for seg in blocks[100..].chunks(25) {
             s.import(seg).unwrap();
         }
@@ -832,7 +842,7 @@ fn an_index_that_lost_its_latest_records_adopts_the_blocks_past_its_end() {
         let _ = std::fs::remove_file(&p).or_else(|_| std::fs::remove_dir_all(&p));
     }
     copy(old.path(), dir.path());
-    let s = Store::open(dir.path(), &g).unwrap();
+    let s = open(dir.path(), &g).unwrap();
     assert_eq!(s.tip(), BlockRef::of(&blocks[199]));
     assert_consistent(&s);
 }
@@ -844,17 +854,17 @@ fn a_damaged_index_is_one_clear_error_and_rebuilds() {
     let blocks = store_of_200(dir.path());
     // Make the records disagree with the tip: remove the last segment record.
     {
-        let s = Store::open(dir.path(), &g).unwrap();
+        let s = open(dir.path(), &g).unwrap();
         let last = *segment_firsts(&s).last().unwrap();
         s.files().unwrap().tree.remove(segment_key(last)).unwrap();
         s.flush().unwrap();
     }
-    let err = Store::open(dir.path(), &g).unwrap_err();
+    let err = open(dir.path(), &g).unwrap_err();
     assert!(matches!(err, StoreError::IndexDamaged { .. }), "{err}");
     assert!(err.to_string().contains("--rebuild-index"), "{err}");
     let aside = set_index_aside(dir.path()).unwrap().unwrap();
     assert!(aside.join("db").exists() || aside.join("conf").exists());
-    let s = Store::open(dir.path(), &g).unwrap();
+    let s = open(dir.path(), &g).unwrap();
     assert_eq!(s.tip(), BlockRef::of(&blocks[199]));
     assert_consistent(&s);
 }
@@ -865,7 +875,7 @@ fn a_record_lost_mid_chain_is_index_damage_when_read_and_rebuilds() {
     let dir = tempfile::tempdir().unwrap();
     let blocks = store_of_200(dir.path());
     let (gap, after) = {
-        let s = Store::open(dir.path(), &g).unwrap();
+        let s = open(dir.path(), &g).unwrap();
         let firsts = segment_firsts(&s);
         s.files()
             .unwrap()
@@ -877,7 +887,7 @@ fn a_record_lost_mid_chain_is_index_damage_when_read_and_rebuilds() {
     };
     // Open reads only the ends of the chain, so it does not see the gap;
     // every read inside it does, and never answers "no such block".
-    let s = Store::open(dir.path(), &g).unwrap();
+    let s = open(dir.path(), &g).unwrap();
     assert_eq!(s.tip(), BlockRef::of(&blocks[199]));
     for read in [
         s.hash_at(gap).map(|_| ()),
@@ -893,7 +903,7 @@ fn a_record_lost_mid_chain_is_index_damage_when_read_and_rebuilds() {
     assert_eq!(report.first_bad.map(|b| b.height), Some(gap));
     drop(s);
     set_index_aside(dir.path()).unwrap().unwrap();
-    let s = Store::open(dir.path(), &g).unwrap();
+    let s = open(dir.path(), &g).unwrap();
     assert_eq!(s.tip(), BlockRef::of(&blocks[199]));
     assert_consistent(&s);
 }
@@ -947,12 +957,12 @@ fn garbage_in_sled_files_never_panics_the_open() {
             }
         }
     }
-    match Store::open(dir.path(), &g) {
+    match open(dir.path(), &g) {
         Ok(s) => assert_consistent(&s),
         Err(e) => {
             assert!(e.is_damage() || matches!(e, StoreError::Sled(_)), "{e}");
             set_index_aside(dir.path()).unwrap();
-            let s = Store::open(dir.path(), &g).unwrap();
+            let s = open(dir.path(), &g).unwrap();
             assert_eq!(s.tip(), BlockRef::of(&blocks[199]));
         }
     }
@@ -986,13 +996,13 @@ fn a_layout_4_store_is_migrated_and_its_damage_cut() {
     let dir = tempfile::tempdir().unwrap();
     let blocks = store_of_200(dir.path());
     let loc = {
-        let s = Store::open(dir.path(), &g).unwrap();
+        let s = open(dir.path(), &g).unwrap();
         let loc = s.location(150).unwrap().unwrap();
         downgrade_to_v4(&s);
         loc
     };
     flip_byte(dir.path(), loc.end() - 3);
-    let s = Store::open(dir.path(), &g).unwrap();
+    let s = open(dir.path(), &g).unwrap();
     assert_eq!(
         s.files()
             .unwrap()
