@@ -93,21 +93,50 @@ impl BlockFile {
     pub fn read(&self, offset: u64, len: u64, height: u64) -> Result<Vec<u8>, StoreError> {
         let len = usize::try_from(len)
             .map_err(|_| StoreError::Corrupt(format!("block read at height {height} too large")))?;
-        let mut buf = vec![0u8; len];
-        self.read_into(offset, &mut buf, height)?;
+        let mut buf = Vec::new();
+        self.read_append(offset, len, &mut buf, height)?;
         Ok(buf)
     }
 
-    /// Reads exactly `buf.len()` bytes at `offset` into `buf` (see [`BlockFile::read`]).
-    pub fn read_into(&self, offset: u64, buf: &mut [u8], height: u64) -> Result<(), StoreError> {
-        self.file
-            .read_exact_at(buf, offset)
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::UnexpectedEof => StoreError::Corrupt(format!(
+    /// Appends exactly `len` bytes read at `offset` to `buf` (see
+    /// [`BlockFile::read`]), straight into its spare capacity: nothing is
+    /// zeroed first. On error `buf` is left as it was.
+    pub fn read_append(
+        &self,
+        offset: u64,
+        len: usize,
+        buf: &mut Vec<u8>,
+        height: u64,
+    ) -> Result<(), StoreError> {
+        let start = buf.len();
+        buf.reserve_exact(len);
+        let mut at = offset;
+        while buf.len() - start < len {
+            let want = len - (buf.len() - start);
+            // Only `want` bytes of spare capacity are offered: the capacity
+            // may exceed the range, and reading past it would be wasted I/O.
+            let spare = &mut buf.spare_capacity_mut()[..want];
+            let n = match rustix::io::pread(&self.file, spare, at) {
+                Ok((filled, _)) => filled.len(),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => {
+                    buf.truncate(start);
+                    return Err(io_err(e.into()));
+                }
+            };
+            if n == 0 {
+                buf.truncate(start);
+                return Err(StoreError::Corrupt(format!(
                     "block at height {height} lies beyond the end of the block file"
-                )),
-                _ => io_err(e),
-            })
+                )));
+            }
+            // SAFETY: pread initialised these `n` bytes of spare capacity
+            // (rustix returns them as the filled slice), which follow the
+            // `len()` initialised ones directly.
+            unsafe { buf.set_len(buf.len() + n) };
+            at += n as u64;
+        }
+        Ok(())
     }
 
     pub fn truncate(&self, len: u64) -> Result<(), StoreError> {
@@ -130,6 +159,26 @@ mod tests {
         f.write_at(&bytes, 5).unwrap();
         assert_eq!(f.len().unwrap(), 5 + bytes.len() as u64);
         assert_eq!(f.read(5, bytes.len() as u64, 0).unwrap(), bytes);
+    }
+
+    #[test]
+    fn appended_reads_land_after_what_the_buffer_held_and_a_failed_one_adds_nothing() {
+        let f = BlockFile::new(tempfile::tempfile().unwrap());
+        let bytes: Vec<u8> = (0..300_000).map(|i| (i % 253) as u8).collect();
+        f.write_at(&bytes, 0).unwrap();
+        // Spare capacity beyond the range must not be read into.
+        let mut buf = Vec::with_capacity(1 << 20);
+        buf.extend_from_slice(b"head");
+        f.read_append(10, 200_000, &mut buf, 0).unwrap();
+        assert_eq!(buf.len(), 4 + 200_000);
+        assert_eq!(&buf[..4], b"head");
+        assert_eq!(&buf[4..], &bytes[10..200_010]);
+        let before = buf.clone();
+        assert!(matches!(
+            f.read_append(299_990, 20, &mut buf, 9),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert_eq!(buf, before);
     }
 
     #[test]

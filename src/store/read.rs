@@ -151,12 +151,15 @@ impl Store {
         for run in runs(&locs) {
             let (first_height, first) = run[0];
             let span = run[run.len() - 1].1.end() - first.offset;
-            // Read straight into the response buffer: no copy after.
+            // Read straight into the response buffer: no copy after, and
+            // no zeroing before.
             let at = buf.len();
-            buf.resize(at + span as usize, 0);
+            let span = usize::try_from(span).map_err(|_| {
+                StoreError::Corrupt(format!("block run at height {first_height} too large"))
+            })?;
             files
                 .blocks
-                .read_into(first.offset, &mut buf[at..], first_height)?;
+                .read_append(first.offset, span, &mut buf, first_height)?;
             for (height, loc) in run {
                 let from = at + (loc.offset - first.offset) as usize;
                 if !loc.intact(&buf[from..from + loc.len as usize]) {
