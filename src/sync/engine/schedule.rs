@@ -172,9 +172,10 @@ impl SyncEngine {
             .map(Batch::start);
         // By key from a cursor rather than over a list taken up front: a
         // batch cut down to one response leaves its rest just above it.
-        let mut cursor = 0u64;
-        while let Some(&start) = self.batches.range(cursor..).next().map(|(k, _)| k) {
-            cursor = start + 1;
+        let mut cursor = Some(0u64);
+        while let Some(start) = cursor.and_then(|c| self.batches.range(c..).next().map(|(k, _)| *k))
+        {
+            cursor = start.checked_add(1);
             if downloading >= self.config.max_batches_in_flight {
                 break;
             }
