@@ -11,7 +11,7 @@
 //! over three repetitions of one run.
 
 /// Writes every dirty page back.
-pub fn flush_dirty_pages() {
+fn flush_dirty_pages() {
     // SAFETY: sync(2) takes no arguments and touches no memory of ours.
     unsafe { libc::sync() }
 }
@@ -19,7 +19,7 @@ pub fn flush_dirty_pages() {
 /// Touches `bytes` of fresh memory and frees it, so that the part about to
 /// run finds that much memory the hypervisor has just backed, whether or
 /// not the part before it left some.
-pub fn warm_free_memory(bytes: u64) {
+fn warm_free_memory(bytes: u64) {
     let Ok(len) = usize::try_from(bytes) else {
         return;
     };

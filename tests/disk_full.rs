@@ -292,19 +292,15 @@ fn full_disk_pauses_and_resumes(full: Full) {
         Full::Everything => fs.resize(256 * 1024),
         Full::SledOnly => std::fs::remove_file(&ballast).unwrap(),
     }
-    let end = std::time::Instant::now() + DEADLINE;
-    loop {
-        let s = poll(&api);
-        if s["height"] == want && s["disk_full"] == false {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < end,
-            "timed out after {DEADLINE:?} waiting for the follower to resume to the seeder's tip ({want}): {s}\nfollower log:\n{}",
-            follower.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_until_explained(
+        DEADLINE,
+        &format!("the follower to resume to the seeder's tip ({want})"),
+        || {
+            let s = poll(&api);
+            (s["height"] == want && s["disk_full"] == false).then_some(())
+        },
+        || format!(": {}\nfollower log:\n{}", status(&api), follower.log_text()),
+    );
     let log = follower.log_text();
     assert!(
         reported.windows(2).all(|w| w[0] <= w[1]),

@@ -158,16 +158,29 @@ pub fn get_json(addr: &str, path: &str) -> serde_json::Value {
 }
 
 /// Polls `f` every 100 ms until it returns `Some`; panics with `what` after `deadline`.
-pub fn wait_until<T>(deadline: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+pub fn wait_until<T>(deadline: Duration, what: &str, f: impl FnMut() -> Option<T>) -> T {
+    wait_until_explained(deadline, what, f, String::new)
+}
+
+/// [`wait_until`], adding what `explain` says (a node's log, the last
+/// status) to the failure message on timeout.
+pub fn wait_until_explained<T>(
+    deadline: Duration,
+    what: &str,
+    mut f: impl FnMut() -> Option<T>,
+    explain: impl FnOnce() -> String,
+) -> T {
     let end = Instant::now() + deadline;
     loop {
         if let Some(v) = f() {
             return v;
         }
-        assert!(
-            Instant::now() < end,
-            "timed out after {deadline:?} waiting for {what}"
-        );
+        if Instant::now() >= end {
+            panic!(
+                "timed out after {deadline:?} waiting for {what}{}",
+                explain()
+            );
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
 }
