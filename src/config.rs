@@ -402,6 +402,7 @@ section! {
             batch_bytes: u64,
             max_batches_in_flight: usize,
             max_requests_per_peer: u32,
+            validation_threads: usize,
             max_buffered_bytes: u64,
             hedge_factor: f64,
             vote_quorum: usize,

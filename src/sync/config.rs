@@ -65,6 +65,11 @@ pub struct SyncConfig {
     pub redundancy: usize,
     /// Most block requests in flight to one peer (default 2).
     pub max_requests_per_peer: u32,
+    /// Most batches validated at once, each on a blocking thread (default 0:
+    /// one per core). Signature checks are CPU-bound: more than the cores
+    /// only time-slices them, and the lowest batch, the one import waits
+    /// for, always starts first.
+    pub validation_threads: usize,
     /// Bound on the bytes held in downloaded-but-not-imported batches plus the
     /// estimated size of batches in flight (default 96 MiB). Keeps memory flat
     /// however far the node is behind.
@@ -172,6 +177,7 @@ impl Default for SyncConfig {
             max_batches_in_flight: 16,
             redundancy: 1,
             max_requests_per_peer: 2,
+            validation_threads: 0,
             max_buffered_bytes: 96 * 1024 * 1024,
             verify_grace: Duration::from_millis(300),
             request_timeout: Duration::from_secs(10),

@@ -23,13 +23,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::chain::validate::validate_received;
 use crate::chain::{BlockRef, Genesis, Hash};
 use crate::metrics::Metrics;
 use crate::net::slots::Standing;
 use crate::net::{Client, InboundFault, NetEvent, NetEvents, RequestError};
 use crate::store::Store;
-use crate::sync::batch::{BatchId, ReqId};
+use crate::sync::batch::ReqId;
 use crate::sync::engine::{
     Action, Failure, LocalChain, Request, Response, Stats, StoreFailure, SyncEngine, SyncStatus,
 };
@@ -38,6 +37,7 @@ use crate::sync::persist::Saver;
 use crate::sync::progress::Progress;
 use crate::sync::received::Encodings;
 use crate::sync::store_worker::{self, store_failure, StoreDone, StoreJob};
+use crate::sync::validation::Validations;
 use crate::sync::SyncConfig;
 
 /// How often sync's view of each peer is passed on to the network.
@@ -155,6 +155,12 @@ pub fn spawn(
     let (snap_tx, snap_rx) = watch::channel(None);
     let now = Instant::now();
     let persist_interval = config.persist_interval;
+    let genesis = Arc::new(genesis);
+    let validations = Validations::new(
+        genesis.clone(),
+        config.validation_threads,
+        ms(config.max_future_drift),
+    );
     let mut engine = SyncEngine::new(
         config,
         genesis.hash(),
@@ -166,7 +172,6 @@ pub fn spawn(
     let (job_tx, done_rx) = store_worker::spawn(store.clone(), genesis.slot_ms, metrics.clone());
     let driver = Driver {
         engine,
-        genesis: Arc::new(genesis),
         store,
         client,
         events,
@@ -176,7 +181,7 @@ pub fn spawn(
         done: done_rx,
         inflight: FuturesUnordered::new(),
         encodings: Encodings::default(),
-        validations: FuturesUnordered::new(),
+        validations,
         progress: Progress::new(now),
         metrics,
         saver: Saver::new(persist_interval, now),
@@ -194,11 +199,9 @@ pub fn spawn(
 
 /// An answer, with the blocks' encodings as received when it has them.
 type Answer = (ReqId, Result<Response, Failure>, Option<bytes::Bytes>);
-type Checked = (BatchId, Result<(), crate::chain::ValidationError>);
 
 struct Driver {
     engine: SyncEngine,
-    genesis: Arc<Genesis>,
     store: Store,
     client: Client,
     events: NetEvents,
@@ -209,7 +212,7 @@ struct Driver {
     inflight: FuturesUnordered<futures::future::BoxFuture<'static, Answer>>,
     /// Received encodings of the blocks in the engine's batches.
     encodings: Encodings,
-    validations: FuturesUnordered<JoinHandle<Checked>>,
+    validations: Validations,
     progress: Progress,
     metrics: Arc<Metrics>,
     saver: Saver,
@@ -251,10 +254,8 @@ impl Driver {
                     }
                     self.engine.handle_response(id, result, Instant::now());
                 }
-                Some(joined) = self.validations.next(), if !self.validations.is_empty() => {
-                    if let Ok((batch, result)) = joined {
-                        self.engine.handle_validated(batch, result, Instant::now());
-                    }
+                Some((batch, result)) = self.validations.next(), if !self.validations.is_idle() => {
+                    self.engine.handle_validated(batch, result, Instant::now());
                 }
                 Some(done) = self.done.recv() => self.on_store_done(done),
                 Some(cmd) = self.commands.recv() => self.on_command(cmd),
@@ -373,16 +374,7 @@ impl Driver {
                 }
                 Action::Validate { batch, blocks } => {
                     self.encodings.validating(batch, &blocks);
-                    let genesis = self.genesis.clone();
-                    // The engine reads no clock; the wall clock for the
-                    // future-timestamp rule is read here, when validating.
-                    let drift = ms(self.engine.config().max_future_drift);
-                    self.validations.push(tokio::task::spawn_blocking(move || {
-                        (
-                            batch,
-                            validate_received(&genesis, &blocks, clock_ms(), drift),
-                        )
-                    }));
+                    self.validations.queue(batch, blocks);
                 }
                 Action::Import { batch, blocks } => {
                     let encoded = self.encodings.take(batch, &blocks);
@@ -402,6 +394,9 @@ impl Driver {
             }
         }
         self.encodings.settle();
+        // The engine reads no clock; the wall clock for the future-timestamp
+        // rule is read here, as each validation starts.
+        self.validations.start(clock_ms);
     }
 
     fn take_snapshot(&self, now: Instant) -> SyncSnapshot {

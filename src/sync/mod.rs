@@ -27,6 +27,7 @@ pub mod reorg;
 pub mod sim;
 mod store_worker;
 pub mod target;
+mod validation;
 pub mod verifier;
 
 pub use config::{Checkpoint, SyncConfig};
