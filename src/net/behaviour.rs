@@ -1,5 +1,6 @@
 //! The composed [`NetworkBehaviour`] of a Concord node.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::{
@@ -15,6 +16,7 @@ use libp2p::{
 
 use super::blocks_wire::BlocksWire;
 use super::codec::{Codec, Wire};
+use super::read_buffers::ReadBuffers;
 use super::NetConfig;
 use crate::protocol::{
     limits, AnnounceRequest, AnnounceResponse, BlockHashRequest, BlockHashResponse, BlocksRequest,
@@ -55,15 +57,21 @@ fn rr<Req, Resp>(
     response_max: u64,
     timeout: Duration,
     streams: usize,
+    buffers: Option<Arc<ReadBuffers>>,
 ) -> Rr<Req, Resp>
 where
     Req: Send + serde::Serialize + serde::de::DeserializeOwned,
     Resp: Wire,
 {
+    let codec = Codec::default()
+        .set_request_size_maximum(limits::MAX_REQUEST_SIZE)
+        .set_response_size_maximum(response_max);
+    let codec = match buffers {
+        Some(buffers) => codec.with_read_buffers(buffers),
+        None => codec,
+    };
     request_response::Behaviour::with_codec(
-        Codec::default()
-            .set_request_size_maximum(limits::MAX_REQUEST_SIZE)
-            .set_response_size_maximum(response_max),
+        codec,
         [(StreamProtocol::new(protocol), ProtocolSupport::Full)],
         request_response::Config::default()
             .with_request_timeout(timeout)
@@ -127,13 +135,26 @@ impl Behaviour {
             ),
             kad,
             mdns: mdns.into(),
-            height: rr(HEIGHT_PROTOCOL, limits::MAX_SMALL_RESPONSE_SIZE, small, 32),
-            genesis: rr(GENESIS_PROTOCOL, limits::MAX_SMALL_RESPONSE_SIZE, small, 32),
+            height: rr(
+                HEIGHT_PROTOCOL,
+                limits::MAX_SMALL_RESPONSE_SIZE,
+                small,
+                32,
+                None,
+            ),
+            genesis: rr(
+                GENESIS_PROTOCOL,
+                limits::MAX_SMALL_RESPONSE_SIZE,
+                small,
+                32,
+                None,
+            ),
             block_hash: rr(
                 BLOCK_HASH_PROTOCOL,
                 limits::MAX_SMALL_RESPONSE_SIZE,
                 small,
                 64,
+                None,
             ),
             // Each blocks response can be ~4 MiB: 8 in flight per connection
             // bounds the memory a peer can make us hold.
@@ -142,12 +163,17 @@ impl Behaviour {
                 limits::MAX_BLOCKS_RESPONSE_SIZE,
                 config.blocks_request_timeout,
                 8,
+                // Every read buffer is `MAX_BLOCKS_RESPONSE_SIZE`: four idle
+                // ones (16 MiB) cover the reads of two peers' two requests
+                // each while earlier buffers are still held by imports.
+                Some(ReadBuffers::new(4)),
             ),
             announce: rr(
                 ANNOUNCE_PROTOCOL,
                 limits::MAX_SMALL_RESPONSE_SIZE,
                 small,
                 16,
+                None,
             ),
         })
     }

@@ -14,15 +14,20 @@
 //! Responses go through [`Wire`]: the small ones with serde, a blocks
 //! response as bytes (see [`super::blocks_wire`]): a server writes the
 //! stored encodings as they are, and a reader reads into one buffer sized
-//! from the response limit up front (never regrown, each byte zeroed once
-//! before it is read into) that the received blocks then point into.
+//! from the response limit up front (never regrown) that the received
+//! blocks then point into. Blocks responses are read into buffers that
+//! earlier responses were read into ([`ReadBuffers`]), so they are not
+//! zeroed again.
 
+use std::sync::Arc;
 use std::{io, marker::PhantomData};
 
 use bytes::Bytes;
 use futures::prelude::*;
 use libp2p::StreamProtocol;
 use serde::{de::DeserializeOwned, Serialize};
+
+use super::read_buffers::ReadBuffers;
 
 /// The error text of a refusal (a response stream closed with no bytes).
 pub(crate) const REFUSED: &str = "refused: the stream closed with no response";
@@ -44,6 +49,9 @@ pub(crate) enum Inbound<T> {
 pub(crate) struct Codec<Req, Resp> {
     request_size_maximum: u64,
     response_size_maximum: u64,
+    /// Where responses are read into, when they are large enough to be worth
+    /// keeping buffers for (blocks); `None`: a new buffer each time.
+    buffers: Option<Arc<ReadBuffers>>,
     phantom: PhantomData<fn() -> (Req, Resp)>,
 }
 
@@ -52,6 +60,7 @@ impl<Req, Resp> Default for Codec<Req, Resp> {
         Codec {
             request_size_maximum: crate::protocol::limits::MAX_REQUEST_SIZE,
             response_size_maximum: crate::protocol::limits::MAX_SMALL_RESPONSE_SIZE,
+            buffers: None,
             phantom: PhantomData,
         }
     }
@@ -62,6 +71,7 @@ impl<Req, Resp> Clone for Codec<Req, Resp> {
         Codec {
             request_size_maximum: self.request_size_maximum,
             response_size_maximum: self.response_size_maximum,
+            buffers: self.buffers.clone(),
             phantom: PhantomData,
         }
     }
@@ -79,47 +89,102 @@ impl<Req, Resp> Codec<Req, Resp> {
         self.response_size_maximum = max;
         self
     }
+
+    /// Reads responses into buffers from `buffers`, lent to the response
+    /// and back when it is dropped.
+    pub(crate) fn with_read_buffers(mut self, buffers: Arc<ReadBuffers>) -> Self {
+        self.buffers = Some(buffers);
+        self
+    }
 }
 
 /// Buffers are filled (zeroed, then read into) this much at a time.
 const READ_STEP: usize = 64 * 1024;
 
-/// Reads until EOF, at most `max` bytes; `Ok(None)` when the peer sent more.
+/// Reads until EOF into the front of `buf`, at most `max` bytes: how many
+/// arrived, or `Ok(None)` when the peer sent more.
 ///
-/// The buffer gets its capacity up front (`max` + 1, the most it can hold)
-/// and is never regrown; it is zeroed [`READ_STEP`] bytes at a time just
-/// before those are read into, so each byte is written once by the zeroing
-/// and once by the read, and pages past what arrived are never touched.
-async fn read_bounded<T: AsyncRead + Unpin + Send>(
+/// `buf.len()` is how much of it is initialised (a buffer used before keeps
+/// its bytes; they are overwritten, never read). It gets its capacity up
+/// front (`max` + 1, the most it can hold) and is never regrown; memory not
+/// yet initialised is zeroed [`READ_STEP`] bytes at a time just before it is
+/// read into, so pages past what arrived are never touched.
+async fn read_into<T: AsyncRead + Unpin + Send>(
     io: &mut T,
     max: u64,
-) -> io::Result<Option<Vec<u8>>> {
+    buf: &mut Vec<u8>,
+) -> io::Result<Option<usize>> {
     let limit = usize::try_from(max.saturating_add(1)).unwrap_or(usize::MAX);
-    let mut buf = Vec::with_capacity(limit);
+    if buf.capacity() < limit {
+        buf.reserve_exact(limit - buf.len());
+    }
     let mut filled = 0usize;
     loop {
-        if filled == buf.len() {
-            if buf.len() == limit {
+        let ready = buf.len().min(limit);
+        if filled == ready {
+            if ready == limit {
                 break;
             }
-            buf.resize((buf.len() + READ_STEP).min(limit), 0);
+            buf.resize((ready + READ_STEP).min(limit), 0);
+            continue;
         }
-        let n = io.read(&mut buf[filled..]).await?;
+        let n = io.read(&mut buf[filled..ready]).await?;
         if n == 0 {
             break;
         }
         filled += n;
     }
-    buf.truncate(filled);
-    if filled as u64 > max {
+    Ok((filled as u64 <= max).then_some(filled))
+}
+
+/// [`read_into`] a new buffer, returned holding exactly what arrived.
+async fn read_bounded<T: AsyncRead + Unpin + Send>(
+    io: &mut T,
+    max: u64,
+) -> io::Result<Option<Vec<u8>>> {
+    let mut buf = Vec::new();
+    let Some(filled) = read_into(io, max, &mut buf).await? else {
         return Ok(None);
-    }
+    };
+    buf.truncate(filled);
     // A short response does not keep the whole reservation (realloc shrinks
     // in place).
     if buf.capacity() > READ_STEP && buf.capacity() / 2 > filled {
         buf.shrink_to_fit();
     }
     Ok(Some(buf))
+}
+
+/// [`read_into`] a buffer from `buffers`. A response filling at least half
+/// of it keeps it (lent, back when the response is dropped); a shorter one
+/// is copied out and the buffer goes back at once, so a response never
+/// holds more than twice its size (the engine bounds what it buffers by
+/// response sizes).
+async fn read_lent<T: AsyncRead + Unpin + Send>(
+    io: &mut T,
+    max: u64,
+    buffers: &Arc<ReadBuffers>,
+) -> io::Result<Option<Bytes>> {
+    let mut buf = buffers.take();
+    let read = read_into(io, max, &mut buf).await;
+    match read {
+        Ok(Some(filled)) if filled.saturating_mul(2) >= buf.capacity() => {
+            Ok(Some(buffers.lend(buf, filled)))
+        }
+        Ok(Some(filled)) => {
+            let bytes = Bytes::copy_from_slice(&buf[..filled]);
+            buffers.give_back(buf);
+            Ok(Some(bytes))
+        }
+        Ok(None) => {
+            buffers.give_back(buf);
+            Ok(None)
+        }
+        Err(e) => {
+            buffers.give_back(buf);
+            Err(e)
+        }
+    }
 }
 
 /// Deepest nesting of arrays and maps accepted. A blocks response is three
@@ -227,7 +292,7 @@ fn encode<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
 pub(crate) trait Wire: Sized + Send {
     fn to_wire(self) -> io::Result<Bytes>;
     /// `bytes` is a whole response (not empty, within the limit).
-    fn from_wire(bytes: Vec<u8>) -> Result<Self, String>;
+    fn from_wire(bytes: Bytes) -> Result<Self, String>;
 }
 
 /// The responses that are plain serde values.
@@ -237,7 +302,7 @@ macro_rules! serde_wire {
             fn to_wire(self) -> io::Result<Bytes> {
                 encode(&self).map(Bytes::from)
             }
-            fn from_wire(bytes: Vec<u8>) -> Result<Self, String> {
+            fn from_wire(bytes: Bytes) -> Result<Self, String> {
                 decode(&bytes)
             }
         }
@@ -256,8 +321,8 @@ impl Wire for super::blocks_wire::BlocksWire {
     fn to_wire(self) -> io::Result<Bytes> {
         self.into_bytes()
     }
-    fn from_wire(bytes: Vec<u8>) -> Result<Self, String> {
-        super::blocks_wire::parse(Bytes::from(bytes))
+    fn from_wire(bytes: Bytes) -> Result<Self, String> {
+        super::blocks_wire::parse(bytes)
             .map(Self::Received)
             .map_err(|e| format!("undecodable blocks response: {e}"))
     }
@@ -293,14 +358,17 @@ where
     where
         T: AsyncRead + Unpin + Send,
     {
-        let bytes = read_bounded(io, self.response_size_maximum)
-            .await?
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("response larger than {} bytes", self.response_size_maximum),
-                )
-            })?;
+        let max = self.response_size_maximum;
+        let read = match &self.buffers {
+            Some(buffers) => read_lent(io, max, buffers).await?,
+            None => read_bounded(io, max).await?.map(Bytes::from),
+        };
+        let bytes = read.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("response larger than {} bytes", self.response_size_maximum),
+            )
+        })?;
         if bytes.is_empty() {
             // A clean close with no bytes is how a responder refuses (see
             // protocols/README.md): not a malformed response.
@@ -550,6 +618,65 @@ mod hostile_tests {
             assert_eq!(err.kind(), io::ErrorKind::InvalidData);
             assert_eq!(err.to_string(), format!("response larger than {max} bytes"));
         }
+    }
+
+    /// The encoded blocks response for `n` blocks of `body` bytes.
+    fn blocks_response(n: usize, body: usize) -> (Vec<crate::chain::Block>, Bytes) {
+        use crate::chain::{generate::ChainGenerator, AuthorityKey, BlockRef, Genesis};
+        use crate::net::blocks_wire::BlocksWire;
+        let g = Genesis::dev();
+        let chain: Vec<_> =
+            ChainGenerator::new(&g, AuthorityKey::dev(), BlockRef::of(g.block()), body, 0)
+                .take(n)
+                .collect();
+        let bytes = BlocksWire::from_blocks(chain.clone())
+            .unwrap()
+            .into_bytes()
+            .unwrap();
+        (chain, bytes)
+    }
+
+    #[test]
+    fn a_blocks_response_is_read_into_the_buffer_the_last_one_left_behind() {
+        use crate::net::blocks_wire::BlocksWire;
+        let buffers = ReadBuffers::new(2);
+        let mut c = codec::<BlocksRequest, BlocksWire>(limits::MAX_BLOCKS_RESPONSE_SIZE)
+            .with_read_buffers(buffers.clone());
+        let read = |c: &mut Codec<BlocksRequest, BlocksWire>, bytes: &Bytes| match block_on(
+            c.read_response(&protocol(), &mut Cursor::new(bytes.to_vec())),
+        ) {
+            Ok(BlocksWire::Received(r)) => r,
+            other => panic!("not a received response: {other:?}"),
+        };
+        // Over half the limit: the response keeps the buffer it was read into.
+        let (chain, big) = blocks_response(40, 64 * 1024);
+        assert!(big.len() as u64 * 2 > limits::MAX_BLOCKS_RESPONSE_SIZE);
+        let first = read(&mut c, &big);
+        assert_eq!(first.blocks, chain);
+        let at = first.blocks[0].body.as_ptr();
+        assert_eq!(buffers.idle_count(), 0, "lent while the blocks live");
+        drop(first);
+        assert_eq!(buffers.idle_count(), 1, "back once they are dropped");
+        let again = read(&mut c, &big);
+        assert_eq!(again.blocks, chain, "a used buffer yields the same blocks");
+        assert_eq!(
+            again.blocks[0].body.as_ptr(),
+            at,
+            "read into the same memory"
+        );
+        // A short response is copied out: the buffer is idle again at once,
+        // and what was left in it from the long one does not leak in.
+        let (short_chain, short) = blocks_response(3, 100);
+        let small = read(&mut c, &short);
+        assert_eq!(small.blocks, short_chain);
+        assert_eq!(buffers.idle_count(), 1);
+        drop(again);
+        assert_eq!(buffers.idle_count(), 2);
+        // Too long: refused, and the buffer is not lost.
+        let mut endless = futures::io::repeat(0x80);
+        let err = block_on(c.read_response(&protocol(), &mut endless)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(buffers.idle_count(), 2);
     }
 
     #[test]

@@ -74,6 +74,7 @@ pub mod keys;
 #[cfg(feature = "testnet")]
 pub mod misbehave;
 mod quota;
+mod read_buffers;
 pub mod redial;
 pub mod slots;
 pub mod stream_cap;
