@@ -12,6 +12,11 @@
 //! initialised already: when the last block pointing into it is dropped
 //! (after import), it comes back here, and the next response is read into
 //! it with neither.
+//!
+//! The binary keeps every buffer of 256 KiB or more in its own mapping and
+//! returns it to the OS when freed (`tune_malloc` in src/main.rs), so that
+//! a burst of responses leaves nothing behind; the idle buffers kept here
+//! are the one exception, bounded to `keep` of them.
 
 use std::sync::{Arc, Mutex, Weak};
 

@@ -375,10 +375,10 @@ impl SyncEngine {
             return;
         };
         let (height, server, round) = (vote.height, vote.server, vote.round());
+        let asked: Vec<PeerId> = vote.asked().copied().collect();
         // How many more voters a second round could ask: a vote may end
         // before every voter answered only if even they could not change it.
         let room = if round == 1 {
-            let asked: Vec<PeerId> = vote.asked().copied().collect();
             self.voter_candidates(height, server, &asked)
                 .count()
                 .min(self.config.vote_escalation)
@@ -388,7 +388,6 @@ impl SyncEngine {
         match vote.step(room) {
             Step::Wait => {}
             Step::Escalate => {
-                let asked: Vec<PeerId> = vote.asked().copied().collect();
                 let more = self.pick_voters(height, server, &asked, self.config.vote_escalation);
                 tracing::debug!(
                     height,
