@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures::prelude::*;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
@@ -21,6 +22,7 @@ use crate::chains::ChainInfo;
 use crate::cpu::{cpu_since, process_cpu};
 use concord::chain::validate::validate_segment;
 use concord::chain::{Block, BlockRef, Genesis};
+use concord::net::bench_read::{read_response, ReadBuffers};
 use concord::protocol::limits::RESPONSE_BYTE_BUDGET;
 use concord::store::Store;
 use concord::sync::SyncConfig;
@@ -187,16 +189,22 @@ pub fn verify_only(genesis: &Genesis, chain: &ChainInfo) -> anyhow::Result<Rate>
 }
 
 /// Raw bytes over request-response: the request is the number of bytes
-/// wanted (u32 BE), the response is that many bytes, read to EOF.
-#[derive(Clone, Default)]
-struct RawCodec;
+/// wanted (u32 BE), the response is that many bytes, read to EOF the way
+/// the node reads a blocks response (into reused buffers).
+#[derive(Clone)]
+struct RawCodec {
+    buffers: Arc<ReadBuffers>,
+}
 
 const RAW_PROTOCOL: StreamProtocol = StreamProtocol::new("/concord-bench/raw/1");
+
+/// Longest raw response read: a response budget and some, as for blocks.
+const RAW_RESPONSE_MAX: u64 = RESPONSE_BYTE_BUDGET as u64 + 1024;
 
 impl request_response::Codec for RawCodec {
     type Protocol = StreamProtocol;
     type Request = u32;
-    type Response = Arc<Vec<u8>>;
+    type Response = Bytes;
 
     async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<u32>
     where
@@ -215,9 +223,9 @@ impl request_response::Codec for RawCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        let mut buf = Vec::with_capacity(RESPONSE_BYTE_BUDGET + 1024);
-        io.take(64 << 20).read_to_end(&mut buf).await?;
-        Ok(Arc::new(buf))
+        read_response(io, RAW_RESPONSE_MAX, &self.buffers)
+            .await?
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "raw response too long"))
     }
 
     async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: u32) -> io::Result<()>
@@ -247,7 +255,9 @@ type RawSwarm = libp2p::Swarm<request_response::Behaviour<RawCodec>>;
 /// nobody reads.
 fn raw_swarm() -> anyhow::Result<RawSwarm> {
     let behaviour = request_response::Behaviour::with_codec(
-        RawCodec,
+        RawCodec {
+            buffers: ReadBuffers::new(4),
+        },
         [(RAW_PROTOCOL, ProtocolSupport::Full)],
         request_response::Config::default().with_request_timeout(Duration::from_secs(60)),
     );
@@ -274,7 +284,7 @@ pub async fn raw_transport(volume: u64, chunk: usize, in_flight: usize) -> anyho
         }
     };
     let server_id = *server.local_peer_id();
-    let payload = Arc::new((0..chunk).map(|i| (i * 7 + 13) as u8).collect::<Vec<u8>>());
+    let payload = Bytes::from((0..chunk).map(|i| (i * 7 + 13) as u8).collect::<Vec<u8>>());
     let serve = tokio::spawn(async move {
         loop {
             if let SwarmEvent::Behaviour(request_response::Event::Message {

@@ -74,6 +74,11 @@ pub struct Ceilings {
     /// What the cores allow when one machine does both: cores / (CPU
     /// seconds per MB of the local import + of the raw transport), MB/s.
     pub shared_core_bound_mb_per_s: f64,
+    /// min(1, shared-core bound / ceiling): the efficiency a sync running at
+    /// the shared-core bound would have. Each ceiling had every core to
+    /// itself; a sync does both ceilings' work, and here its seeders share
+    /// the node's cores, so no sync on this machine can beat this figure.
+    pub efficiency_cap: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -98,6 +103,7 @@ pub struct ChainSpread {
     pub verify_only_mb_per_s: Option<Spread>,
     pub ceiling_mb_per_s: Option<Spread>,
     pub shared_core_bound_mb_per_s: Option<Spread>,
+    pub efficiency_cap: Option<Spread>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -306,14 +312,15 @@ pub fn table(r: &Report) -> String {
             opt(x.peak_rss_mib, 0),
         ));
     }
-    s.push_str("\nCPU: what each ceiling and each sync cost the machine (CPU seconds per MB, all threads), and the rate both ceilings' work allows on these cores together.\n\n| chain | local import CPU s/MB | raw transport CPU s/MB | shared-core bound MB/s |\n|---|---|---|---|\n");
+    s.push_str("\nCPU: what each ceiling and each sync cost the machine (CPU seconds per MB, all threads), and the rate both ceilings' work allows on these cores together; the efficiency cap is the efficiency a sync at that bound would have (each ceiling had the cores to itself, a sync shares them with its seeders).\n\n| chain | local import CPU s/MB | raw transport CPU s/MB | shared-core bound MB/s | efficiency cap (bound / ceiling) |\n|---|---|---|---|---|\n");
     for c in &r.chains {
         s.push_str(&format!(
-            "| {} | {:.4} | {:.4} | {} |\n",
+            "| {} | {:.4} | {:.4} | {} | {} |\n",
             c.name,
             c.local_import.cpu_per_mb(),
             c.raw_transport.cpu_per_mb(),
             spread(&c.spread.shared_core_bound_mb_per_s, 1),
+            spread(&c.spread.efficiency_cap, 2),
         ));
     }
     s.push_str("\n| scenario | sync CPU s/MB (node + seeders) | vs shared-core bound | blocks responses per seeder (as given; slow last) |\n|---|---|---|---|\n");

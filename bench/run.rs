@@ -277,13 +277,16 @@ async fn measure_ceilings(
         raw_transport.cpu_per_mb()
     );
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let ceiling_mb_per_s = local_import.mb_per_s.min(raw_transport.mb_per_s);
+    let shared_core_bound_mb_per_s =
+        cores / (local_import.cpu_per_mb() + raw_transport.cpu_per_mb()).max(1e-9);
     Ok(Ceilings {
         local_import,
         raw_transport,
         verify_only,
-        ceiling_mb_per_s: local_import.mb_per_s.min(raw_transport.mb_per_s),
-        shared_core_bound_mb_per_s: cores
-            / (local_import.cpu_per_mb() + raw_transport.cpu_per_mb()).max(1e-9),
+        ceiling_mb_per_s,
+        shared_core_bound_mb_per_s,
+        efficiency_cap: (shared_core_bound_mb_per_s / ceiling_mb_per_s.max(1e-9)).min(1.0),
     })
 }
 
@@ -315,6 +318,7 @@ fn chain_report(kind: &Kind, info: &ChainInfo, reps: Vec<Ceilings>) -> ChainRepo
             verify_only_mb_per_s: spread(|c| c.verify_only.mb_per_s),
             ceiling_mb_per_s: ceiling,
             shared_core_bound_mb_per_s: spread(|c| c.shared_core_bound_mb_per_s),
+            efficiency_cap: spread(|c| c.efficiency_cap),
         },
         reps,
     }

@@ -160,7 +160,7 @@ async fn read_bounded<T: AsyncRead + Unpin + Send>(
 /// is copied out and the buffer goes back at once, so a response never
 /// holds more than twice its size (the engine bounds what it buffers by
 /// response sizes).
-async fn read_lent<T: AsyncRead + Unpin + Send>(
+pub(super) async fn read_lent<T: AsyncRead + Unpin + Send>(
     io: &mut T,
     max: u64,
     buffers: &Arc<ReadBuffers>,

@@ -82,6 +82,28 @@ pub mod stream_cap;
 mod throttle;
 mod transport;
 
+/// The blocks protocol's way of reading a response (into buffers earlier
+/// responses used), for the bench's raw-transport ceiling: a ceiling that
+/// zeroed a fresh buffer per response would charge the transport for work
+/// the node does not do.
+#[cfg(feature = "bench")]
+pub mod bench_read {
+    pub use super::read_buffers::ReadBuffers;
+
+    /// Reads a response of at most `max` bytes as a blocks response is read
+    /// (`None`: it was longer).
+    pub async fn read_response<T>(
+        io: &mut T,
+        max: u64,
+        buffers: &std::sync::Arc<ReadBuffers>,
+    ) -> std::io::Result<Option<bytes::Bytes>>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        super::codec::read_lent(io, max, buffers).await
+    }
+}
+
 use std::sync::Arc;
 use std::time::Duration;
 

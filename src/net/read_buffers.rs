@@ -24,7 +24,7 @@ use bytes::Bytes;
 
 /// Idle buffers, shared by the codec of every blocks stream.
 #[derive(Debug)]
-pub(crate) struct ReadBuffers {
+pub struct ReadBuffers {
     idle: Mutex<Vec<Vec<u8>>>,
     /// Most idle buffers kept; more are freed.
     keep: usize,
