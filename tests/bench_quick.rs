@@ -37,6 +37,21 @@ fn quick_bench_reports_every_figure_and_every_scenario_converges() {
                 "{rate} of {chain}"
             );
         }
+        // The cap is what a sync at the shared-core bound would score:
+        // min(1, bound / ceiling), in every repetition.
+        for rep in chain["reps"].as_array().unwrap() {
+            let f = |k: &str| rep[k].as_f64().unwrap_or_else(|| panic!("no {k}: {rep}"));
+            let (bound, ceiling, cap) = (
+                f("shared_core_bound_mb_per_s"),
+                f("ceiling_mb_per_s"),
+                f("efficiency_cap"),
+            );
+            assert!(bound > 0.0 && ceiling > 0.0, "{rep}");
+            assert!(
+                (cap - (bound / ceiling).min(1.0)).abs() < 1e-9,
+                "cap {cap} is not min(1, {bound} / {ceiling})"
+            );
+        }
     }
     let scenarios = report["scenarios"].as_array().unwrap();
     let names: Vec<&str> = scenarios
@@ -68,6 +83,8 @@ fn quick_bench_reports_every_figure_and_every_scenario_converges() {
         "connect_to_first_request_ms",
         "ahead_to_first_request_ms",
         "peak_rss_mib",
+        "cpu_per_mb",
+        "vs_shared_core_bound",
     ];
     for s in scenarios {
         assert_eq!(s["converged"], true, "scenario did not converge: {s}");
