@@ -22,7 +22,7 @@ use crate::chains::ChainInfo;
 use crate::cpu::{cpu_since, process_cpu};
 use concord::chain::validate::validate_segment;
 use concord::chain::{Block, BlockRef, Genesis};
-use concord::net::bench_read::{read_response, ReadBuffers};
+use concord::net::bench_read::{read_lent, ReadBuffers};
 use concord::protocol::limits::RESPONSE_BYTE_BUDGET;
 use concord::store::Store;
 use concord::sync::SyncConfig;
@@ -223,7 +223,7 @@ impl request_response::Codec for RawCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_response(io, RAW_RESPONSE_MAX, &self.buffers)
+        read_lent(io, RAW_RESPONSE_MAX, &self.buffers)
             .await?
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "raw response too long"))
     }

@@ -160,31 +160,21 @@ async fn read_bounded<T: AsyncRead + Unpin + Send>(
 /// is copied out and the buffer goes back at once, so a response never
 /// holds more than twice its size (the engine bounds what it buffers by
 /// response sizes).
-pub(super) async fn read_lent<T: AsyncRead + Unpin + Send>(
+pub async fn read_lent<T: AsyncRead + Unpin + Send>(
     io: &mut T,
     max: u64,
     buffers: &Arc<ReadBuffers>,
 ) -> io::Result<Option<Bytes>> {
     let mut buf = buffers.take();
     let read = read_into(io, max, &mut buf).await;
-    match read {
-        Ok(Some(filled)) if filled.saturating_mul(2) >= buf.capacity() => {
-            Ok(Some(buffers.lend(buf, filled)))
-        }
-        Ok(Some(filled)) => {
-            let bytes = Bytes::copy_from_slice(&buf[..filled]);
-            buffers.give_back(buf);
-            Ok(Some(bytes))
-        }
-        Ok(None) => {
-            buffers.give_back(buf);
-            Ok(None)
-        }
-        Err(e) => {
-            buffers.give_back(buf);
-            Err(e)
+    if let Ok(Some(filled)) = read {
+        if filled.saturating_mul(2) >= buf.capacity() {
+            return Ok(Some(buffers.lend(buf, filled)));
         }
     }
+    let copied = read.map(|read| read.map(|filled| Bytes::copy_from_slice(&buf[..filled])));
+    buffers.give_back(buf);
+    copied
 }
 
 /// Deepest nesting of arrays and maps accepted. A blocks response is three

@@ -88,20 +88,8 @@ mod transport;
 /// the node does not do.
 #[cfg(feature = "bench")]
 pub mod bench_read {
+    pub use super::codec::read_lent;
     pub use super::read_buffers::ReadBuffers;
-
-    /// Reads a response of at most `max` bytes as a blocks response is read
-    /// (`None`: it was longer).
-    pub async fn read_response<T>(
-        io: &mut T,
-        max: u64,
-        buffers: &std::sync::Arc<ReadBuffers>,
-    ) -> std::io::Result<Option<bytes::Bytes>>
-    where
-        T: futures::AsyncRead + Unpin + Send,
-    {
-        super::codec::read_lent(io, max, buffers).await
-    }
 }
 
 use std::sync::Arc;
